@@ -1,0 +1,215 @@
+//! Configuration: a TOML file, then `SEMSQL_*` environment variables, then command-line flags,
+//! each overriding the one before. Validated once, at start, by [`Config::validate`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::SemsqlError;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5433";
+pub const DEFAULT_DATA_DIR: &str = "./semsql-data";
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+/// How clients prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    /// Anyone may connect as any user: only allowed on a loopback address.
+    Trust,
+    /// SCRAM-SHA-256 against the users listed in the configuration.
+    Scram,
+}
+
+/// A user allowed to log in with SCRAM-SHA-256. `password` holds a verifier made by
+/// `semsql password`, never the password itself.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// The configuration file's shape; every field is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub max_connections: Option<usize>,
+    pub auth: Option<AuthMethod>,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, SemsqlError> {
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            SemsqlError::Config(format!("cannot read config file {}: {err}", path.display()))
+        })?;
+        toml::from_str(&text).map_err(|err| {
+            SemsqlError::Config(format!("config file {}: {}", path.display(), err.message()))
+        })
+    }
+}
+
+/// The settings given on the command line or in the environment (clap reads both).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub max_connections: Option<usize>,
+    pub auth: Option<AuthMethod>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub demo: bool,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub max_connections: usize,
+    pub auth: AuthMethod,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub users: Vec<UserConfig>,
+    pub demo: bool,
+}
+
+impl Config {
+    /// Merges file and overrides (overrides win) and checks the result.
+    pub fn resolve(file: FileConfig, overrides: Overrides) -> Result<Self, SemsqlError> {
+        let listen_text = overrides
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            SemsqlError::Config(format!(
+                "listen address {listen_text:?} is not of the form IP:PORT (e.g. 127.0.0.1:5433)"
+            ))
+        })?;
+        let users = file.users;
+        let auth = overrides.auth.or(file.auth).unwrap_or(if users.is_empty() {
+            AuthMethod::Trust
+        } else {
+            AuthMethod::Scram
+        });
+        let cert = overrides.tls_cert.or(file.tls.cert);
+        let key = overrides.tls_key.or(file.tls.key);
+        let tls = match (cert, key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(SemsqlError::Config(
+                    "TLS needs both a certificate and a key (tls.cert and tls.key)".into(),
+                ))
+            }
+        };
+        let config = Config {
+            listen,
+            data_dir: overrides
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            max_connections: overrides
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            auth,
+            tls,
+            users,
+            demo: overrides.demo,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), SemsqlError> {
+        if self.auth == AuthMethod::Trust && !self.listen.ip().is_loopback() {
+            return Err(SemsqlError::Config(format!(
+                "trust authentication is only allowed on a loopback address, not {}; \
+                 add [[users]] with `semsql password` verifiers or listen on 127.0.0.1",
+                self.listen
+            )));
+        }
+        if self.auth == AuthMethod::Scram && self.users.is_empty() {
+            return Err(SemsqlError::Config(
+                "scram authentication needs at least one [[users]] entry".into(),
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(SemsqlError::Config(
+                "max_connections must be at least 1".into(),
+            ));
+        }
+        for user in &self.users {
+            crate::server::auth::ScramVerifier::parse(&user.password)
+                .map_err(|err| SemsqlError::Config(format!("user {:?}: {err}", user.name)))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_file() {
+        let config = Config::resolve(FileConfig::default(), Overrides::default()).unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.auth, AuthMethod::Trust);
+    }
+
+    #[test]
+    fn trust_is_refused_off_loopback() {
+        let overrides = Overrides {
+            listen: Some("0.0.0.0:5433".into()),
+            ..Overrides::default()
+        };
+        let err = Config::resolve(FileConfig::default(), overrides).unwrap_err();
+        assert!(err.to_string().contains("loopback"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file: FileConfig =
+            toml::from_str("listen = '127.0.0.1:7000'\nmax_connections = 5").unwrap();
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:7001".into()),
+            ..Overrides::default()
+        };
+        let config = Config::resolve(file, overrides).unwrap();
+        assert_eq!(config.listen.port(), 7001);
+        assert_eq!(config.max_connections, 5);
+    }
+
+    #[test]
+    fn unknown_keys_and_plaintext_passwords_are_rejected() {
+        assert!(toml::from_str::<FileConfig>("listn = 'x'").is_err());
+        let file: FileConfig =
+            toml::from_str("[[users]]\nname = 'alice'\npassword = 'hunter2'").unwrap();
+        let err = Config::resolve(file, Overrides::default()).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+}

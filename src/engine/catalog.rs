@@ -1,0 +1,314 @@
+//! The durable catalog: schemas and tables that DataFusion's DDL creates are written to the data
+//! folder's manifest before DataFusion sees them registered.
+//!
+//! DataFusion builds `CREATE TABLE` and `CREATE TABLE AS` results as a `MemTable` and hands it to
+//! [`SchemaProvider::register_table`]; we persist its rows and keep a [`DurableTable`] instead.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{
+    CatalogProvider, MemTable, MemorySchemaProvider, SchemaProvider, TableProvider,
+};
+use datafusion::common::{DFSchema, Result};
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::Expr;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::unparser::expr_to_sql;
+
+use super::storage::{Manifest, SchemaEntry, Store, TableEntry};
+use super::table::{DurableTable, TableData};
+use crate::error::SemsqlError;
+
+/// Schemas that live in memory only and are rebuilt at every start (pg_catalog and the like).
+const SYSTEM_SCHEMAS: &[&str] = &["pg_catalog", "information_schema"];
+
+#[derive(Debug)]
+pub struct DurableCatalog {
+    store: Arc<Store>,
+    schemas: RwLock<BTreeMap<String, Arc<dyn SchemaProvider>>>,
+}
+
+impl DurableCatalog {
+    /// Loads every managed table named in `manifest`.
+    pub fn load(store: Arc<Store>, manifest: &Manifest) -> Result<Self> {
+        let mut schemas: BTreeMap<String, Arc<dyn SchemaProvider>> = BTreeMap::new();
+        for (schema_name, entry) in &manifest.schemas {
+            let schema = DurableSchema::load(schema_name, store.clone(), entry)?;
+            schemas.insert(schema_name.clone(), Arc::new(schema));
+        }
+        Ok(DurableCatalog {
+            store,
+            schemas: RwLock::new(schemas),
+        })
+    }
+}
+
+impl CatalogProvider for DurableCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        self.schemas
+            .read()
+            .expect("catalog lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        self.schemas
+            .read()
+            .expect("catalog lock")
+            .get(name)
+            .cloned()
+    }
+
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> Result<Option<Arc<dyn SchemaProvider>>> {
+        if SYSTEM_SCHEMAS.contains(&name) || !schema.is::<MemorySchemaProvider>() {
+            return Ok(self
+                .schemas
+                .write()
+                .expect("catalog lock")
+                .insert(name.to_owned(), schema));
+        }
+        let mut schemas = self.schemas.write().expect("catalog lock");
+        if schemas.contains_key(name) {
+            return Err(SemsqlError::DuplicateSchema(name.to_owned()).into_datafusion());
+        }
+        self.store
+            .commit(|manifest| {
+                manifest
+                    .schemas
+                    .insert(name.to_owned(), SchemaEntry::default());
+                Ok(())
+            })
+            .map_err(SemsqlError::into_datafusion)?;
+        let durable = DurableSchema::load(name, self.store.clone(), &SchemaEntry::default())?;
+        Ok(schemas.insert(name.to_owned(), Arc::new(durable)))
+    }
+
+    fn deregister_schema(
+        &self,
+        name: &str,
+        cascade: bool,
+    ) -> Result<Option<Arc<dyn SchemaProvider>>> {
+        let mut schemas = self.schemas.write().expect("catalog lock");
+        let Some(schema) = schemas.get(name).cloned() else {
+            return Ok(None);
+        };
+        if let Some(durable) = schema.downcast_ref::<DurableSchema>() {
+            if !cascade && !durable.table_names().is_empty() {
+                return Err(SemsqlError::SchemaNotEmpty(name.to_owned()).into_datafusion());
+            }
+            let removed = self
+                .store
+                .commit(|manifest| {
+                    Ok(manifest
+                        .schemas
+                        .remove(name)
+                        .map(|entry| {
+                            entry
+                                .tables
+                                .into_values()
+                                .flat_map(|table| table.files)
+                                .collect::<Vec<_>>()
+                        })
+                        .unwrap_or_default())
+                })
+                .map_err(SemsqlError::into_datafusion)?;
+            self.store.remove_data_files(&removed);
+        }
+        Ok(schemas.remove(name))
+    }
+}
+
+#[derive(Debug)]
+pub struct DurableSchema {
+    name: String,
+    store: Arc<Store>,
+    tables: RwLock<BTreeMap<String, Arc<dyn TableProvider>>>,
+}
+
+impl DurableSchema {
+    fn load(name: &str, store: Arc<Store>, entry: &SchemaEntry) -> Result<Self> {
+        let mut tables: BTreeMap<String, Arc<dyn TableProvider>> = BTreeMap::new();
+        for (table_name, table) in &entry.tables {
+            let schema = Arc::new(table.schema.clone());
+            let mut batches = Vec::new();
+            for file in &table.files {
+                batches.extend(
+                    store
+                        .read_data_file(file, &schema)
+                        .map_err(SemsqlError::into_datafusion)?,
+                );
+            }
+            let defaults = parse_defaults(&table.defaults, &schema)?;
+            let data = TableData {
+                version: table.version,
+                batches,
+                files: table.files.clone(),
+            };
+            tables.insert(
+                table_name.clone(),
+                Arc::new(DurableTable::new(
+                    name,
+                    table_name,
+                    schema,
+                    store.clone(),
+                    defaults,
+                    data,
+                )),
+            );
+        }
+        Ok(DurableSchema {
+            name: name.to_owned(),
+            store,
+            tables: RwLock::new(tables),
+        })
+    }
+
+    /// Persists a table DataFusion built in memory and returns its durable replacement.
+    fn persist_memory_table(&self, name: &str, table: &MemTable) -> Result<DurableTable> {
+        let schema = table.schema();
+        let mut batches: Vec<RecordBatch> = Vec::new();
+        for partition in &table.batches {
+            let partition = partition.try_read().map_err(|_| {
+                DataFusionError::Internal("new table is still being written".into())
+            })?;
+            batches.extend(partition.iter().filter(|b| b.num_rows() > 0).cloned());
+        }
+        let mut defaults = HashMap::new();
+        let mut default_sql = BTreeMap::new();
+        for field in schema.fields() {
+            if let Some(expr) = table.get_column_default(field.name()) {
+                default_sql.insert(field.name().clone(), expr_to_sql(expr)?.to_string());
+                defaults.insert(field.name().clone(), expr.clone());
+            }
+        }
+        let file = self
+            .store
+            .write_data_file(&schema, &batches)
+            .map_err(SemsqlError::into_datafusion)?;
+        let files: Vec<String> = file.into_iter().collect();
+        let committed = self.store.commit(|manifest| {
+            let entry = manifest
+                .schemas
+                .get_mut(&self.name)
+                .ok_or_else(|| SemsqlError::SchemaNotFound(self.name.clone()))?;
+            if entry.tables.contains_key(name) {
+                return Err(SemsqlError::DuplicateTable(name.to_owned()));
+            }
+            entry.tables.insert(
+                name.to_owned(),
+                TableEntry {
+                    schema: schema.as_ref().clone(),
+                    files: files.clone(),
+                    defaults: default_sql,
+                    version: 1,
+                },
+            );
+            Ok(())
+        });
+        if let Err(err) = committed {
+            self.store.remove_data_files(&files);
+            return Err(err.into_datafusion());
+        }
+        let data = TableData {
+            version: 1,
+            batches,
+            files,
+        };
+        Ok(DurableTable::new(
+            &self.name,
+            name,
+            schema,
+            self.store.clone(),
+            defaults,
+            data,
+        ))
+    }
+}
+
+fn parse_defaults(
+    defaults: &BTreeMap<String, String>,
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+) -> Result<HashMap<String, Expr>> {
+    if defaults.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ctx = SessionContext::new();
+    let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+    defaults
+        .iter()
+        .map(|(column, sql)| Ok((column.clone(), ctx.parse_sql_expr(sql, &df_schema)?)))
+        .collect()
+}
+
+#[async_trait]
+impl SchemaProvider for DurableSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.tables
+            .read()
+            .expect("schema lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        Ok(self.tables.read().expect("schema lock").get(name).cloned())
+    }
+
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> Result<Option<Arc<dyn TableProvider>>> {
+        let mut tables = self.tables.write().expect("schema lock");
+        if tables.contains_key(&name) {
+            return Err(SemsqlError::DuplicateTable(name).into_datafusion());
+        }
+        let stored: Arc<dyn TableProvider> = match table.downcast_ref::<MemTable>() {
+            Some(memory) => Arc::new(self.persist_memory_table(&name, memory)?),
+            // Views and external tables: kept for this run; their definitions are persisted by
+            // the statement hooks that create them.
+            None => table,
+        };
+        tables.insert(name, stored);
+        Ok(None)
+    }
+
+    fn deregister_table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let mut tables = self.tables.write().expect("schema lock");
+        let Some(table) = tables.get(name).cloned() else {
+            return Ok(None);
+        };
+        let removed = self
+            .store
+            .commit(|manifest| {
+                let entry = manifest
+                    .schemas
+                    .get_mut(&self.name)
+                    .ok_or_else(|| SemsqlError::SchemaNotFound(self.name.clone()))?;
+                entry.external_tables.remove(name);
+                Ok(entry
+                    .tables
+                    .remove(name)
+                    .map(|t| t.files)
+                    .unwrap_or_default())
+            })
+            .map_err(SemsqlError::into_datafusion)?;
+        self.store.remove_data_files(&removed);
+        tables.remove(name);
+        Ok(Some(table))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.tables.read().expect("schema lock").contains_key(name)
+    }
+}

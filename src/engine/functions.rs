@@ -1,0 +1,64 @@
+//! SQL functions that Postgres clients call to learn what they are talking to.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
+
+/// The PostgreSQL release whose behaviour and catalogs we emulate.
+pub const POSTGRES_VERSION: &str = "15.18";
+/// `server_version_num` for [`POSTGRES_VERSION`].
+pub const POSTGRES_VERSION_NUM: &str = "150018";
+
+/// What `SELECT version()` answers: drivers such as SQLAlchemy parse the leading
+/// `PostgreSQL <major>.<minor>`, so it comes first and our name follows.
+pub fn version_string() -> String {
+    format!(
+        "PostgreSQL {POSTGRES_VERSION} (semsql {}) on {}-{}, compiled by rustc, 64-bit",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH,
+        std::env::consts::OS
+    )
+}
+
+pub fn register(ctx: &SessionContext) {
+    for function in semsql_udfs::functions() {
+        ctx.register_udf(function.as_ref().clone());
+    }
+    let version = version_string();
+    ctx.register_udf(create_udf(
+        "version",
+        vec![],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |_args| {
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
+                version.clone(),
+            ))))
+        }),
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn version_leads_with_postgresql() {
+        let ctx = SessionContext::new();
+        register(&ctx);
+        let batches = ctx
+            .sql("SELECT version()")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
+        assert!(text.contains("PostgreSQL 15.18 (semsql"), "{text}");
+    }
+}

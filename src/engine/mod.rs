@@ -1,0 +1,98 @@
+//! The engine: one shared catalog over durable storage, and a DataFusion session per connection
+//! built from a template so that settings never leak between connections.
+
+pub mod catalog;
+pub mod demo;
+pub mod functions;
+pub mod storage;
+pub mod table;
+pub mod transaction;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProviderList};
+use datafusion::error::Result;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::{
+    create_current_database_udf, setup_pg_catalog,
+};
+
+use crate::error::SemsqlError;
+use catalog::DurableCatalog;
+use storage::Store;
+use transaction::Transaction;
+
+/// The name of our single DataFusion catalog; clients see it through `current_catalog`.
+pub const CATALOG: &str = "semsql";
+pub const DEFAULT_SCHEMA: &str = "public";
+
+/// Everything connections share: the durable catalog and a template session.
+#[derive(Clone)]
+pub struct Engine {
+    template: SessionState,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Opens the data folder, loads its tables and prepares the template session.
+    pub async fn open(data_dir: &Path) -> Result<Engine> {
+        let (store, manifest) = Store::open(data_dir).map_err(SemsqlError::into_datafusion)?;
+        let catalog: Arc<dyn CatalogProvider> = Arc::new(DurableCatalog::load(store, &manifest)?);
+        let catalogs = Arc::new(MemoryCatalogProviderList::new());
+        catalogs.register_catalog(CATALOG.to_owned(), catalog);
+
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema(CATALOG, DEFAULT_SCHEMA);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(Arc::new(RuntimeEnv::default()))
+            .with_catalog_list(catalogs)
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        setup_pg_catalog(&ctx, CATALOG, EmptyContextProvider).map_err(|err| *err)?;
+        datafusion_postgres::pgvector::install(&ctx)?;
+        functions::register(&ctx);
+
+        let engine = Engine {
+            template: ctx.state(),
+        };
+        // External tables are stored as their CREATE statements and replayed in a session.
+        let session = engine.session(CATALOG);
+        for (schema, entry) in &manifest.schemas {
+            for (name, sql) in &entry.external_tables {
+                if let Err(err) = session.sql(sql).await {
+                    tracing::warn!(table = %format!("{schema}.{name}"), %err, "external table could not be restored");
+                }
+            }
+        }
+        Ok(engine)
+    }
+
+    /// A new session for one connection: its own settings and transaction, shared tables.
+    pub fn session(&self, database: &str) -> SessionContext {
+        let config = self
+            .template
+            .config()
+            .clone()
+            .with_extension(Transaction::new());
+        let state = SessionStateBuilder::new_from_existing(self.template.clone())
+            .with_session_id(uuid::Uuid::new_v4().to_string())
+            .with_config(config)
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        ctx.register_udf(create_current_database_udf(database));
+        ctx
+    }
+}

@@ -1,0 +1,414 @@
+//! Managed tables: rows held in memory for reading, every change committed to the data folder
+//! through the connection's [`Transaction`] before it is acknowledged.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray};
+use datafusion::arrow::compute::{cast, filter_record_batch, kernels::zip::zip};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{DFSchema, Result, SchemaExt};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::sink::{DataSink, DataSinkExec};
+use datafusion::datasource::TableType;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
+use futures::StreamExt;
+
+use super::storage::Store;
+use super::transaction::{Staged, Transaction};
+use crate::error::SemsqlError;
+
+/// A committed state of a table.
+#[derive(Debug, Clone, Default)]
+pub struct TableData {
+    pub version: u64,
+    pub batches: Vec<RecordBatch>,
+    pub files: Vec<String>,
+}
+
+/// What every handle to one managed table shares.
+#[derive(Debug)]
+pub struct TableShared {
+    pub schema_name: String,
+    pub name: String,
+    pub schema: SchemaRef,
+    pub store: Arc<Store>,
+    pub defaults: HashMap<String, Expr>,
+    committed: RwLock<TableData>,
+    /// Held while a change to this table is being committed.
+    pub writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl TableShared {
+    pub fn key(&self) -> (String, String) {
+        (self.schema_name.clone(), self.name.clone())
+    }
+
+    pub fn display_name(&self) -> String {
+        format!("{}.{}", self.schema_name, self.name)
+    }
+
+    pub fn committed(&self) -> TableData {
+        self.committed.read().expect("table lock").clone()
+    }
+
+    pub fn publish(&self, data: TableData) {
+        *self.committed.write().expect("table lock") = data;
+    }
+}
+
+/// The `TableProvider` of a managed table.
+#[derive(Debug, Clone)]
+pub struct DurableTable {
+    shared: Arc<TableShared>,
+}
+
+impl DurableTable {
+    pub fn new(
+        schema_name: &str,
+        name: &str,
+        schema: SchemaRef,
+        store: Arc<Store>,
+        defaults: HashMap<String, Expr>,
+        data: TableData,
+    ) -> Self {
+        DurableTable {
+            shared: Arc::new(TableShared {
+                schema_name: schema_name.to_owned(),
+                name: name.to_owned(),
+                schema,
+                store,
+                defaults,
+                committed: RwLock::new(data),
+                writer: Arc::new(tokio::sync::Mutex::new(())),
+            }),
+        }
+    }
+
+    pub fn shared(&self) -> &Arc<TableShared> {
+        &self.shared
+    }
+
+    fn write_plan(&self, state: &dyn Session, op: WriteOp) -> Result<Arc<dyn ExecutionPlan>> {
+        let sink = WriteSink {
+            table: self.shared.clone(),
+            transaction: session_transaction(state)?,
+            op,
+        };
+        let input = Arc::new(EmptyExec::new(self.shared.schema.clone()));
+        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
+    }
+
+    fn physical_filter(
+        &self,
+        state: &dyn Session,
+        filters: Vec<Expr>,
+    ) -> Result<Option<Arc<dyn PhysicalExpr>>> {
+        let df_schema = DFSchema::try_from(self.shared.schema.as_ref().clone())?;
+        conjunction(filters)
+            .map(|expr| state.create_physical_expr(expr, &df_schema))
+            .transpose()
+    }
+}
+
+/// The connection's transaction; every session semsql builds carries one.
+pub fn session_transaction(state: &dyn Session) -> Result<Arc<Transaction>> {
+    state
+        .config()
+        .get_extension::<Transaction>()
+        .ok_or_else(|| {
+            datafusion::error::DataFusionError::Internal("session has no transaction state".into())
+        })
+}
+
+#[async_trait]
+impl TableProvider for DurableTable {
+    fn schema(&self) -> SchemaRef {
+        self.shared.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn get_column_default(&self, column: &str) -> Option<&Expr> {
+        self.shared.defaults.get(column)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let staged = session_transaction(state)?.staged_batches(&self.shared.key());
+        let batches = staged.unwrap_or_else(|| self.shared.committed().batches);
+        let partitions = split_into_partitions(batches, state.config().target_partitions());
+        let exec = MemorySourceConfig::try_new_exec(
+            &partitions,
+            self.shared.schema.clone(),
+            projection.cloned(),
+        )?;
+        Ok(exec)
+    }
+
+    async fn insert_into(
+        &self,
+        state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.shared
+            .schema
+            .logically_equivalent_names_and_types(&input.schema())?;
+        if insert_op != InsertOp::Append {
+            return Err(SemsqlError::NotSupported(format!(
+                "{insert_op} is not supported for managed tables"
+            ))
+            .into_datafusion());
+        }
+        let sink = WriteSink {
+            table: self.shared.clone(),
+            transaction: session_transaction(state)?,
+            op: WriteOp::Append,
+        };
+        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
+    }
+
+    async fn delete_from(
+        &self,
+        state: &dyn Session,
+        filters: Vec<Expr>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let filter = self.physical_filter(state, filters)?;
+        self.write_plan(state, WriteOp::Delete { filter })
+    }
+
+    async fn update(
+        &self,
+        state: &dyn Session,
+        assignments: Vec<(String, Expr)>,
+        filters: Vec<Expr>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let df_schema = DFSchema::try_from(self.shared.schema.as_ref().clone())?;
+        let mut physical = Vec::with_capacity(assignments.len());
+        for (column, expr) in assignments {
+            let index = self.shared.schema.index_of(&column).map_err(|_| {
+                datafusion::error::DataFusionError::Plan(format!(
+                    "column \"{column}\" of relation \"{}\" does not exist",
+                    self.shared.name
+                ))
+            })?;
+            physical.push((index, state.create_physical_expr(expr, &df_schema)?));
+        }
+        let filter = self.physical_filter(state, filters)?;
+        self.write_plan(
+            state,
+            WriteOp::Update {
+                assignments: physical,
+                filter,
+            },
+        )
+    }
+
+    async fn truncate(&self, state: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
+        self.write_plan(state, WriteOp::Delete { filter: None })
+    }
+}
+
+fn split_into_partitions(batches: Vec<RecordBatch>, target: usize) -> Vec<Vec<RecordBatch>> {
+    let target = target.max(1);
+    let mut partitions = vec![Vec::new(); target.min(batches.len()).max(1)];
+    let count = partitions.len();
+    for (i, batch) in batches.into_iter().enumerate() {
+        partitions[i % count].push(batch);
+    }
+    partitions
+}
+
+#[derive(Debug)]
+enum WriteOp {
+    Append,
+    Delete {
+        filter: Option<Arc<dyn PhysicalExpr>>,
+    },
+    Update {
+        assignments: Vec<(usize, Arc<dyn PhysicalExpr>)>,
+        filter: Option<Arc<dyn PhysicalExpr>>,
+    },
+}
+
+/// Runs one INSERT, DELETE or UPDATE against the connection's transaction. DELETE and UPDATE
+/// get an empty input and do their work when the plan runs, so EXPLAIN never changes data.
+#[derive(Debug)]
+struct WriteSink {
+    table: Arc<TableShared>,
+    transaction: Arc<Transaction>,
+    op: WriteOp,
+}
+
+impl DisplayAs for WriteSink {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let op = match self.op {
+            WriteOp::Append => "Insert",
+            WriteOp::Delete { .. } => "Delete",
+            WriteOp::Update { .. } => "Update",
+        };
+        write!(f, "{op}: {}", self.table.display_name())
+    }
+}
+
+#[async_trait]
+impl DataSink for WriteSink {
+    fn schema(&self) -> &SchemaRef {
+        &self.table.schema
+    }
+
+    async fn write_all(
+        &self,
+        mut data: SendableRecordBatchStream,
+        _context: &Arc<TaskContext>,
+    ) -> Result<u64> {
+        match &self.op {
+            WriteOp::Append => {
+                let mut batches = Vec::new();
+                while let Some(batch) = data.next().await {
+                    let batch = batch?;
+                    if batch.num_rows() > 0 {
+                        // Inputs may differ in field names or nullability flags only.
+                        batches.push(RecordBatch::try_new(
+                            self.table.schema.clone(),
+                            batch.columns().to_vec(),
+                        )?);
+                    }
+                }
+                let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                if rows == 0 {
+                    return Ok(0);
+                }
+                self.transaction
+                    .write(&self.table, move |staged| {
+                        staged.batches.extend(batches.iter().cloned());
+                        staged.appended.extend(batches);
+                        Ok(rows as u64)
+                    })
+                    .await
+            }
+            WriteOp::Delete { filter } => {
+                let filter = filter.clone();
+                self.transaction
+                    .write(&self.table, move |staged| {
+                        delete_rows(staged, filter.as_ref())
+                    })
+                    .await
+            }
+            WriteOp::Update {
+                assignments,
+                filter,
+            } => {
+                let assignments = assignments.clone();
+                let filter = filter.clone();
+                let schema = self.table.schema.clone();
+                self.transaction
+                    .write(&self.table, move |staged| {
+                        update_rows(staged, &schema, &assignments, filter.as_ref())
+                    })
+                    .await
+            }
+        }
+    }
+}
+
+/// Which rows a WHERE clause selects: only those where it is true (not NULL).
+fn selected_rows(
+    filter: Option<&Arc<dyn PhysicalExpr>>,
+    batch: &RecordBatch,
+) -> Result<BooleanArray> {
+    let Some(filter) = filter else {
+        return Ok(BooleanArray::from(vec![true; batch.num_rows()]));
+    };
+    let mask = filter.evaluate(batch)?.into_array(batch.num_rows())?;
+    let mask = mask
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .ok_or_else(|| {
+            datafusion::error::DataFusionError::Plan(
+                "argument of WHERE must be type boolean".into(),
+            )
+        })?;
+    Ok(mask.iter().map(|v| Some(v == Some(true))).collect())
+}
+
+fn delete_rows(staged: &mut Staged, filter: Option<&Arc<dyn PhysicalExpr>>) -> Result<u64> {
+    let mut deleted = 0u64;
+    let mut kept = Vec::with_capacity(staged.batches.len());
+    for batch in &staged.batches {
+        let selected = selected_rows(filter, batch)?;
+        deleted += selected.true_count() as u64;
+        let keep = datafusion::arrow::compute::not(&selected)?;
+        let remaining = filter_record_batch(batch, &keep)?;
+        if remaining.num_rows() > 0 {
+            kept.push(remaining);
+        }
+    }
+    if deleted > 0 {
+        staged.batches = kept;
+        staged.appended.clear();
+        staged.rewritten = true;
+    }
+    Ok(deleted)
+}
+
+fn update_rows(
+    staged: &mut Staged,
+    schema: &SchemaRef,
+    assignments: &[(usize, Arc<dyn PhysicalExpr>)],
+    filter: Option<&Arc<dyn PhysicalExpr>>,
+) -> Result<u64> {
+    let mut updated = 0u64;
+    let mut rewritten = Vec::with_capacity(staged.batches.len());
+    for batch in &staged.batches {
+        let selected = selected_rows(filter, batch)?;
+        let count = selected.true_count();
+        if count == 0 {
+            rewritten.push(batch.clone());
+            continue;
+        }
+        updated += count as u64;
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        for (index, expr) in assignments {
+            let target = schema.field(*index);
+            let value = expr.evaluate(batch)?.into_array(batch.num_rows())?;
+            let value = cast(&value, target.data_type())?;
+            if !target.is_nullable() && value.null_count() > 0 {
+                let nulls_selected =
+                    (0..value.len()).any(|row| selected.value(row) && value.is_null(row));
+                if nulls_selected {
+                    return Err(datafusion::error::DataFusionError::Execution(format!(
+                        "null value in column \"{}\" violates not-null constraint",
+                        target.name()
+                    )));
+                }
+            }
+            columns[*index] = zip(&selected, &value, &batch.column(*index))?;
+        }
+        rewritten.push(RecordBatch::try_new(schema.clone(), columns)?);
+    }
+    if updated > 0 {
+        staged.batches = rewritten;
+        staged.appended.clear();
+        staged.rewritten = true;
+    }
+    Ok(updated)
+}

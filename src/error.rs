@@ -1,0 +1,248 @@
+//! One error type for the server, and the one table that maps every error kind to a SQLSTATE.
+//!
+//! Errors travel through DataFusion as `DataFusionError` (our own kinds wrapped in
+//! `DataFusionError::External`) and through pgwire as `PgWireError`; [`sqlstate_of`] and
+//! [`to_error_info`] turn both into the code a Postgres client expects.
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::common::SchemaError;
+use datafusion::error::DataFusionError;
+use pgwire::error::{ErrorInfo, PgWireError};
+
+/// Errors that semsql itself raises (as opposed to DataFusion or pgwire).
+#[derive(Debug, thiserror::Error)]
+pub enum SemsqlError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error(
+        "could not serialize access due to concurrent update of table {0}; retry the transaction"
+    )]
+    SerializationFailure(String),
+    #[error("{0}")]
+    NotSupported(String),
+    #[error("schema \"{0}\" does not exist")]
+    SchemaNotFound(String),
+    #[error("schema \"{0}\" already exists")]
+    DuplicateSchema(String),
+    #[error("relation \"{0}\" already exists")]
+    DuplicateTable(String),
+    #[error("schema \"{0}\" is not empty; use DROP SCHEMA ... CASCADE")]
+    SchemaNotEmpty(String),
+    #[error("too many connections (the limit is {0})")]
+    TooManyConnections(usize),
+}
+
+impl SemsqlError {
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            SemsqlError::Config(_) => "F0000",
+            SemsqlError::Storage(_) => "58030",
+            SemsqlError::SerializationFailure(_) => "40001",
+            SemsqlError::NotSupported(_) => "0A000",
+            SemsqlError::SchemaNotFound(_) => "3F000",
+            SemsqlError::DuplicateSchema(_) => "42P06",
+            SemsqlError::DuplicateTable(_) => "42P07",
+            SemsqlError::SchemaNotEmpty(_) => "2BP01",
+            SemsqlError::TooManyConnections(_) => "53300",
+        }
+    }
+
+    /// Wraps this error so it can travel through DataFusion's `Result`.
+    pub fn into_datafusion(self) -> DataFusionError {
+        DataFusionError::External(Box::new(self))
+    }
+}
+
+impl From<std::io::Error> for SemsqlError {
+    fn from(err: std::io::Error) -> Self {
+        SemsqlError::Storage(err.to_string())
+    }
+}
+
+/// The SQLSTATE of an arrow error raised while computing on data.
+fn arrow_sqlstate(err: &ArrowError) -> &'static str {
+    match err {
+        ArrowError::DivideByZero => "22012",
+        ArrowError::ArithmeticOverflow(_) => "22003",
+        ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
+        ArrowError::InvalidArgumentError(_) => "22023",
+        ArrowError::MemoryError(_) => "53200",
+        ArrowError::NotYetImplemented(_) => "0A000",
+        ArrowError::ExternalError(inner) => external_sqlstate(inner.as_ref()),
+        _ => "22000",
+    }
+}
+
+fn external_sqlstate(err: &(dyn std::error::Error + Send + Sync + 'static)) -> &'static str {
+    if let Some(ours) = err.downcast_ref::<SemsqlError>() {
+        ours.sqlstate()
+    } else if let Some(df) = err.downcast_ref::<DataFusionError>() {
+        sqlstate_of(df)
+    } else if let Some(arrow) = err.downcast_ref::<ArrowError>() {
+        arrow_sqlstate(arrow)
+    } else if err.downcast_ref::<std::io::Error>().is_some() {
+        "58030"
+    } else {
+        "XX000"
+    }
+}
+
+/// DataFusion reports planning problems as text; these are the ones Postgres gives codes to.
+fn plan_sqlstate(message: &str) -> &'static str {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("table '") && lower.contains("not found")
+        || lower.contains("doesn't exist")
+        || lower.contains("does not exist") && lower.contains("table")
+    {
+        "42P01"
+    } else if lower.contains("already exists") {
+        "42P07"
+    } else if lower.contains("invalid function")
+        || lower.contains("unknown function")
+        || lower.contains("no function matches")
+        || lower.contains("function") && lower.contains("does not exist")
+    {
+        "42883"
+    } else if lower.contains("no field named")
+        || lower.contains("column") && lower.contains("not found")
+    {
+        "42703"
+    } else if lower.contains("ambiguous") {
+        "42702"
+    } else if lower.contains("cannot coerce")
+        || lower.contains("cannot infer common")
+        || lower.contains("type coercion")
+        || lower.contains("does not support")
+        || lower.contains("failed to coerce")
+    {
+        "42804"
+    } else if lower.contains("expected") && lower.contains("parameter")
+        || lower.contains("placeholder")
+    {
+        "08P01"
+    } else {
+        "42601"
+    }
+}
+
+/// The SQLSTATE for an error that came out of DataFusion (planning or execution).
+pub fn sqlstate_of(err: &DataFusionError) -> &'static str {
+    match err {
+        DataFusionError::SQL(_, _) => "42601",
+        DataFusionError::SchemaError(schema_err, _) => match schema_err.as_ref() {
+            SchemaError::FieldNotFound { .. } => "42703",
+            SchemaError::AmbiguousReference { .. } => "42702",
+            SchemaError::DuplicateQualifiedField { .. }
+            | SchemaError::DuplicateUnqualifiedField { .. } => "42701",
+        },
+        DataFusionError::Plan(message) => plan_sqlstate(message),
+        DataFusionError::NotImplemented(_) => "0A000",
+        DataFusionError::ResourcesExhausted(_) => "53200",
+        DataFusionError::ArrowError(arrow, _) => arrow_sqlstate(arrow),
+        DataFusionError::ParquetError(_) | DataFusionError::IoError(_) => "58030",
+        DataFusionError::ObjectStore(_) => "58030",
+        DataFusionError::Configuration(_) => "42704",
+        DataFusionError::Execution(message) => {
+            let lower = message.to_ascii_lowercase();
+            if lower.contains("divide by zero") || lower.contains("division by zero") {
+                "22012"
+            } else if lower.contains("overflow") {
+                "22003"
+            } else if lower.contains("non-nullable") || lower.contains("null value") {
+                "23502"
+            } else if lower.contains("cast") || lower.contains("parse") || lower.contains("invalid")
+            {
+                "22P02"
+            } else if lower.contains("not found") && lower.contains("table") {
+                "42P01"
+            } else {
+                "22000"
+            }
+        }
+        DataFusionError::External(inner) => external_sqlstate(inner.as_ref()),
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            sqlstate_of(inner)
+        }
+        DataFusionError::Shared(inner) => sqlstate_of(inner),
+        DataFusionError::Collection(errors) => errors.first().map_or("XX000", sqlstate_of),
+        DataFusionError::Internal(_) | DataFusionError::Substrait(_) | DataFusionError::Ffi(_) => {
+            "XX000"
+        }
+        _ => "XX000",
+    }
+}
+
+/// The message shown to the client: DataFusion's own text without the wrapper prefixes that
+/// say which layer failed ("Error during planning: ...") rather than what failed.
+pub fn client_message(err: &DataFusionError) -> String {
+    match err {
+        DataFusionError::External(inner) => inner.to_string(),
+        DataFusionError::Plan(message) | DataFusionError::Execution(message) => message.clone(),
+        DataFusionError::Context(context, inner) => format!("{context}: {}", client_message(inner)),
+        DataFusionError::Diagnostic(_, inner) => client_message(inner),
+        DataFusionError::Shared(inner) => client_message(inner),
+        other => other.strip_backtrace(),
+    }
+}
+
+/// Turns any error about to be sent to a client into an `ErrorInfo` with the right SQLSTATE.
+pub fn to_error_info(error: &PgWireError) -> Option<ErrorInfo> {
+    let PgWireError::ApiError(inner) = error else {
+        return None;
+    };
+    let (code, message) = if let Some(df) = inner.downcast_ref::<DataFusionError>() {
+        (sqlstate_of(df), client_message(df))
+    } else {
+        (external_sqlstate(inner.as_ref()), inner.to_string())
+    };
+    Some(ErrorInfo::new("ERROR".to_owned(), code.to_owned(), message))
+}
+
+/// Builds the error a hook returns for one of our own error kinds.
+pub fn user_error(err: SemsqlError) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_owned(),
+        err.sqlstate().to_owned(),
+        err.to_string(),
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::SessionContext;
+
+    async fn state_of(sql: &str) -> &'static str {
+        let ctx = SessionContext::new();
+        ctx.sql("CREATE TABLE t (a INT, b TEXT)").await.unwrap();
+        let err = match ctx.sql(sql).await {
+            Ok(df) => df.collect().await.expect_err("query should fail"),
+            Err(err) => err,
+        };
+        sqlstate_of(&err)
+    }
+
+    #[tokio::test]
+    async fn maps_common_planning_errors() {
+        assert_eq!(state_of("SELEC 1").await, "42601");
+        assert_eq!(state_of("SELECT * FROM missing_table").await, "42P01");
+        assert_eq!(state_of("SELECT missing_column FROM t").await, "42703");
+        assert_eq!(state_of("SELECT no_such_function(1)").await, "42883");
+    }
+
+    #[tokio::test]
+    async fn maps_data_errors() {
+        assert_eq!(state_of("SELECT 1 / 0").await, "22012");
+        assert_eq!(state_of("SELECT CAST('abc' AS INT)").await, "22P02");
+    }
+
+    #[test]
+    fn our_errors_keep_their_code_through_datafusion() {
+        let err = SemsqlError::SerializationFailure("t".into()).into_datafusion();
+        assert_eq!(sqlstate_of(&err), "40001");
+        let wrapped = DataFusionError::Context("commit".into(), Box::new(err));
+        assert_eq!(sqlstate_of(&wrapped), "40001");
+    }
+}

@@ -1,0 +1,149 @@
+//! The `semsql` binary: parses flags, starts tracing, and runs the server until SIGINT/SIGTERM.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use semsql::config::{AuthMethod, Config, FileConfig, Overrides};
+use semsql::server::auth::{ScramVerifier, DEFAULT_ITERATIONS};
+
+#[derive(Parser)]
+#[command(
+    name = "semsql",
+    version,
+    about = "A PostgreSQL-compatible SQL server with language-model operators"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AuthFlag {
+    Trust,
+    Scram,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve SQL over the PostgreSQL protocol.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "SEMSQL_LISTEN")]
+        listen: Option<String>,
+        /// Folder holding the tables and catalog.
+        #[arg(long, env = "SEMSQL_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Configuration file (TOML).
+        #[arg(long, env = "SEMSQL_CONFIG")]
+        config: Option<PathBuf>,
+        /// Most connections served at once; more are refused with SQLSTATE 53300.
+        #[arg(long, env = "SEMSQL_MAX_CONNECTIONS")]
+        max_connections: Option<usize>,
+        /// Authentication method (default: scram when users are configured, else trust).
+        #[arg(long, env = "SEMSQL_AUTH", value_enum)]
+        auth: Option<AuthFlag>,
+        /// TLS certificate chain (PEM).
+        #[arg(long, env = "SEMSQL_TLS_CERT")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long, env = "SEMSQL_TLS_KEY")]
+        tls_key: Option<PathBuf>,
+        /// Load the bundled demo tables (reviews, movies) if they are not there yet.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Read a password from standard input and print the SCRAM verifier to put in the config.
+    Password,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SEMSQL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Password => {
+            let mut password = String::new();
+            if std::io::stdin().lock().read_line(&mut password).is_err()
+                || password.trim().is_empty()
+            {
+                eprintln!("semsql: give the password on standard input");
+                return ExitCode::FAILURE;
+            }
+            let password = password.trim_end_matches(['\r', '\n']);
+            println!(
+                "{}",
+                ScramVerifier::from_password(password, DEFAULT_ITERATIONS).encode()
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Serve {
+            listen,
+            data_dir,
+            config,
+            max_connections,
+            auth,
+            tls_cert,
+            tls_key,
+            demo,
+        } => {
+            let file = match config.as_deref().map(FileConfig::load).transpose() {
+                Ok(file) => file.unwrap_or_default(),
+                Err(err) => {
+                    eprintln!("semsql: {err}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let overrides = Overrides {
+                listen,
+                data_dir,
+                max_connections,
+                auth: auth.map(|a| match a {
+                    AuthFlag::Trust => AuthMethod::Trust,
+                    AuthFlag::Scram => AuthMethod::Scram,
+                }),
+                tls_cert,
+                tls_key,
+                demo,
+            };
+            let config = match Config::resolve(file, overrides) {
+                Ok(config) => config,
+                Err(err) => {
+                    eprintln!("semsql: {err}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            match runtime.block_on(semsql::server::run(config, shutdown_signal())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("semsql: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,212 @@
+//! The pgwire handlers: each connection gets its own DataFusion session (settings, transaction,
+//! prepared statements) on first use, kept in pgwire's per-connection extensions; the query
+//! work itself is datafusion-postgres's `DfSessionService`, run against that session.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::sqlparser;
+use datafusion_postgres::{DfSessionService, QueryHook};
+use futures::Sink;
+use pgwire::api::cancel::DefaultCancelHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, Response};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, PgWireServerHandlers, Type,
+    METADATA_DATABASE,
+};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+
+use super::auth::Startup;
+use crate::config::Config;
+use crate::engine::{Engine, CATALOG};
+use crate::error::to_error_info;
+
+/// What the extended protocol keeps per prepared statement (datafusion-postgres's shape).
+pub type PreparedStatement = (String, Option<(sqlparser::ast::Statement, LogicalPlan)>);
+
+/// One connection's session.
+struct ConnectionSession {
+    service: DfSessionService,
+}
+
+/// Creates and finds connection sessions.
+struct Sessions {
+    engine: Engine,
+    hooks: Vec<Arc<dyn QueryHook>>,
+}
+
+impl Sessions {
+    fn of<C: ClientInfo + ?Sized>(&self, client: &C) -> Arc<ConnectionSession> {
+        client.session_extensions().get_or_insert_with(|| {
+            let database = client
+                .metadata()
+                .get(METADATA_DATABASE)
+                .cloned()
+                .unwrap_or_else(|| CATALOG.to_owned());
+            let ctx = Arc::new(self.engine.session(&database));
+            ConnectionSession {
+                service: DfSessionService::new_with_hooks(ctx, self.hooks.clone()),
+            }
+        })
+    }
+}
+
+pub struct QueryHandler {
+    sessions: Arc<Sessions>,
+    parser: Arc<SessionParser>,
+}
+
+/// Parses with the connection's own session, so names resolve against its settings.
+pub struct SessionParser {
+    sessions: Arc<Sessions>,
+    /// For the steps that only read a plan already made (parameter and result types).
+    any_session: DfSessionService,
+}
+
+#[async_trait]
+impl QueryParser for SessionParser {
+    type Statement = PreparedStatement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let session = self.sessions.of(client);
+        session
+            .service
+            .query_parser()
+            .parse_sql(client, sql, types)
+            .await
+    }
+
+    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        self.any_session.query_parser().get_parameter_types(stmt)
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        self.any_session
+            .query_parser()
+            .get_result_schema(stmt, column_format)
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for QueryHandler {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = self.sessions.of(client);
+        SimpleQueryHandler::do_query(&session.service, client, query).await
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for QueryHandler {
+    type Statement = PreparedStatement;
+    type QueryParser = SessionParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = self.sessions.of(client);
+        ExtendedQueryHandler::do_query(&session.service, client, portal, max_rows).await
+    }
+}
+
+/// Gives every error its SQLSTATE before pgwire sends it (see `crate::error`).
+pub struct SqlstateErrors;
+
+impl ErrorHandler for SqlstateErrors {
+    fn on_error<C>(&self, _client: &C, error: &mut PgWireError)
+    where
+        C: ClientInfo,
+    {
+        if let Some(info) = to_error_info(error) {
+            *error = PgWireError::UserError(Box::new(info));
+        }
+        tracing::debug!(%error, "query failed");
+    }
+}
+
+/// Everything pgwire needs to serve a connection.
+pub struct Handlers {
+    query: Arc<QueryHandler>,
+    startup: Arc<Startup>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl Handlers {
+    pub fn new(engine: Engine, config: &Config) -> Self {
+        let hooks = super::hooks::all();
+        let any_session =
+            DfSessionService::new_with_hooks(Arc::new(engine.session(CATALOG)), hooks.clone());
+        let sessions = Arc::new(Sessions { engine, hooks });
+        let connections = Arc::new(ConnectionManager::new());
+        Handlers {
+            query: Arc::new(QueryHandler {
+                sessions: sessions.clone(),
+                parser: Arc::new(SessionParser {
+                    sessions,
+                    any_session,
+                }),
+            }),
+            startup: Arc::new(Startup::new(config, connections.clone())),
+            cancel: Arc::new(DefaultCancelHandler::new(connections)),
+        }
+    }
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.query.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.query.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+        self.startup.clone()
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(SqlstateErrors)
+    }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        self.cancel.clone()
+    }
+}

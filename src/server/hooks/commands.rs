@@ -1,0 +1,164 @@
+//! Statements that answer with a command tag rather than rows (`UPDATE 3`, `CREATE TABLE`,
+//! `DROP TABLE`, ...): psql and drivers read the affected-row count from the tag, while
+//! DataFusion returns it as a `count` column or an empty result.
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, UInt64Array};
+use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ParamValues;
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::{ObjectType, Statement};
+use datafusion_postgres::hooks::HookClient;
+use datafusion_postgres::QueryHook;
+use pgwire::api::results::{Response, Tag};
+use pgwire::api::ClientInfo;
+use pgwire::error::{PgWireError, PgWireResult};
+
+use super::placeholder_plan;
+
+#[derive(Debug)]
+pub struct CommandTagHook;
+
+/// The tag PostgreSQL answers `statement` with, and whether it carries a row count.
+fn tag_of(statement: &Statement) -> Option<(&'static str, bool)> {
+    let tag = match statement {
+        Statement::Update(_) => ("UPDATE", true),
+        Statement::Delete(_) => ("DELETE", true),
+        Statement::CreateTable(create) if create.query.is_some() => ("SELECT", true),
+        Statement::CreateTable(_) => ("CREATE TABLE", false),
+        Statement::CreateSchema { .. } => ("CREATE SCHEMA", false),
+        Statement::CreateView(_) => ("CREATE VIEW", false),
+        Statement::Truncate(_) => ("TRUNCATE TABLE", false),
+        Statement::Drop { object_type, .. } => match object_type {
+            ObjectType::Table => ("DROP TABLE", false),
+            ObjectType::View => ("DROP VIEW", false),
+            ObjectType::Schema => ("DROP SCHEMA", false),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(tag)
+}
+
+/// `DROP TABLE a, b` as one statement per object, since DataFusion drops one at a time.
+fn split_drop(statement: &Statement) -> Vec<Statement> {
+    match statement {
+        Statement::Drop { names, .. } if names.len() > 1 => names
+            .iter()
+            .map(|name| {
+                let mut single = statement.clone();
+                if let Statement::Drop { names, .. } = &mut single {
+                    *names = vec![name.clone()];
+                }
+                single
+            })
+            .collect(),
+        _ => vec![statement.clone()],
+    }
+}
+
+fn affected_rows(batches: &[RecordBatch]) -> usize {
+    batches
+        .iter()
+        .filter_map(|batch| batch.column_by_name("count"))
+        .filter_map(|column| column.as_any().downcast_ref::<UInt64Array>().cloned())
+        .flat_map(|counts| (0..counts.len()).map(move |i| counts.value(i) as usize))
+        .sum()
+}
+
+fn api_error(err: DataFusionError) -> PgWireError {
+    PgWireError::ApiError(Box::new(err))
+}
+
+async fn run_sql(ctx: &SessionContext, statement: &Statement) -> PgWireResult<Vec<RecordBatch>> {
+    let mut batches = Vec::new();
+    for single in split_drop(statement) {
+        let frame = ctx.sql(&single.to_string()).await.map_err(api_error)?;
+        batches.extend(frame.collect().await.map_err(api_error)?);
+    }
+    Ok(batches)
+}
+
+async fn rows_created(ctx: &SessionContext, statement: &Statement) -> PgWireResult<usize> {
+    let Statement::CreateTable(create) = statement else {
+        return Ok(0);
+    };
+    let frame = ctx
+        .table(create.name.to_string())
+        .await
+        .map_err(api_error)?;
+    frame.count().await.map_err(api_error)
+}
+
+fn response(tag: &str, counted: bool, rows: usize) -> Response {
+    let tag = Tag::new(tag);
+    Response::Execution(if counted { tag.with_rows(rows) } else { tag })
+}
+
+#[async_trait]
+impl QueryHook for CommandTagHook {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        session_context: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        let (tag, counted) = tag_of(statement)?;
+        let result = async {
+            let batches = run_sql(session_context, statement).await?;
+            let rows = if tag == "SELECT" {
+                rows_created(session_context, statement).await?
+            } else {
+                affected_rows(&batches)
+            };
+            Ok(response(tag, counted, rows))
+        };
+        Some(result.await)
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        statement: &Statement,
+        _session_context: &SessionContext,
+        _client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        // DataFusion cannot plan a multi-object DROP; we run it ourselves at execute time.
+        (split_drop(statement).len() > 1).then(|| placeholder_plan(Schema::empty()))
+    }
+
+    async fn handle_extended_query(
+        &self,
+        statement: &Statement,
+        logical_plan: &LogicalPlan,
+        params: &ParamValues,
+        session_context: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        let (tag, counted) = tag_of(statement)?;
+        let result = async {
+            let batches = if split_drop(statement).len() > 1 {
+                run_sql(session_context, statement).await?
+            } else {
+                let plan = logical_plan
+                    .clone()
+                    .replace_params_with_values(params)
+                    .map_err(api_error)?;
+                let frame = session_context
+                    .execute_logical_plan(plan)
+                    .await
+                    .map_err(api_error)?;
+                frame.collect().await.map_err(api_error)?
+            };
+            let rows = if tag == "SELECT" {
+                rows_created(session_context, statement).await?
+            } else {
+                affected_rows(&batches)
+            };
+            Ok(response(tag, counted, rows))
+        };
+        Some(result.await)
+    }
+}

@@ -1,0 +1,60 @@
+//! Statement hooks: each looks at a parsed statement and either answers it or returns `None`
+//! ("not mine") so the next hook, and finally DataFusion, gets it.
+
+pub mod commands;
+pub mod show;
+pub mod transactions;
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::Schema;
+use datafusion::common::ToDFSchema;
+use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
+use datafusion_postgres::hooks::cursor::CursorStatementHook;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::QueryHook;
+use futures::stream;
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response};
+use pgwire::api::Type;
+use pgwire::error::{PgWireError, PgWireResult};
+
+/// The hooks every connection runs, in order.
+pub fn all() -> Vec<Arc<dyn QueryHook>> {
+    vec![
+        Arc::new(transactions::TransactionHook),
+        Arc::new(show::ServerVersionHook),
+        Arc::new(commands::CommandTagHook),
+        Arc::new(CursorStatementHook),
+        Arc::new(SetShowHook),
+        Arc::new(datafusion_postgres::pgvector::PgVectorInsertHook),
+    ]
+}
+
+/// A one-row, one-column text result, as `SHOW` returns.
+pub fn single_text_row(name: &str, value: &str) -> PgWireResult<Response> {
+    let fields = Arc::new(vec![FieldInfo::new(
+        name.to_owned(),
+        None,
+        None,
+        Type::TEXT,
+        FieldFormat::Text,
+    )]);
+    let mut encoder = DataRowEncoder::new(fields.clone());
+    encoder.encode_field(&Some(value))?;
+    let row = encoder.take_row();
+    Ok(Response::Query(QueryResponse::new(
+        fields,
+        Box::pin(stream::once(async move { Ok(row) })),
+    )))
+}
+
+/// The plan a hook hands the extended protocol for a statement it answers itself.
+pub fn placeholder_plan(schema: Schema) -> PgWireResult<LogicalPlan> {
+    let schema = schema
+        .to_dfschema_ref()
+        .map_err(|err| PgWireError::ApiError(Box::new(err)))?;
+    Ok(LogicalPlan::EmptyRelation(EmptyRelation {
+        produce_one_row: false,
+        schema,
+    }))
+}
