@@ -7,6 +7,7 @@
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
+use datafusion::sql::sqlparser::parser::ParserError;
 use pgwire::error::{ErrorInfo, PgWireError};
 
 /// Errors that semsql itself raises (as opposed to DataFusion or pgwire).
@@ -78,6 +79,8 @@ fn arrow_sqlstate(err: &ArrowError) -> &'static str {
 fn external_sqlstate(err: &(dyn std::error::Error + Send + Sync + 'static)) -> &'static str {
     if let Some(ours) = err.downcast_ref::<SemsqlError>() {
         ours.sqlstate()
+    } else if err.downcast_ref::<ParserError>().is_some() {
+        "42601"
     } else if let Some(df) = err.downcast_ref::<DataFusionError>() {
         sqlstate_of(df)
     } else if let Some(arrow) = err.downcast_ref::<ArrowError>() {
@@ -157,6 +160,8 @@ pub fn sqlstate_of(err: &DataFusionError) -> &'static str {
                 "22P02"
             } else if lower.contains("not found") && lower.contains("table") {
                 "42P01"
+            } else if lower.contains("already exists") {
+                "42P07"
             } else {
                 "22000"
             }

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::array::{AsArray, BooleanArray, StringArray};
+use datafusion::arrow::datatypes::{DataType, Int32Type};
 use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
@@ -26,6 +27,37 @@ pub fn version_string() -> String {
 pub fn register(ctx: &SessionContext) {
     for function in semsql_udfs::functions() {
         ctx.register_udf(function.as_ref().clone());
+    }
+    // psql's \df filters on it; every function we have lives in a schema on the search path.
+    ctx.register_udf(create_udf(
+        "pg_function_is_visible",
+        vec![DataType::Int32],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(|args| {
+            let oids = ColumnarValue::values_to_arrays(args)?;
+            let visible: BooleanArray = oids[0]
+                .as_primitive::<Int32Type>()
+                .iter()
+                .map(|oid| oid.map(|_| true))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(visible)))
+        }),
+    ));
+    // psql's \df shows these; our pg_proc carries no argument or result types to describe.
+    for name in ["pg_get_function_result", "pg_get_function_arguments"] {
+        ctx.register_udf(create_udf(
+            name,
+            vec![DataType::Int32],
+            DataType::Utf8,
+            Volatility::Stable,
+            Arc::new(|args| {
+                let oids = ColumnarValue::values_to_arrays(args)?;
+                Ok(ColumnarValue::Array(Arc::new(StringArray::new_null(
+                    oids[0].len(),
+                ))))
+            }),
+        ));
     }
     let version = version_string();
     ctx.register_udf(create_udf(

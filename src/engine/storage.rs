@@ -278,7 +278,7 @@ mod tests {
         let (store, _) = Store::open(dir.path()).unwrap();
         let batch = batch();
         let file = store
-            .write_data_file(&batch.schema(), &[batch.clone()])
+            .write_data_file(&batch.schema(), std::slice::from_ref(&batch))
             .unwrap()
             .unwrap();
         store
@@ -297,7 +297,7 @@ mod tests {
             .unwrap();
         // A data file written but never committed, as a crash would leave it.
         let orphan = store
-            .write_data_file(&batch.schema(), &[batch.clone()])
+            .write_data_file(&batch.schema(), std::slice::from_ref(&batch))
             .unwrap()
             .unwrap();
         drop(store);

@@ -286,11 +286,7 @@ impl DataSink for WriteSink {
                 while let Some(batch) = data.next().await {
                     let batch = batch?;
                     if batch.num_rows() > 0 {
-                        // Inputs may differ in field names or nullability flags only.
-                        batches.push(RecordBatch::try_new(
-                            self.table.schema.clone(),
-                            batch.columns().to_vec(),
-                        )?);
+                        batches.push(conform(&self.table.schema, &batch)?);
                     }
                 }
                 let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
@@ -328,6 +324,24 @@ impl DataSink for WriteSink {
             }
         }
     }
+}
+
+/// Gives an input batch the table's exact schema: inputs may differ in field names, nullability
+/// flags, or in string representation (`Utf8` parameters into `Utf8View` columns).
+fn conform(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(column.clone())
+            } else {
+                Ok(cast(column, field.data_type())?)
+            }
+        })
+        .collect::<Result<Vec<ArrayRef>>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 /// Which rows a WHERE clause selects: only those where it is true (not NULL).

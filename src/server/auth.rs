@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -94,6 +95,8 @@ impl Debug for ScramVerifier {
 #[derive(Debug)]
 struct ConfiguredUsers {
     users: HashMap<String, ScramVerifier>,
+    /// Seeds the stand-in salt for unknown users (see `get_password`).
+    mock_seed: RandomState,
 }
 
 #[async_trait]
@@ -105,8 +108,17 @@ impl AuthSource for ConfiguredUsers {
                 Some(verifier.salt.clone()),
                 verifier.salted_password.clone(),
             )),
-            // Same error as a wrong password, so user names cannot be probed.
-            None => Err(PgWireError::InvalidPassword(user.to_owned())),
+            // As PostgreSQL does, an unknown user gets an exchange with a stable stand-in salt
+            // that no password matches: the failure looks exactly like a wrong password, so user
+            // names cannot be probed.
+            None => {
+                let salt: Vec<u8> = [1u8, 2]
+                    .iter()
+                    .flat_map(|round| self.mock_seed.hash_one((round, user)).to_be_bytes())
+                    .collect();
+                let unmatchable = uuid::Uuid::new_v4().into_bytes().repeat(2);
+                Ok(Password::new(Some(salt), unmatchable))
+            }
         }
     }
 }
@@ -123,7 +135,7 @@ pub fn server_parameters() -> DefaultServerParameterProvider {
 pub struct TrustStartup {
     parameters: DefaultServerParameterProvider,
     connections: Arc<ConnectionManager>,
-    keys: RandomPidSecretKeyGenerator,
+    keys: Arc<RandomPidSecretKeyGenerator>,
 }
 
 #[async_trait]
@@ -153,46 +165,70 @@ impl StartupHandler for TrustStartup {
     }
 }
 
-/// The startup handler the configuration asks for.
-pub enum Startup {
-    Trust(TrustStartup),
-    Scram(SASLAuthStartupHandler<DefaultServerParameterProvider>),
+/// Makes each connection's startup handler (SCRAM keeps per-connection exchange state, so a
+/// handler must never be shared between connections).
+pub struct Authenticator {
+    method: AuthMethod,
+    users: Arc<ConfiguredUsers>,
+    iterations: usize,
+    connections: Arc<ConnectionManager>,
+    keys: Arc<RandomPidSecretKeyGenerator>,
 }
 
-impl Startup {
+impl Authenticator {
     pub fn new(config: &Config, connections: Arc<ConnectionManager>) -> Self {
-        match config.auth {
+        let users = config
+            .users
+            .iter()
+            .map(|user| {
+                let verifier = ScramVerifier::parse(&user.password)
+                    .expect("verifiers are validated with the config");
+                (user.name.clone(), verifier)
+            })
+            .collect::<HashMap<_, _>>();
+        // pgwire announces one iteration count to every client.
+        let iterations = users
+            .values()
+            .map(|v| v.iterations)
+            .max()
+            .unwrap_or(DEFAULT_ITERATIONS);
+        Authenticator {
+            method: config.auth,
+            users: Arc::new(ConfiguredUsers {
+                users,
+                mock_seed: RandomState::new(),
+            }),
+            iterations,
+            connections,
+            keys: Arc::new(RandomPidSecretKeyGenerator::default()),
+        }
+    }
+
+    /// A fresh startup handler for one connection.
+    pub fn for_connection(&self) -> Startup {
+        match self.method {
             AuthMethod::Trust => Startup::Trust(TrustStartup {
                 parameters: server_parameters(),
-                connections,
-                keys: RandomPidSecretKeyGenerator::default(),
+                connections: self.connections.clone(),
+                keys: self.keys.clone(),
             }),
             AuthMethod::Scram => {
-                let users = config
-                    .users
-                    .iter()
-                    .map(|user| {
-                        let verifier = ScramVerifier::parse(&user.password)
-                            .expect("verifiers are validated with the config");
-                        (user.name.clone(), verifier)
-                    })
-                    .collect::<HashMap<_, _>>();
-                // pgwire asks for one iteration count; config validation keeps them equal.
-                let iterations = users
-                    .values()
-                    .map(|v| v.iterations)
-                    .max()
-                    .unwrap_or(DEFAULT_ITERATIONS);
-                let mut scram = ScramAuth::new(Arc::new(ConfiguredUsers { users }));
-                scram.set_iterations(iterations);
+                let mut scram = ScramAuth::new(self.users.clone());
+                scram.set_iterations(self.iterations);
                 Startup::Scram(
                     SASLAuthStartupHandler::new(Arc::new(server_parameters()))
                         .with_scram(scram)
-                        .with_connection_manager(connections),
+                        .with_connection_manager(self.connections.clone()),
                 )
             }
         }
     }
+}
+
+/// One connection's startup handler.
+pub enum Startup {
+    Trust(TrustStartup),
+    Scram(SASLAuthStartupHandler<DefaultServerParameterProvider>),
 }
 
 #[async_trait]

@@ -9,21 +9,22 @@ use async_trait::async_trait;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser;
 use datafusion_postgres::{DfSessionService, QueryHook};
-use futures::Sink;
+use futures::channel::oneshot;
+use futures::{stream, Sink, StreamExt};
 use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, Response};
+use pgwire::api::results::{FieldInfo, QueryResponse, Response};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, PgWireServerHandlers, Type,
-    METADATA_DATABASE,
+    ClientInfo, ClientPortalStore, ConnectionHandle, ConnectionManager, ErrorHandler,
+    PgWireServerHandlers, Type, METADATA_DATABASE,
 };
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 
-use super::auth::Startup;
+use super::auth::Authenticator;
 use crate::config::Config;
 use crate::engine::{Engine, CATALOG};
 use crate::error::to_error_info;
@@ -84,10 +85,11 @@ impl QueryParser for SessionParser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let session = self.sessions.of(client);
+        let rewritten = super::compat::rewrite(sql);
         session
             .service
             .query_parser()
-            .parse_sql(client, sql, types)
+            .parse_sql(client, rewritten.as_deref().unwrap_or(sql), types)
             .await
     }
 
@@ -116,7 +118,17 @@ impl SimpleQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = self.sessions.of(client);
-        SimpleQueryHandler::do_query(&session.service, client, query).await
+        let rewritten = super::compat::rewrite(query);
+        let responses = SimpleQueryHandler::do_query(
+            &session.service,
+            client,
+            rewritten.as_deref().unwrap_or(query),
+        )
+        .await?;
+        Ok(responses
+            .into_iter()
+            .map(|response| cancellable(client, response))
+            .collect())
     }
 }
 
@@ -142,8 +154,71 @@ impl ExtendedQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = self.sessions.of(client);
-        ExtendedQueryHandler::do_query(&session.service, client, portal, max_rows).await
+        let response =
+            ExtendedQueryHandler::do_query(&session.service, client, portal, max_rows).await?;
+        Ok(cancellable(client, response))
     }
+}
+
+/// Makes a result's rows stop with 57014 when the client sends a CancelRequest.
+///
+/// pgwire watches for cancellation only until `do_query` returns, but DataFusion does its work
+/// while the rows are streamed; so the stream itself listens, from its first poll (after
+/// pgwire has stopped listening). Dropping the DataFusion stream stops the query.
+fn cancellable<C: ClientInfo>(client: &C, response: Response) -> Response {
+    let Response::Query(query) = response else {
+        return response;
+    };
+    let Some(handle) = client.session_extensions().get::<Arc<ConnectionHandle>>() else {
+        return Response::Query(query);
+    };
+    let QueryResponse {
+        command_tag,
+        row_schema,
+        data_rows,
+        ..
+    } = query;
+    enum Watch {
+        NotStarted,
+        Listening(oneshot::Receiver<()>),
+        /// Another query took over the connection's cancel signal (interleaved portals).
+        Detached,
+    }
+    let rows = stream::unfold(
+        (data_rows, handle, Watch::NotStarted, false),
+        |(mut rows, handle, watch, finished)| async move {
+            if finished {
+                return None;
+            }
+            let mut receiver = match watch {
+                Watch::NotStarted => handle.start_query().await,
+                Watch::Listening(receiver) => receiver,
+                Watch::Detached => {
+                    let item = rows.next().await?;
+                    return Some((item, (rows, handle, Watch::Detached, false)));
+                }
+            };
+            tokio::select! {
+                signal = &mut receiver => match signal {
+                    Ok(()) => Some((
+                        Err(PgWireError::QueryCanceled),
+                        (rows, handle, Watch::Detached, true),
+                    )),
+                    Err(_) => {
+                        let item = rows.next().await?;
+                        Some((item, (rows, handle, Watch::Detached, false)))
+                    }
+                },
+                item = rows.next() => {
+                    let item = item?;
+                    Some((item, (rows, handle, Watch::Listening(receiver), false)))
+                }
+            }
+        },
+    );
+    let mut wrapped = QueryResponse::new(row_schema, rows);
+    wrapped.command_tag = command_tag;
+    Response::Query(wrapped)
 }
 
 /// Gives every error its SQLSTATE before pgwire sends it (see `crate::error`).
@@ -164,7 +239,7 @@ impl ErrorHandler for SqlstateErrors {
 /// Everything pgwire needs to serve a connection.
 pub struct Handlers {
     query: Arc<QueryHandler>,
-    startup: Arc<Startup>,
+    authenticator: Authenticator,
     cancel: Arc<DefaultCancelHandler>,
 }
 
@@ -183,7 +258,7 @@ impl Handlers {
                     any_session,
                 }),
             }),
-            startup: Arc::new(Startup::new(config, connections.clone())),
+            authenticator: Authenticator::new(config, connections.clone()),
             cancel: Arc::new(DefaultCancelHandler::new(connections)),
         }
     }
@@ -198,8 +273,9 @@ impl PgWireServerHandlers for Handlers {
         self.query.clone()
     }
 
+    /// pgwire asks once per connection.
     fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
-        self.startup.clone()
+        Arc::new(self.authenticator.for_connection())
     }
 
     fn error_handler(&self) -> Arc<impl ErrorHandler> {

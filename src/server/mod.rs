@@ -2,6 +2,7 @@
 //! connection to pgwire with our handlers.
 
 pub mod auth;
+pub mod compat;
 pub mod handler;
 pub mod hooks;
 

@@ -52,7 +52,18 @@ async fn respond(
     ctx: &SessionContext,
     client: &mut dyn HookClient,
 ) -> Option<PgWireResult<Response>> {
-    let status = client.transaction_status();
+    let transaction = match transaction_of(ctx) {
+        Ok(transaction) => transaction,
+        Err(err) => return Some(Err(err)),
+    };
+    // pgwire updates the client's status only after a whole simple query, so within
+    // `BEGIN; ...; COMMIT` our own record of the block is the one to trust; an aborted block
+    // is only known to pgwire (it marks it after the error).
+    let status = match client.transaction_status() {
+        TransactionStatus::Error => TransactionStatus::Error,
+        _ if transaction.in_explicit_block() => TransactionStatus::Transaction,
+        _ => TransactionStatus::Idle,
+    };
     if !is_transaction_statement(statement) {
         if status == TransactionStatus::Error {
             return Some(Err(PgWireError::UserError(Box::new(ErrorInfo::new(
@@ -64,10 +75,6 @@ async fn respond(
         }
         return None;
     }
-    let transaction = match transaction_of(ctx) {
-        Ok(transaction) => transaction,
-        Err(err) => return Some(Err(err)),
-    };
     let result = match statement {
         Statement::StartTransaction { .. } => match status {
             TransactionStatus::Idle => {

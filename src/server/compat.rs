@@ -1,0 +1,116 @@
+//! Rewrites of the SQL text before it is planned, where PostgreSQL clients expect an answer
+//! that DataFusion's planning would give differently.
+//!
+//! - A bare integer literal in a SELECT list (`SELECT 1`, `SELECT 42 AS answer`) is typed `int4`,
+//!   as PostgreSQL types it; DataFusion types every integer literal `int8`, which node-postgres
+//!   returns as a string and tokio-postgres refuses to read as `i32`. Only bare literals are
+//!   narrowed: arithmetic stays in `int8`, because DataFusion's integer arithmetic wraps on
+//!   overflow instead of failing, and in `int4` that would happen at 2^31.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    CastKind, DataType, Expr, Query, SelectItem, SetExpr, UnaryOperator, Value, VisitMut,
+    VisitorMut,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+/// The rewritten SQL, or `None` when nothing needed rewriting (or it does not parse: then the
+/// normal path reports the syntax error).
+pub fn rewrite(sql: &str) -> Option<String> {
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    let mut visitor = NarrowIntegerLiterals { changed: false };
+    for statement in &mut statements {
+        let _ = statement.visit(&mut visitor);
+    }
+    visitor.changed.then(|| {
+        statements
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(";\n")
+    })
+}
+
+struct NarrowIntegerLiterals {
+    changed: bool,
+}
+
+fn fits_int4(expr: &Expr) -> bool {
+    match expr {
+        Expr::Value(value) => match &value.value {
+            Value::Number(text, false) => text.parse::<i32>().is_ok(),
+            _ => false,
+        },
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => match expr.as_ref() {
+            Expr::Value(value) => match &value.value {
+                Value::Number(text, false) => format!("-{text}").parse::<i32>().is_ok(),
+                _ => false,
+            },
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn as_int4(expr: &mut Expr) {
+    let literal = std::mem::replace(expr, Expr::Value(Value::Null.into()));
+    *expr = Expr::Cast {
+        kind: CastKind::Cast,
+        expr: Box::new(literal),
+        data_type: DataType::Int(None),
+        array: false,
+        format: None,
+    };
+}
+
+impl VisitorMut for NarrowIntegerLiterals {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let SetExpr::Select(select) = query.body.as_mut() {
+            for item in &mut select.projection {
+                let expr = match item {
+                    SelectItem::UnnamedExpr(expr) => expr,
+                    SelectItem::ExprWithAlias { expr, .. } => expr,
+                    _ => continue,
+                };
+                if fits_int4(expr) {
+                    as_int4(expr);
+                    self.changed = true;
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_integer_literals_become_int4() {
+        assert_eq!(
+            rewrite("SELECT 1").as_deref(),
+            Some("SELECT CAST(1 AS INT)")
+        );
+        assert_eq!(
+            rewrite("select -5 as x, 'a'").as_deref(),
+            Some("SELECT CAST(-5 AS INT) AS x, 'a'")
+        );
+    }
+
+    #[test]
+    fn everything_else_is_left_alone() {
+        assert_eq!(rewrite("SELECT 1 + 1"), None);
+        assert_eq!(rewrite("SELECT 3000000000"), None);
+        assert_eq!(rewrite("SELECT a FROM t ORDER BY 1 LIMIT 5"), None);
+        assert_eq!(rewrite("INSERT INTO t VALUES (1)"), None);
+        assert_eq!(rewrite("SELEC 1"), None);
+    }
+}

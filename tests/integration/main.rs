@@ -1,0 +1,12 @@
+//! Integration tests: a real server on a free port, real clients over the socket.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod auth;
+mod bad_input;
+mod durability;
+mod psql;
+mod sessions;
+mod slt;
+mod wire;

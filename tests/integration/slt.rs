@@ -1,0 +1,202 @@
+//! Runs every `sqllogictest/*.slt` file twice: in-process against the engine (rows encoded by the
+//! same text encoder the wire uses) and over the wire against a started server, so a wire-level
+//! type or format regression shows up as a difference between the two runs.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
+use futures::StreamExt;
+use pgwire::api::portal::Format;
+use semsql::engine::Engine;
+use sqllogictest::{DBOutput, DefaultColumnType, Runner};
+use tokio_postgres::SimpleQueryMessage;
+
+use crate::support::TestServer;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct SltError(String);
+
+/// The engine without the network.
+struct InProcess {
+    ctx: SessionContext,
+    _dir: tempfile::TempDir,
+}
+
+/// Decodes text-format DataRow fields: an i32 length (-1 for NULL) and the bytes.
+fn decode_text_row(data: &[u8], fields: usize) -> Vec<String> {
+    let mut values = Vec::with_capacity(fields);
+    let mut at = 0;
+    for _ in 0..fields {
+        let len = i32::from_be_bytes(data[at..at + 4].try_into().unwrap());
+        at += 4;
+        if len < 0 {
+            values.push("NULL".to_owned());
+        } else {
+            let end = at + len as usize;
+            values.push(normalize(&String::from_utf8_lossy(&data[at..end])));
+            at = end;
+        }
+    }
+    values
+}
+
+/// Empty strings are written `(empty)` in .slt files.
+fn normalize(value: &str) -> String {
+    if value.is_empty() {
+        "(empty)".to_owned()
+    } else {
+        value.to_owned()
+    }
+}
+
+#[async_trait]
+impl sqllogictest::AsyncDB for InProcess {
+    type Error = SltError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+        let err = |e: &dyn std::fmt::Display| SltError(e.to_string());
+        let frame = self.ctx.sql(sql).await.map_err(|e| err(&e))?;
+        if matches!(
+            frame.logical_plan(),
+            LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_)
+        ) {
+            let batches = frame.collect().await.map_err(|e| err(&e))?;
+            let count = batches
+                .iter()
+                .filter_map(|b| b.column_by_name("count"))
+                .filter_map(|c| {
+                    c.as_any()
+                        .downcast_ref::<datafusion::arrow::array::UInt64Array>()
+                        .map(|a| a.value(0))
+                })
+                .sum();
+            return Ok(DBOutput::StatementComplete(count));
+        }
+        let width = frame.schema().fields().len();
+        let mut response = encode_dataframe(frame, &Format::UnifiedText, None)
+            .await
+            .map_err(|e| err(&e))?;
+        let mut rows = Vec::new();
+        while let Some(row) = response.data_rows().next().await {
+            let row = row.map_err(|e| err(&e))?;
+            rows.push(decode_text_row(&row.data, width));
+        }
+        Ok(DBOutput::Rows {
+            types: vec![DefaultColumnType::Any; width],
+            rows,
+        })
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        "in-process"
+    }
+}
+
+/// A tokio-postgres client over the wire.
+struct OverWire {
+    client: tokio_postgres::Client,
+}
+
+#[async_trait]
+impl sqllogictest::AsyncDB for OverWire {
+    type Error = SltError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+        let messages = self.client.simple_query(sql).await.map_err(|e| {
+            SltError(
+                e.as_db_error()
+                    .map_or_else(|| e.to_string(), |db| db.message().to_owned()),
+            )
+        })?;
+        let mut rows = Vec::new();
+        let mut width = None;
+        let mut complete = None;
+        for message in messages {
+            match message {
+                SimpleQueryMessage::RowDescription(columns) => width = Some(columns.len()),
+                SimpleQueryMessage::Row(row) => {
+                    width = Some(row.len());
+                    rows.push(
+                        (0..row.len())
+                            .map(|i| row.get(i).map_or_else(|| "NULL".to_owned(), normalize))
+                            .collect(),
+                    );
+                }
+                SimpleQueryMessage::CommandComplete(count) => complete = Some(count),
+                _ => {}
+            }
+        }
+        match width {
+            Some(width) => Ok(DBOutput::Rows {
+                types: vec![DefaultColumnType::Any; width],
+                rows,
+            }),
+            None => Ok(DBOutput::StatementComplete(complete.unwrap_or(0))),
+        }
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        "wire"
+    }
+}
+
+fn slt_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sqllogictest");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("sqllogictest folder")
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "slt"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no .slt files in {}", dir.display());
+    files
+}
+
+#[tokio::test]
+async fn sqllogictest_in_process() {
+    for file in slt_files() {
+        let mut runner = Runner::new(|| async {
+            let dir = tempfile::tempdir().map_err(|e| SltError(e.to_string()))?;
+            let engine = Engine::open(dir.path())
+                .await
+                .map_err(|e| SltError(e.to_string()))?;
+            Ok(InProcess {
+                ctx: engine.session("semsql"),
+                _dir: dir,
+            })
+        });
+        if let Err(err) = runner.run_file_async(&file).await {
+            panic!("{} (in-process): {err}", file.display());
+        }
+    }
+}
+
+#[tokio::test]
+async fn sqllogictest_over_the_wire() {
+    for file in slt_files() {
+        let server = TestServer::start().await;
+        let connection_string = server.connection_string();
+        let mut runner = Runner::new(move || {
+            let connection_string = connection_string.clone();
+            async move {
+                Ok::<_, SltError>(OverWire {
+                    client: crate::support::connect(&connection_string).await,
+                })
+            }
+        });
+        if let Err(err) = runner.run_file_async(&file).await {
+            panic!("{} (wire): {err}", file.display());
+        }
+        server.stop().await;
+    }
+}

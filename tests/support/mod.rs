@@ -1,0 +1,164 @@
+//! Test support: a semsql server on a free port (in-process or as a separate process), and
+//! clients connected to it.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use semsql::config::{Config, FileConfig, Overrides};
+use semsql::server::Server;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, NoTls};
+
+/// A server running inside the test process.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// A server over a new, empty data folder.
+    pub async fn start() -> TestServer {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut server = Self::start_in(temp.path(), FileConfig::default()).await;
+        server._temp = Some(temp);
+        server
+    }
+
+    /// A server over `data_dir` with the given configuration file contents.
+    pub async fn start_in(data_dir: &Path, file: FileConfig) -> TestServer {
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(data_dir.to_owned()),
+            ..Overrides::default()
+        };
+        let config = Config::resolve(file, overrides).expect("valid config");
+        Self::start_with(config).await
+    }
+
+    pub async fn start_with(config: Config) -> TestServer {
+        let server = Server::bind(&config).await.expect("server starts");
+        let addr = server.local_addr();
+        let (shutdown, signal) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = signal.await;
+        }));
+        TestServer {
+            addr,
+            data_dir: config.data_dir.clone(),
+            _temp: None,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        }
+    }
+
+    pub fn connection_string(&self) -> String {
+        format!(
+            "host={} port={} user=tester dbname=semsql",
+            self.addr.ip(),
+            self.addr.port()
+        )
+    }
+
+    pub async fn client(&self) -> Client {
+        connect(&self.connection_string()).await
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+        }
+    }
+}
+
+pub async fn connect(connection_string: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(connection_string, NoTls)
+        .await
+        .expect("connects");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// A `semsql serve` process, for tests that kill it.
+pub struct ServerProcess {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl ServerProcess {
+    pub async fn start(data_dir: &Path) -> ServerProcess {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_semsql"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .env("SEMSQL_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("semsql binary starts");
+        let process = ServerProcess { child, port };
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return process;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("semsql did not start listening on port {port}");
+    }
+
+    pub fn connection_string(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=tester dbname=semsql",
+            self.port
+        )
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// The SQLSTATE of a failed statement.
+pub fn sqlstate(err: &tokio_postgres::Error) -> String {
+    err.code()
+        .map(|code| code.code().to_owned())
+        .unwrap_or_else(|| panic!("error without SQLSTATE: {err:?}"))
+}
