@@ -3,28 +3,32 @@
 //! work itself is datafusion-postgres's `DfSessionService`, run against that session.
 
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser;
 use datafusion_postgres::{DfSessionService, QueryHook};
 use futures::channel::oneshot;
-use futures::{stream, Sink, StreamExt};
+use futures::{stream, Sink, SinkExt, StreamExt};
 use pgwire::api::cancel::DefaultCancelHandler;
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, QueryResponse, Response};
+use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
     ClientInfo, ClientPortalStore, ConnectionHandle, ConnectionManager, ErrorHandler,
     PgWireServerHandlers, Type, METADATA_DATABASE,
 };
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::PgWireBackendMessage;
 
 use super::auth::Authenticator;
+use super::copy::{self, CopyCommand, CopyFormat};
 use crate::config::Config;
 use crate::engine::{Engine, CATALOG};
 use crate::error::to_error_info;
@@ -34,7 +38,17 @@ pub type PreparedStatement = (String, Option<(sqlparser::ast::Statement, Logical
 
 /// One connection's session.
 struct ConnectionSession {
+    ctx: Arc<SessionContext>,
     service: DfSessionService,
+    /// A `COPY ... FROM STDIN` waiting for its data.
+    copy_in: Mutex<Option<PendingCopy>>,
+}
+
+struct PendingCopy {
+    table: String,
+    columns: Vec<String>,
+    format: CopyFormat,
+    data: Vec<u8>,
 }
 
 /// Creates and finds connection sessions.
@@ -53,7 +67,9 @@ impl Sessions {
                 .unwrap_or_else(|| CATALOG.to_owned());
             let ctx = Arc::new(self.engine.session(&database));
             ConnectionSession {
-                service: DfSessionService::new_with_hooks(ctx, self.hooks.clone()),
+                service: DfSessionService::new_with_hooks(ctx.clone(), self.hooks.clone()),
+                ctx,
+                copy_in: Mutex::new(None),
             }
         })
     }
@@ -84,6 +100,14 @@ impl QueryParser for SessionParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        if copy::parse(sql).is_some() {
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "ERROR".to_owned(),
+                "0A000".to_owned(),
+                "COPY FROM STDIN and COPY TO STDOUT work in the simple query protocol only"
+                    .to_owned(),
+            ))));
+        }
         let session = self.sessions.of(client);
         let rewritten = super::compat::rewrite(sql);
         session
@@ -118,6 +142,28 @@ impl SimpleQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = self.sessions.of(client);
+        if let Some(command) = copy::parse(query) {
+            let response = match command? {
+                CopyCommand::Out { query, format } => {
+                    copy::copy_out(&session.ctx, &query, format).await?
+                }
+                CopyCommand::In {
+                    table,
+                    columns,
+                    format,
+                } => {
+                    let response = copy::copy_in_response(&session.ctx, &table, &columns).await?;
+                    *session.copy_in.lock().expect("copy lock") = Some(PendingCopy {
+                        table,
+                        columns,
+                        format,
+                        data: Vec::new(),
+                    });
+                    response
+                }
+            };
+            return Ok(vec![response]);
+        }
         let rewritten = super::compat::rewrite(query);
         let responses = SimpleQueryHandler::do_query(
             &session.service,
@@ -157,6 +203,75 @@ impl ExtendedQueryHandler for QueryHandler {
         let response =
             ExtendedQueryHandler::do_query(&session.service, client, portal, max_rows).await?;
         Ok(cancellable(client, response))
+    }
+}
+
+#[async_trait]
+impl CopyHandler for QueryHandler {
+    async fn on_copy_data<C>(&self, client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = self.sessions.of(client);
+        let mut pending = session.copy_in.lock().expect("copy lock");
+        match pending.as_mut() {
+            Some(pending) => {
+                pending.data.extend_from_slice(&copy_data.data);
+                Ok(())
+            }
+            None => Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "ERROR".to_owned(),
+                "08P01".to_owned(),
+                "CopyData without a COPY FROM STDIN in progress".to_owned(),
+            )))),
+        }
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = self.sessions.of(client);
+        let pending = session.copy_in.lock().expect("copy lock").take();
+        let Some(pending) = pending else {
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "ERROR".to_owned(),
+                "08P01".to_owned(),
+                "CopyDone without a COPY FROM STDIN in progress".to_owned(),
+            ))));
+        };
+        let rows = copy::copy_in_finish(
+            &session.ctx,
+            &pending.table,
+            &pending.columns,
+            &pending.format,
+            &pending.data,
+        )
+        .await?;
+        let tag = Tag::new("COPY").with_rows(rows);
+        client
+            .send(PgWireBackendMessage::CommandComplete(tag.into()))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = self.sessions.of(client);
+        session.copy_in.lock().expect("copy lock").take();
+        PgWireError::UserError(Box::new(ErrorInfo::new(
+            "ERROR".to_owned(),
+            "57014".to_owned(),
+            format!("COPY from stdin failed: {}", fail.message),
+        )))
     }
 }
 
@@ -280,6 +395,10 @@ impl PgWireServerHandlers for Handlers {
 
     fn error_handler(&self) -> Arc<impl ErrorHandler> {
         Arc::new(SqlstateErrors)
+    }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        self.query.clone()
     }
 
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod compat;
+pub mod copy;
 pub mod handler;
 pub mod hooks;
 

@@ -114,6 +114,7 @@ async fn wrong_parameter_counts_and_malformed_binary_values() {
     // The same connection still answers.
     raw.send(b'Q', &cstring("SELECT 1")).await;
     assert!(raw.read_until_ready().await.is_empty());
+    drop(raw);
     server.stop().await;
 }
 
@@ -255,5 +256,59 @@ async fn connections_over_the_limit_are_refused_with_53300() {
     let third = server.client().await;
     third.simple_query("SELECT 1").await.unwrap();
     second.simple_query("SELECT 1").await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_copy_data_and_copy_fail_leave_the_table_and_connection_intact() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute("CREATE TABLE target (a INT, b TEXT); INSERT INTO target VALUES (1, 'kept')")
+        .await
+        .unwrap();
+    let mut raw = RawConnection::open(&server).await;
+
+    // A value that is not an integer: the whole COPY fails, nothing is inserted.
+    raw.send(b'Q', &cstring("COPY target FROM STDIN")).await;
+    raw.send(b'd', b"2\tgood\nnot-a-number\tbad\n").await;
+    raw.send(b'c', &[]).await;
+    let codes = raw.read_until_ready().await;
+    assert_eq!(codes, vec!["22P02".to_owned()]);
+
+    // Too many columns.
+    raw.send(b'Q', &cstring("COPY target FROM STDIN")).await;
+    raw.send(b'd', b"3\tx\textra\n").await;
+    raw.send(b'c', &[]).await;
+    assert_eq!(raw.read_until_ready().await, vec!["22P04".to_owned()]);
+
+    // The client gives up.
+    raw.send(b'Q', &cstring("COPY target FROM STDIN")).await;
+    raw.send(b'd', b"4\tabandoned\n").await;
+    raw.send(b'f', &cstring("changed my mind")).await;
+    assert_eq!(raw.read_until_ready().await, vec!["57014".to_owned()]);
+
+    // And a good one on the same connection.
+    raw.send(b'Q', &cstring("COPY target FROM STDIN")).await;
+    raw.send(b'd', b"5\tfive\n6\t\\N\n").await;
+    raw.send(b'c', &[]).await;
+    assert!(raw.read_until_ready().await.is_empty());
+
+    let rows: Vec<(i32, Option<String>)> = client
+        .query("SELECT a, b FROM target ORDER BY a", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (1, Some("kept".into())),
+            (5, Some("five".into())),
+            (6, None)
+        ]
+    );
+    drop(raw);
     server.stop().await;
 }

@@ -15,7 +15,17 @@ fn psql_available() -> bool {
 }
 
 fn psql(server: &TestServer, command: &str) -> String {
+    psql_with(server, &[], command)
+}
+
+/// One value, unaligned and without headers.
+fn psql_value(server: &TestServer, query: &str) -> String {
+    psql_with(server, &["-t", "-A"], query).trim().to_owned()
+}
+
+fn psql_with(server: &TestServer, options: &[&str], command: &str) -> String {
     let output = Command::new("psql")
+        .args(options)
         .args(["-h", "127.0.0.1", "-p", &server.addr.port().to_string()])
         .args([
             "-U",
@@ -76,5 +86,34 @@ async fn psql_meta_commands_on_the_demo_data() {
     psql(&server, "\\df");
     let counted = psql(&server, "SELECT count(*) FROM reviews WHERE stars <= 2");
     assert!(counted.contains("(1 row)"), "{counted}");
+
+    // \copy out and back in, in CSV with a header and in text format.
+    let csv = dir.path().join("movies.csv");
+    let text = dir.path().join("movies.txt");
+    let out = psql(
+        &server,
+        &format!("\\copy movies to '{}' csv header", csv.display()),
+    );
+    assert!(out.contains("COPY 100"), "{out}");
+    psql(&server, &format!("\\copy movies to '{}'", text.display()));
+    psql(&server, "CREATE TABLE movies_copy (id INT, title TEXT, year INT, genre TEXT, rating DOUBLE, plot TEXT)");
+    let back = psql(
+        &server,
+        &format!("\\copy movies_copy from '{}' csv header", csv.display()),
+    );
+    assert!(back.contains("COPY 100"), "{back}");
+    psql(
+        &server,
+        &format!("\\copy movies_copy from '{}'", text.display()),
+    );
+    let differing = psql_value(
+        &server,
+        "SELECT count(*) FROM (SELECT * FROM movies_copy EXCEPT ALL (SELECT * FROM movies UNION ALL SELECT * FROM movies)) AS d",
+    );
+    assert_eq!(differing, "0");
+    assert_eq!(
+        psql_value(&server, "SELECT count(*) FROM movies_copy"),
+        "200"
+    );
     server.stop().await;
 }
