@@ -18,7 +18,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::unparser::expr_to_sql;
 
-use super::storage::{Manifest, SchemaEntry, Store, TableEntry};
+use super::storage::{Definition, Manifest, SchemaEntry, Store, TableEntry};
 use super::table::{DurableTable, TableData};
 use crate::error::SemsqlError;
 
@@ -43,6 +43,28 @@ impl DurableCatalog {
             store,
             schemas: RwLock::new(schemas),
         })
+    }
+}
+
+impl DurableCatalog {
+    /// Records the statement that created the view or external table `schema.name`, so it is
+    /// recreated at the next start.
+    pub fn record_definition(
+        &self,
+        schema: &str,
+        name: &str,
+        definition: Definition,
+    ) -> Result<()> {
+        self.store
+            .commit(|manifest| {
+                let entry = manifest
+                    .schemas
+                    .get_mut(schema)
+                    .ok_or_else(|| SemsqlError::SchemaNotFound(schema.to_owned()))?;
+                entry.definitions.insert(name.to_owned(), definition);
+                Ok(())
+            })
+            .map_err(SemsqlError::into_datafusion)
     }
 }
 
@@ -295,7 +317,7 @@ impl SchemaProvider for DurableSchema {
                     .schemas
                     .get_mut(&self.name)
                     .ok_or_else(|| SemsqlError::SchemaNotFound(self.name.clone()))?;
-                entry.external_tables.remove(name);
+                entry.definitions.remove(name);
                 Ok(entry
                     .tables
                     .remove(name)

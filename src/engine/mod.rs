@@ -23,7 +23,8 @@ use datafusion_postgres::datafusion_pg_catalog::pg_catalog::{
 
 use crate::error::SemsqlError;
 use catalog::DurableCatalog;
-use storage::Store;
+use datafusion::common::TableReference;
+use storage::{Definition, Manifest, Store};
 use transaction::Transaction;
 
 /// The name of our single DataFusion catalog; clients see it through `current_catalog`.
@@ -68,16 +69,82 @@ impl Engine {
         let engine = Engine {
             template: ctx.state(),
         };
-        // External tables are stored as their CREATE statements and replayed in a session.
-        let session = engine.session(CATALOG);
-        for (schema, entry) in &manifest.schemas {
-            for (name, sql) in &entry.external_tables {
-                if let Err(err) = session.sql(sql).await {
-                    tracing::warn!(table = %format!("{schema}.{name}"), %err, "external table could not be restored");
+        engine.restore_definitions(&manifest).await;
+        Ok(engine)
+    }
+
+    /// Recreates views and external tables from their statements. A view may name another, so
+    /// failures are retried while each round makes progress; what still fails is logged (an
+    /// external table whose files are gone, say) and left out rather than stopping the server.
+    async fn restore_definitions(&self, manifest: &Manifest) {
+        let mut pending: Vec<(String, String, &Definition)> = manifest
+            .schemas
+            .iter()
+            .flat_map(|(schema, entry)| {
+                entry
+                    .definitions
+                    .iter()
+                    .map(move |(name, definition)| (schema.clone(), name.clone(), definition))
+            })
+            .collect();
+        let mut last_errors = Vec::new();
+        while !pending.is_empty() {
+            let mut failed = Vec::new();
+            last_errors.clear();
+            for (schema, name, definition) in pending.iter() {
+                let session = self.session(CATALOG);
+                session
+                    .state_ref()
+                    .write()
+                    .config_mut()
+                    .options_mut()
+                    .catalog
+                    .default_schema = definition.default_schema.clone();
+                let restored = match session.sql(&definition.sql).await {
+                    Ok(frame) => frame.collect().await.map(|_| ()),
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = restored {
+                    failed.push((schema.clone(), name.clone(), *definition));
+                    last_errors.push(format!("{schema}.{name}: {err}"));
                 }
             }
+            if failed.len() == pending.len() {
+                break;
+            }
+            pending = failed;
         }
-        Ok(engine)
+        for error in last_errors {
+            tracing::warn!(%error, "a view or external table could not be restored");
+        }
+    }
+
+    /// Records the statement that created a view or external table; `table` is the name as the
+    /// statement gave it, resolved against `ctx`'s default schema.
+    pub fn record_definition(ctx: &SessionContext, table: &str, sql: &str) -> Result<()> {
+        let default_schema = ctx
+            .state()
+            .config()
+            .options()
+            .catalog
+            .default_schema
+            .clone();
+        let reference = TableReference::from(table);
+        let schema = reference.schema().unwrap_or(&default_schema).to_owned();
+        let catalog = ctx.catalog(CATALOG).ok_or_else(|| {
+            datafusion::error::DataFusionError::Internal("no semsql catalog".into())
+        })?;
+        let Some(durable) = catalog.downcast_ref::<DurableCatalog>() else {
+            return Ok(());
+        };
+        durable.record_definition(
+            &schema,
+            reference.table(),
+            Definition {
+                sql: sql.to_owned(),
+                default_schema,
+            },
+        )
     }
 
     /// A new session for one connection: its own settings and transaction, shared tables.

@@ -41,6 +41,14 @@ pub struct TableEntry {
     pub version: u64,
 }
 
+/// A `CREATE VIEW` or `CREATE EXTERNAL TABLE` statement, with the schema unqualified names in it
+/// resolved against when it ran.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Definition {
+    pub sql: String,
+    pub default_schema: String,
+}
+
 /// The whole durable catalog: schemas, their managed tables, and external table definitions.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
@@ -51,9 +59,9 @@ pub struct Manifest {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SchemaEntry {
     pub tables: BTreeMap<String, TableEntry>,
-    /// `CREATE EXTERNAL TABLE` statements, replayed at start.
+    /// Views and external tables, kept as the statements that made them and replayed at start.
     #[serde(default)]
-    pub external_tables: BTreeMap<String, String>,
+    pub definitions: BTreeMap<String, Definition>,
 }
 
 impl Default for Manifest {

@@ -6,8 +6,10 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser;
 use datafusion_postgres::{DfSessionService, QueryHook};
 use futures::channel::oneshot;
@@ -164,6 +166,9 @@ impl SimpleQueryHandler for QueryHandler {
             };
             return Ok(vec![response]);
         }
+        if let Some(response) = create_external_table(&session.ctx, query).await {
+            return Ok(vec![response?]);
+        }
         let rewritten = super::compat::rewrite(query);
         let responses = SimpleQueryHandler::do_query(
             &session.service,
@@ -204,6 +209,48 @@ impl ExtendedQueryHandler for QueryHandler {
             ExtendedQueryHandler::do_query(&session.service, client, portal, max_rows).await?;
         Ok(cancellable(client, response))
     }
+}
+
+/// `CREATE EXTERNAL TABLE` is DataFusion's own statement, which the PostgreSQL parser does not
+/// know: it goes straight to DataFusion, and its statement into the durable catalog.
+async fn create_external_table(
+    ctx: &SessionContext,
+    query: &str,
+) -> Option<PgWireResult<Response>> {
+    let opening = query
+        .split_whitespace()
+        .take(4)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_uppercase();
+    if !(opening.starts_with("CREATE EXTERNAL TABLE ")
+        || opening.starts_with("CREATE UNBOUNDED EXTERNAL TABLE"))
+    {
+        return None;
+    }
+    let api_error = |err: DataFusionError| PgWireError::ApiError(Box::new(err));
+    let result = async {
+        let mut statements = DFParser::parse_sql(query).map_err(|err| api_error(err.into()))?;
+        let (Some(DFStatement::CreateExternalTable(create)), None) =
+            (statements.pop_front(), statements.pop_front())
+        else {
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "ERROR".to_owned(),
+                "0A000".to_owned(),
+                "send CREATE EXTERNAL TABLE as a statement of its own".to_owned(),
+            ))));
+        };
+        let sql = create.to_string();
+        ctx.sql(&sql)
+            .await
+            .map_err(api_error)?
+            .collect()
+            .await
+            .map_err(api_error)?;
+        Engine::record_definition(ctx, &create.name.to_string(), &sql).map_err(api_error)?;
+        Ok(Response::Execution(Tag::new("CREATE EXTERNAL TABLE")))
+    };
+    Some(result.await)
 }
 
 #[async_trait]

@@ -9,8 +9,17 @@ use crate::support::{connect, ServerProcess, TestServer};
 #[tokio::test]
 async fn tables_schemas_and_changes_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_in(dir.path(), FileConfig::default()).await;
+    let csv = dir.path().join("prices.csv");
+    std::fs::write(&csv, "item,price\nwidget,2.5\ngadget,4\n").unwrap();
+    let server = TestServer::start_in(&dir.path().join("data"), FileConfig::default()).await;
     let client = server.client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE EXTERNAL TABLE prices STORED AS CSV LOCATION '{}' OPTIONS ('format.has_header' 'true')",
+            csv.display()
+        ))
+        .await
+        .unwrap();
     client
         .batch_execute(
             "CREATE SCHEMA shop;
@@ -20,14 +29,17 @@ async fn tables_schemas_and_changes_survive_a_restart() {
              DELETE FROM shop.orders WHERE id = 3;
              CREATE TABLE totals AS SELECT sum(qty) AS total FROM shop.orders;
              CREATE TABLE dropped (x INT);
-             DROP TABLE dropped;",
+             DROP TABLE dropped;
+             CREATE VIEW shop.big_orders AS SELECT id FROM shop.orders WHERE qty > 6;
+             CREATE VIEW gone AS SELECT 1 AS one;
+             DROP VIEW gone;",
         )
         .await
         .unwrap();
     drop(client);
     server.stop().await;
 
-    let server = TestServer::start_in(dir.path(), FileConfig::default()).await;
+    let server = TestServer::start_in(&dir.path().join("data"), FileConfig::default()).await;
     let client = server.client().await;
     let rows: Vec<(i32, String, i32)> = client
         .query("SELECT id, item, qty FROM shop.orders ORDER BY id", &[])
@@ -47,6 +59,21 @@ async fn tables_schemas_and_changes_survive_a_restart() {
         .get(0);
     assert_eq!(total, 75);
     assert!(client.query("SELECT * FROM dropped", &[]).await.is_err());
+    assert!(client.query("SELECT * FROM gone", &[]).await.is_err());
+    let big: Vec<i32> = client
+        .query("SELECT id FROM shop.big_orders", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(big, vec![2]);
+    let price: f64 = client
+        .query_one("SELECT price FROM prices WHERE item = 'widget'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(price, 2.5);
     // Defaults are restored too.
     client
         .execute("INSERT INTO shop.orders (id, qty) VALUES (4, 1)", &[])

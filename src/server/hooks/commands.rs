@@ -1,6 +1,7 @@
 //! Statements that answer with a command tag rather than rows (`UPDATE 3`, `CREATE TABLE`,
 //! `DROP TABLE`, ...): psql and drivers read the affected-row count from the tag, while
-//! DataFusion returns it as a `count` column or an empty result.
+//! DataFusion returns it as a `count` column or an empty result. Views are also recorded in
+//! the durable catalog here, once created.
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, UInt64Array};
@@ -18,6 +19,7 @@ use pgwire::api::ClientInfo;
 use pgwire::error::{PgWireError, PgWireResult};
 
 use super::placeholder_plan;
+use crate::engine::Engine;
 
 #[derive(Debug)]
 pub struct CommandTagHook;
@@ -93,6 +95,15 @@ async fn rows_created(ctx: &SessionContext, statement: &Statement) -> PgWireResu
     frame.count().await.map_err(api_error)
 }
 
+/// Makes a new view outlive the server: its statement goes into the catalog.
+fn persist_definition(ctx: &SessionContext, statement: &Statement) -> PgWireResult<()> {
+    if let Statement::CreateView(view) = statement {
+        Engine::record_definition(ctx, &view.name.to_string(), &statement.to_string())
+            .map_err(api_error)?;
+    }
+    Ok(())
+}
+
 fn response(tag: &str, counted: bool, rows: usize) -> Response {
     let tag = Tag::new(tag);
     Response::Execution(if counted { tag.with_rows(rows) } else { tag })
@@ -109,6 +120,7 @@ impl QueryHook for CommandTagHook {
         let (tag, counted) = tag_of(statement)?;
         let result = async {
             let batches = run_sql(session_context, statement).await?;
+            persist_definition(session_context, statement)?;
             let rows = if tag == "SELECT" {
                 rows_created(session_context, statement).await?
             } else {
@@ -152,6 +164,7 @@ impl QueryHook for CommandTagHook {
                     .map_err(api_error)?;
                 frame.collect().await.map_err(api_error)?
             };
+            persist_definition(session_context, statement)?;
             let rows = if tag == "SELECT" {
                 rows_created(session_context, statement).await?
             } else {
