@@ -230,7 +230,7 @@ async fn create_external_table(
     }
     let api_error = |err: DataFusionError| PgWireError::ApiError(Box::new(err));
     let result = async {
-        let mut statements = DFParser::parse_sql(query).map_err(|err| api_error(err.into()))?;
+        let mut statements = DFParser::parse_sql(query).map_err(api_error)?;
         let (Some(DFStatement::CreateExternalTable(create)), None) =
             (statements.pop_front(), statements.pop_front())
         else {
