@@ -51,7 +51,10 @@ impl Engine {
         let catalogs = Arc::new(MemoryCatalogProviderList::new());
         catalogs.register_catalog(CATALOG.to_owned(), catalog);
 
+        // With a session time zone, `timestamptz` values carry one and reach clients as
+        // PostgreSQL's timestamptz; PostgreSQL's own default is UTC too.
         let config = SessionConfig::new()
+            .set_str("datafusion.execution.time_zone", "+00:00")
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(CATALOG, DEFAULT_SCHEMA);

@@ -54,3 +54,73 @@ async fn tls_that_cannot_be_set_up_refuses_to_start() {
     let err = Server::bind(&config).await.err().expect("refuses to start");
     assert!(err.to_string().contains("TLS"), "{err}");
 }
+
+/// A real TLS session with psql, using a certificate made by openssl for the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_connects_over_tls() {
+    let has = |tool: &str| {
+        std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let openssl = std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has("psql") || !openssl {
+        eprintln!("psql or openssl is missing; skipping (CI installs both)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("server.crt");
+    let key = dir.path().join("server.key");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let overrides = Overrides {
+        listen: Some("127.0.0.1:0".into()),
+        data_dir: Some(dir.path().join("data")),
+        tls_cert: Some(cert),
+        tls_key: Some(key),
+        ..Overrides::default()
+    };
+    let server =
+        TestServer::start_with(Config::resolve(FileConfig::default(), overrides).unwrap()).await;
+    let output = std::process::Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={} user=tester dbname=semsql sslmode=require",
+            server.addr.port()
+        ))
+        .args(["-X", "-c", "\\conninfo", "-c", "SELECT 1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("SSL connection"), "{stdout}");
+    server.stop().await;
+}

@@ -5,6 +5,7 @@ mod support;
 
 mod auth;
 mod bad_input;
+mod clients;
 mod durability;
 mod psql;
 mod sessions;

@@ -213,3 +213,59 @@ async fn cancel_request_stops_a_running_query() {
     assert_eq!(row.get::<_, i32>(0), 1);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn more_types_in_row_descriptions_and_values() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let row = client
+        .query_one(
+            "SELECT decode('0102ff', 'hex') AS b, TIME '13:14:15' AS t, \
+             CAST('2024-05-06 07:08:09+00' AS TIMESTAMPTZ) AS tz, INTERVAL '1 day 2 hours' AS i, \
+             ['a', 'b'] AS texts",
+            &[],
+        )
+        .await
+        .unwrap();
+    let types: Vec<&Type> = row.columns().iter().map(|c| c.type_()).collect();
+    assert_eq!(
+        types,
+        vec![
+            &Type::BYTEA,
+            &Type::TIME,
+            &Type::TIMESTAMPTZ,
+            &Type::INTERVAL,
+            &Type::TEXT_ARRAY
+        ]
+    );
+    assert_eq!(row.get::<_, Vec<u8>>(0), vec![1u8, 2, 255]);
+    assert_eq!(row.get::<_, chrono::NaiveTime>(1).to_string(), "13:14:15");
+    assert_eq!(
+        row.get::<_, chrono::DateTime<chrono::Utc>>(2).to_rfc3339(),
+        "2024-05-06T07:08:09+00:00"
+    );
+    assert_eq!(row.get::<_, Vec<String>>(4), vec!["a", "b"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn pipelined_queries_on_one_connection() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let statement = client.prepare("SELECT $1::BIGINT * 10").await.unwrap();
+    // tokio-postgres pipelines concurrent requests on one connection.
+    let results = futures::future::join_all((0..50i64).map(|i| {
+        let client = &client;
+        let statement = &statement;
+        async move {
+            client
+                .query_one(statement, &[&i])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    }))
+    .await;
+    assert_eq!(results, (0..50i64).map(|i| i * 10).collect::<Vec<_>>());
+    server.stop().await;
+}
