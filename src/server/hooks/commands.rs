@@ -104,9 +104,25 @@ fn persist_definition(ctx: &SessionContext, statement: &Statement) -> PgWireResu
     Ok(())
 }
 
-fn response(tag: &str, counted: bool, rows: usize) -> Response {
+/// After a statement ran: records what must outlive the server, and answers with the tag.
+async fn finish(
+    ctx: &SessionContext,
+    statement: &Statement,
+    batches: &[RecordBatch],
+) -> PgWireResult<Response> {
+    let (tag, counted) = tag_of(statement).expect("only tagged statements run here");
+    persist_definition(ctx, statement)?;
+    let rows = if tag == "SELECT" {
+        rows_created(ctx, statement).await?
+    } else {
+        affected_rows(batches)
+    };
     let tag = Tag::new(tag);
-    Response::Execution(if counted { tag.with_rows(rows) } else { tag })
+    Ok(Response::Execution(if counted {
+        tag.with_rows(rows)
+    } else {
+        tag
+    }))
 }
 
 #[async_trait]
@@ -117,16 +133,10 @@ impl QueryHook for CommandTagHook {
         session_context: &SessionContext,
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        let (tag, counted) = tag_of(statement)?;
+        tag_of(statement)?;
         let result = async {
             let batches = run_sql(session_context, statement).await?;
-            persist_definition(session_context, statement)?;
-            let rows = if tag == "SELECT" {
-                rows_created(session_context, statement).await?
-            } else {
-                affected_rows(&batches)
-            };
-            Ok(response(tag, counted, rows))
+            finish(session_context, statement, &batches).await
         };
         Some(result.await)
     }
@@ -149,7 +159,7 @@ impl QueryHook for CommandTagHook {
         session_context: &SessionContext,
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        let (tag, counted) = tag_of(statement)?;
+        tag_of(statement)?;
         let result = async {
             let batches = if split_drop(statement).len() > 1 {
                 run_sql(session_context, statement).await?
@@ -164,13 +174,7 @@ impl QueryHook for CommandTagHook {
                     .map_err(api_error)?;
                 frame.collect().await.map_err(api_error)?
             };
-            persist_definition(session_context, statement)?;
-            let rows = if tag == "SELECT" {
-                rows_created(session_context, statement).await?
-            } else {
-                affected_rows(&batches)
-            };
-            Ok(response(tag, counted, rows))
+            finish(session_context, statement, &batches).await
         };
         Some(result.await)
     }
