@@ -4,6 +4,7 @@
 
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::error::DataFusionError;
@@ -34,6 +35,9 @@ use super::copy::{self, CopyCommand, CopyFormat};
 use crate::config::Config;
 use crate::engine::{Engine, CATALOG};
 use crate::error::to_error_info;
+
+/// Where datafusion-postgres's `SET statement_timeout` keeps the value, in milliseconds.
+const STATEMENT_TIMEOUT_MS: &str = "statement_timeout_ms";
 
 /// What the extended protocol keeps per prepared statement (datafusion-postgres's shape).
 pub type PreparedStatement = (String, Option<(sqlparser::ast::Statement, LogicalPlan)>);
@@ -322,7 +326,8 @@ impl CopyHandler for QueryHandler {
     }
 }
 
-/// Makes a result's rows stop with 57014 when the client sends a CancelRequest.
+/// Makes a result's rows stop with 57014 when the client sends a CancelRequest or the
+/// connection's `statement_timeout` passes.
 ///
 /// pgwire watches for cancellation only until `do_query` returns, but DataFusion does its work
 /// while the rows are streamed; so the stream itself listens, from its first poll (after
@@ -331,9 +336,13 @@ fn cancellable<C: ClientInfo>(client: &C, response: Response) -> Response {
     let Response::Query(query) = response else {
         return response;
     };
-    let Some(handle) = client.session_extensions().get::<Arc<ConnectionHandle>>() else {
-        return Response::Query(query);
-    };
+    let handle = client.session_extensions().get::<Arc<ConnectionHandle>>();
+    let deadline = client
+        .metadata()
+        .get(STATEMENT_TIMEOUT_MS)
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
     let QueryResponse {
         command_tag,
         row_schema,
@@ -343,37 +352,54 @@ fn cancellable<C: ClientInfo>(client: &C, response: Response) -> Response {
     enum Watch {
         NotStarted,
         Listening(oneshot::Receiver<()>),
-        /// Another query took over the connection's cancel signal (interleaved portals).
+        /// No cancel signal: none registered, or another query took it over (interleaved portals).
         Detached,
     }
+    let start = if handle.is_some() {
+        Watch::NotStarted
+    } else {
+        Watch::Detached
+    };
     let rows = stream::unfold(
-        (data_rows, handle, Watch::NotStarted, false),
-        |(mut rows, handle, watch, finished)| async move {
-            if finished {
-                return None;
-            }
-            let mut receiver = match watch {
-                Watch::NotStarted => handle.start_query().await,
-                Watch::Listening(receiver) => receiver,
-                Watch::Detached => {
-                    let item = rows.next().await?;
-                    return Some((item, (rows, handle, Watch::Detached, false)));
+        (data_rows, start, false),
+        move |(mut rows, watch, finished)| {
+            let handle = handle.clone();
+            async move {
+                if finished {
+                    return None;
                 }
-            };
-            tokio::select! {
-                signal = &mut receiver => match signal {
-                    Ok(()) => Some((
-                        Err(PgWireError::QueryCanceled),
-                        (rows, handle, Watch::Detached, true),
-                    )),
-                    Err(_) => {
-                        let item = rows.next().await?;
-                        Some((item, (rows, handle, Watch::Detached, false)))
+                let mut receiver = match (watch, &handle) {
+                    (Watch::NotStarted, Some(handle)) => Some(handle.start_query().await),
+                    (Watch::Listening(receiver), _) => Some(receiver),
+                    _ => None,
+                };
+                let cancelled = async {
+                    match receiver.as_mut() {
+                        Some(receiver) => receiver.await.is_ok(),
+                        None => std::future::pending().await,
                     }
-                },
-                item = rows.next() => {
-                    let item = item?;
-                    Some((item, (rows, handle, Watch::Listening(receiver), false)))
+                };
+                let timed_out = async {
+                    match deadline {
+                        Some(deadline) => tokio::time::sleep_until(deadline).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    item = rows.next() => {
+                        let item = item?;
+                        let watch = receiver.map_or(Watch::Detached, Watch::Listening);
+                        Some((item, (rows, watch, false)))
+                    }
+                    true = cancelled => Some((Err(PgWireError::QueryCanceled), (rows, Watch::Detached, true))),
+                    _ = timed_out => Some((
+                        Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                            "ERROR".to_owned(),
+                            "57014".to_owned(),
+                            "canceling statement due to statement timeout".to_owned(),
+                        )))),
+                        (rows, Watch::Detached, true),
+                    )),
                 }
             }
         },

@@ -269,3 +269,27 @@ async fn pipelined_queries_on_one_connection() {
     assert_eq!(results, (0..50i64).map(|i| i * 10).collect::<Vec<_>>());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn statement_timeout_stops_a_running_query() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute("SET statement_timeout = '300ms'")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = client
+        .simple_query("SELECT sum(value % 7) FROM generate_series(1, 10000000000)")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "57014", "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    client
+        .batch_execute("SET statement_timeout = 0")
+        .await
+        .unwrap();
+    let row = client.query_one("SELECT 7", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 7);
+    server.stop().await;
+}
