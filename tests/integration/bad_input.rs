@@ -16,12 +16,7 @@ struct RawConnection {
 impl RawConnection {
     async fn open(server: &TestServer) -> RawConnection {
         let mut socket = TcpStream::connect(server.addr).await.unwrap();
-        let params = b"user\0tester\0database\0semsql\0\0";
-        let mut startup = Vec::new();
-        startup.extend_from_slice(&((8 + params.len()) as u32).to_be_bytes());
-        startup.extend_from_slice(&196608u32.to_be_bytes());
-        startup.extend_from_slice(params);
-        socket.write_all(&startup).await.unwrap();
+        socket.write_all(&startup_packet()).await.unwrap();
         let mut connection = RawConnection { socket };
         connection.read_until_ready().await;
         connection
@@ -60,6 +55,16 @@ impl RawConnection {
             }
         }
     }
+}
+
+/// A protocol 3.0 StartupMessage for user `tester`, database `semsql`.
+fn startup_packet() -> Vec<u8> {
+    let params = b"user\0tester\0database\0semsql\0\0";
+    let mut startup = Vec::new();
+    startup.extend_from_slice(&((8 + params.len()) as u32).to_be_bytes());
+    startup.extend_from_slice(&196608u32.to_be_bytes());
+    startup.extend_from_slice(params);
+    startup
 }
 
 fn cstring(text: &str) -> Vec<u8> {
@@ -146,12 +151,7 @@ async fn garbage_bytes_on_the_socket() {
     drop(socket);
     // Random bytes after a valid startup.
     let mut socket = TcpStream::connect(server.addr).await.unwrap();
-    let mut startup = Vec::new();
-    let params = b"user\0tester\0database\0semsql\0\0";
-    startup.extend_from_slice(&((8 + params.len()) as u32).to_be_bytes());
-    startup.extend_from_slice(&196608u32.to_be_bytes());
-    startup.extend_from_slice(params);
-    socket.write_all(&startup).await.unwrap();
+    socket.write_all(&startup_packet()).await.unwrap();
     let _ = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf)).await;
     socket
         .write_all(&[0xde, 0xad, 0xbe, 0xef, 0x00, 0x01, 0x02, 0x03, 0xff])
@@ -168,12 +168,7 @@ async fn a_client_that_disconnects_mid_result() {
     let server = TestServer::start().await;
     for _ in 0..3 {
         let mut socket = TcpStream::connect(server.addr).await.unwrap();
-        let mut startup = Vec::new();
-        let params = b"user\0tester\0database\0semsql\0\0";
-        startup.extend_from_slice(&((8 + params.len()) as u32).to_be_bytes());
-        startup.extend_from_slice(&196608u32.to_be_bytes());
-        startup.extend_from_slice(params);
-        socket.write_all(&startup).await.unwrap();
+        socket.write_all(&startup_packet()).await.unwrap();
         let mut buf = vec![0u8; 4096];
         let _ = socket.read(&mut buf).await.unwrap();
         let query = b"SELECT value, repeat('y', 100) FROM generate_series(1, 2000000)\0";
