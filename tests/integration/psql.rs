@@ -83,6 +83,11 @@ async fn psql_meta_commands_on_the_demo_data() {
     let schemas = psql(&server, "\\dn");
     assert!(schemas.contains("public"), "{schemas}");
     psql(&server, "\\l");
+    // psql prints the command tag, as PostgreSQL answers RESET with one.
+    assert_eq!(
+        psql(&server, "RESET datafusion.execution.batch_size").trim(),
+        "RESET"
+    );
     psql(&server, "\\df");
     let counted = psql(&server, "SELECT count(*) FROM reviews WHERE stars <= 2");
     assert!(counted.contains("(1 row)"), "{counted}");

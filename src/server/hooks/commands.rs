@@ -34,6 +34,7 @@ fn tag_of(statement: &Statement) -> Option<(&'static str, bool)> {
         Statement::CreateSchema { .. } => ("CREATE SCHEMA", false),
         Statement::CreateView(_) => ("CREATE VIEW", false),
         Statement::Truncate(_) => ("TRUNCATE TABLE", false),
+        Statement::Reset(_) => ("RESET", false),
         Statement::Drop { object_type, .. } => match object_type {
             ObjectType::Table => ("DROP TABLE", false),
             ObjectType::View => ("DROP VIEW", false),
