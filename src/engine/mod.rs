@@ -2,6 +2,7 @@
 //! built from a template so that settings never leak between connections.
 
 pub mod catalog;
+pub mod checked_arithmetic;
 pub mod demo;
 pub mod functions;
 pub mod storage;
@@ -63,6 +64,7 @@ impl Engine {
             .with_runtime_env(Arc::new(RuntimeEnv::default()))
             .with_catalog_list(catalogs)
             .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(checked_arithmetic::CheckedArithmetic))
             .build();
         let ctx = SessionContext::new_with_state(state);
         setup_pg_catalog(&ctx, CATALOG, EmptyContextProvider).map_err(|err| *err)?;
