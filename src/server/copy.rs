@@ -362,6 +362,24 @@ pub fn parse(sql: &str) -> Option<PgWireResult<CopyCommand>> {
     Some(command)
 }
 
+/// The fields of a text-format DataRow body: each an i32 length (-1 for NULL) and its bytes.
+pub fn text_fields(data: &[u8], width: usize) -> Vec<Option<String>> {
+    let mut fields = Vec::with_capacity(width);
+    let mut at = 0;
+    for _ in 0..width {
+        let len = i32::from_be_bytes(data[at..at + 4].try_into().expect("4-byte field length"));
+        at += 4;
+        if len < 0 {
+            fields.push(None);
+        } else {
+            let end = at + len as usize;
+            fields.push(Some(String::from_utf8_lossy(&data[at..end]).into_owned()));
+            at = end;
+        }
+    }
+    fields
+}
+
 /// Runs a `COPY ... TO STDOUT`: the rows as CopyData messages.
 pub async fn copy_out(
     ctx: &SessionContext,
@@ -404,21 +422,11 @@ pub async fn copy_out(
                 Err(err) => return Some((Err(err), (rows, header))),
             };
             let mut line = header.take().unwrap_or_default();
-            let mut at = 0;
-            let data = &row.data;
-            for i in 0..width {
+            for (i, value) in text_fields(&row.data, width).iter().enumerate() {
                 if i > 0 {
                     line.push(format.delimiter);
                 }
-                let len = i32::from_be_bytes(data[at..at + 4].try_into().expect("4 bytes"));
-                at += 4;
-                if len < 0 {
-                    format.write_value(None, &mut line);
-                } else {
-                    let end = at + len as usize;
-                    format.write_value(Some(&String::from_utf8_lossy(&data[at..end])), &mut line);
-                    at = end;
-                }
+                format.write_value(value.as_deref(), &mut line);
             }
             line.push('\n');
             Some((Ok(CopyData::new(line.into_bytes().into())), (rows, None)))

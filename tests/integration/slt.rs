@@ -11,6 +11,7 @@ use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
 use futures::StreamExt;
 use pgwire::api::portal::Format;
 use semsql::engine::Engine;
+use semsql::server::copy::text_fields;
 use sqllogictest::{DBOutput, DefaultColumnType, Runner};
 use tokio_postgres::SimpleQueryMessage;
 
@@ -26,22 +27,16 @@ struct InProcess {
     _dir: tempfile::TempDir,
 }
 
-/// Decodes text-format DataRow fields: an i32 length (-1 for NULL) and the bytes.
+/// A text-format DataRow as .slt values (`NULL` for NULL).
 fn decode_text_row(data: &[u8], fields: usize) -> Vec<String> {
-    let mut values = Vec::with_capacity(fields);
-    let mut at = 0;
-    for _ in 0..fields {
-        let len = i32::from_be_bytes(data[at..at + 4].try_into().unwrap());
-        at += 4;
-        if len < 0 {
-            values.push("NULL".to_owned());
-        } else {
-            let end = at + len as usize;
-            values.push(normalize(&String::from_utf8_lossy(&data[at..end])));
-            at = end;
-        }
-    }
-    values
+    text_fields(data, fields)
+        .iter()
+        .map(|value| {
+            value
+                .as_deref()
+                .map_or_else(|| "NULL".to_owned(), normalize)
+        })
+        .collect()
 }
 
 /// Empty strings are written `(empty)` in .slt files.
