@@ -1,6 +1,7 @@
 //! Configuration: a TOML file, then `SEMSQL_*` environment variables, then command-line flags,
 //! each overriding the one before. Validated once, at start, by [`Config::validate`].
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -47,6 +48,16 @@ pub struct TlsConfig {
     pub key: Option<PathBuf>,
 }
 
+/// The `[llm]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmFileConfig {
+    /// The model used when a session has not chosen one with `SET semsql.model`.
+    pub default_model: Option<String>,
+    /// The in-memory answer cache's size, in MiB (default 64).
+    pub cache_memory_mb: Option<u64>,
+}
+
 /// The configuration file's shape; every field is optional.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +70,11 @@ pub struct FileConfig {
     pub tls: TlsConfig,
     #[serde(default)]
     pub users: Vec<UserConfig>,
+    #[serde(default)]
+    pub llm: LlmFileConfig,
+    /// `[models.NAME]` tables: the same options as `CREATE MODEL ... WITH (...)`.
+    #[serde(default)]
+    pub models: BTreeMap<String, toml::Table>,
 }
 
 impl FileConfig {
@@ -94,6 +110,7 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     pub users: Vec<UserConfig>,
     pub demo: bool,
+    pub llm: crate::llm::LlmConfig,
 }
 
 impl Config {
@@ -109,6 +126,7 @@ impl Config {
             ))
         })?;
         let users = file.users;
+        let llm = llm_config(&file.llm, &file.models)?;
         let auth = overrides.auth.or(file.auth).unwrap_or(if users.is_empty() {
             AuthMethod::Trust
         } else {
@@ -139,6 +157,7 @@ impl Config {
             tls,
             users,
             demo: overrides.demo,
+            llm,
         };
         config.validate()?;
         Ok(config)
@@ -168,6 +187,61 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The runtime's settings from `[llm]` and `[models.*]`; each model's options are checked here,
+/// so a bad model stops the server at start with a message naming it.
+fn llm_config(
+    llm: &LlmFileConfig,
+    models: &BTreeMap<String, toml::Table>,
+) -> Result<crate::llm::LlmConfig, SemsqlError> {
+    let mut raw_models = BTreeMap::new();
+    for (name, table) in models {
+        let mut raw = crate::llm::models::RawOptions::new();
+        for (key, value) in table {
+            let text = match value {
+                toml::Value::String(text) => text.clone(),
+                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                    value.to_string()
+                }
+                toml::Value::Table(headers) if key == "headers" => {
+                    let map: BTreeMap<&String, String> = headers
+                        .iter()
+                        .map(|(name, value)| {
+                            (
+                                name,
+                                value
+                                    .as_str()
+                                    .map_or_else(|| value.to_string(), str::to_owned),
+                            )
+                        })
+                        .collect();
+                    serde_json::to_string(&map).unwrap_or_default()
+                }
+                _ => {
+                    return Err(SemsqlError::Config(format!(
+                        "models.{name}.{key}: expected a string, number or boolean"
+                    )))
+                }
+            };
+            raw.insert(key.to_ascii_lowercase(), text);
+        }
+        crate::llm::models::ModelOptions::parse(name, &raw)
+            .map_err(|err| SemsqlError::Config(err.message))?;
+        raw_models.insert(name.to_ascii_lowercase(), raw);
+    }
+    if let Some(default) = &llm.default_model {
+        if !raw_models.contains_key(default) {
+            return Err(SemsqlError::Config(format!(
+                "llm.default_model is \"{default}\", but no [models.{default}] table defines it"
+            )));
+        }
+    }
+    Ok(crate::llm::LlmConfig {
+        models: raw_models,
+        default_model: llm.default_model.clone(),
+        cache_memory_bytes: llm.cache_memory_mb.unwrap_or(64) << 20,
+    })
 }
 
 #[cfg(test)]
@@ -202,6 +276,22 @@ mod tests {
         let config = Config::resolve(file, overrides).unwrap();
         assert_eq!(config.listen.port(), 7001);
         assert_eq!(config.max_connections, 5);
+    }
+
+    #[test]
+    fn models_in_the_file_are_checked() {
+        let file: FileConfig = toml::from_str(
+            "[llm]\ndefault_model = 'fast'\n[models.fast]\nbase_url = 'http://127.0.0.1:9/v1'\n\
+             model = 'm'\nconcurrency = 4\nheaders = { X-Team = 'data' }",
+        )
+        .unwrap();
+        let config = Config::resolve(file, Overrides::default()).unwrap();
+        assert_eq!(config.llm.models["fast"]["concurrency"], "4");
+        assert_eq!(config.llm.models["fast"]["headers"], r#"{"X-Team":"data"}"#);
+        let file: FileConfig =
+            toml::from_str("[models.bad]\nbase_url = 'ftp://x'\nmodel = 'm'").unwrap();
+        let err = Config::resolve(file, Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("model \"bad\""), "{err}");
     }
 
     #[test]

@@ -79,6 +79,8 @@ fn arrow_sqlstate(err: &ArrowError) -> &'static str {
 fn external_sqlstate(err: &(dyn std::error::Error + Send + Sync + 'static)) -> &'static str {
     if let Some(ours) = err.downcast_ref::<SemsqlError>() {
         ours.sqlstate()
+    } else if let Some(lm) = err.downcast_ref::<semsql_udfs::lm::LmError>() {
+        lm.sqlstate
     } else if err.downcast_ref::<ParserError>().is_some() {
         "42601"
     } else if let Some(df) = err.downcast_ref::<DataFusionError>() {

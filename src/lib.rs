@@ -12,9 +12,17 @@
 //! - [`server`]: listening, TLS, authentication, the connection limit, shutdown, and the pgwire
 //!   handlers with their statement hooks (transactions, `SHOW`, ...).
 //! - [`engine`]: the DataFusion session per connection, the durable catalog, managed tables and
-//!   their storage (Parquet files and an atomically replaced manifest), transactions, demo data.
+//!   their storage (Parquet files and an atomically replaced manifest), transactions, demo data,
+//!   and the read-only `semsql.*` system tables.
+//! - [`llm`]: the LM runtime the semantic functions (crate `semsql-udfs`) call: named models
+//!   over OpenAI-compatible HTTP, batching, dedup, the two-tier cache, rate limits, retries,
+//!   accounting and budgets.
+//! - [`fake_llm`]: a fake OpenAI-compatible server (also the `fake-llm` binary) for tests and
+//!   benchmarks.
 
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod fake_llm;
+pub mod llm;
 pub mod server;

@@ -23,7 +23,11 @@ use super::table::{DurableTable, TableData};
 use crate::error::SemsqlError;
 
 /// Schemas that live in memory only and are rebuilt at every start (pg_catalog and the like).
-const SYSTEM_SCHEMAS: &[&str] = &["pg_catalog", "information_schema"];
+const SYSTEM_SCHEMAS: &[&str] = &[
+    "pg_catalog",
+    "information_schema",
+    super::system::SYSTEM_SCHEMA,
+];
 
 #[derive(Debug)]
 pub struct DurableCatalog {

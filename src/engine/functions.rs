@@ -24,8 +24,8 @@ pub fn version_string() -> String {
     )
 }
 
-pub fn register(ctx: &SessionContext) {
-    for function in semsql_udfs::functions() {
+pub fn register(ctx: &SessionContext, runtime: Arc<crate::llm::Runtime>) {
+    for function in semsql_udfs::functions(runtime) {
         ctx.register_udf(function.as_ref().clone());
     }
     // psql's \df filters on it; every function we have lives in a schema on the search path.
@@ -80,7 +80,8 @@ mod tests {
     #[tokio::test]
     async fn version_leads_with_postgresql() {
         let ctx = SessionContext::new();
-        register(&ctx);
+        let runtime = crate::llm::Runtime::open(None, &Default::default()).unwrap();
+        register(&ctx, Arc::new(runtime));
         let batches = ctx
             .sql("SELECT version()")
             .await

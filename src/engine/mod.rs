@@ -6,6 +6,7 @@ pub mod checked_arithmetic;
 pub mod demo;
 pub mod functions;
 pub mod storage;
+pub mod system;
 pub mod table;
 pub mod transaction;
 
@@ -23,8 +24,10 @@ use datafusion_postgres::datafusion_pg_catalog::pg_catalog::{
 };
 
 use crate::error::SemsqlError;
+use crate::llm::{LlmConfig, Runtime};
 use catalog::DurableCatalog;
 use datafusion::common::TableReference;
+use semsql_udfs::lm::LmSettings;
 use storage::{Definition, Manifest, Store};
 use transaction::Transaction;
 
@@ -36,6 +39,7 @@ pub const DEFAULT_SCHEMA: &str = "public";
 #[derive(Clone)]
 pub struct Engine {
     template: SessionState,
+    runtime: Arc<Runtime>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -45,16 +49,19 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Opens the data folder, loads its tables and prepares the template session.
-    pub async fn open(data_dir: &Path) -> Result<Engine> {
+    /// Opens the data folder, loads its tables and models and prepares the template session.
+    pub async fn open(data_dir: &Path, llm: &LlmConfig) -> Result<Engine> {
         let (store, manifest) = Store::open(data_dir).map_err(SemsqlError::into_datafusion)?;
+        let runtime =
+            Arc::new(Runtime::open(Some(data_dir), llm).map_err(|err| err.into_datafusion())?);
         let catalog: Arc<dyn CatalogProvider> = Arc::new(DurableCatalog::load(store, &manifest)?);
         let catalogs = Arc::new(MemoryCatalogProviderList::new());
-        catalogs.register_catalog(CATALOG.to_owned(), catalog);
+        catalogs.register_catalog(CATALOG.to_owned(), catalog.clone());
 
         // With a session time zone, `timestamptz` values carry one and reach clients as
         // PostgreSQL's timestamptz; PostgreSQL's own default is UTC too.
         let config = SessionConfig::new()
+            .with_option_extension(LmSettings::default())
             .set_str("datafusion.execution.time_zone", "+00:00")
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(false)
@@ -69,10 +76,12 @@ impl Engine {
         let ctx = SessionContext::new_with_state(state);
         setup_pg_catalog(&ctx, CATALOG, EmptyContextProvider).map_err(|err| *err)?;
         datafusion_postgres::pgvector::install(&ctx)?;
-        functions::register(&ctx);
+        functions::register(&ctx, runtime.clone());
+        catalog.register_schema(system::SYSTEM_SCHEMA, system::schema(runtime.clone())?)?;
 
         let engine = Engine {
             template: ctx.state(),
+            runtime,
         };
         engine.restore_definitions(&manifest).await;
         Ok(engine)
@@ -150,6 +159,11 @@ impl Engine {
                 default_schema,
             },
         )
+    }
+
+    /// The LM runtime every session's functions call.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
     }
 
     /// A new session for one connection: its own settings and transaction, shared tables.

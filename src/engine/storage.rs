@@ -22,7 +22,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::SemsqlError;
 
 const MANIFEST: &str = "catalog.json";
-const MANIFEST_TMP: &str = "catalog.json.tmp";
 const DATA_DIR: &str = "data";
 const MANIFEST_FORMAT: u32 = 1;
 
@@ -138,7 +137,7 @@ impl Store {
     }
 
     fn remove_unreferenced_files(&self, manifest: &Manifest) -> StorageResult<()> {
-        let _ = fs::remove_file(self.dir.join(MANIFEST_TMP));
+        let _ = fs::remove_file(self.dir.join("catalog.json.tmp"));
         let referenced = manifest.referenced_files();
         for entry in fs::read_dir(self.dir.join(DATA_DIR))? {
             let entry = entry?;
@@ -171,15 +170,9 @@ impl Store {
     }
 
     fn write_manifest(&self, manifest: &Manifest) -> StorageResult<()> {
-        let tmp = self.dir.join(MANIFEST_TMP);
         let text = serde_json::to_vec_pretty(manifest)
             .map_err(|err| SemsqlError::Storage(format!("cannot encode the catalog: {err}")))?;
-        let mut file = File::create(&tmp)?;
-        file.write_all(&text)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, self.dir.join(MANIFEST))?;
-        sync_dir(&self.dir)
+        write_atomically(&self.dir.join(MANIFEST), &text)
     }
 
     /// Writes `batches` to a new data file and syncs it; `None` when there are no rows.
@@ -252,6 +245,20 @@ impl Store {
             }
         }
     }
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves either the old or the new contents:
+/// write a temporary file beside it, sync it, rename it over, sync the folder.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> StorageResult<()> {
+    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let mut file = File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 fn sync_dir(dir: &Path) -> StorageResult<()> {

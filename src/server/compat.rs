@@ -6,6 +6,8 @@
 //!   returns as a string and tokio-postgres refuses to read as `i32`. Only bare literals are
 //!   narrowed: arithmetic stays in `int8`, because DataFusion's integer arithmetic wraps on
 //!   overflow instead of failing, and in `int4` that would happen at 2^31.
+//! - `SHOW MODELS` is a query over `semsql.models`, so it works in both protocols and can be
+//!   filtered like any table.
 
 use std::ops::ControlFlow;
 
@@ -19,6 +21,15 @@ use datafusion::sql::sqlparser::parser::Parser;
 /// The rewritten SQL, or `None` when nothing needed rewriting (or it does not parse: then the
 /// normal path reports the syntax error).
 pub fn rewrite(sql: &str) -> Option<String> {
+    let words: Vec<String> = sql
+        .trim()
+        .trim_end_matches(';')
+        .split_whitespace()
+        .map(str::to_ascii_uppercase)
+        .collect();
+    if words == ["SHOW", "MODELS"] {
+        return Some(SHOW_MODELS.to_owned());
+    }
     let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
     let mut visitor = NarrowIntegerLiterals { changed: false };
     for statement in &mut statements {
@@ -32,6 +43,9 @@ pub fn rewrite(sql: &str) -> Option<String> {
             .join(";\n")
     })
 }
+
+const SHOW_MODELS: &str = "SELECT name, source, base_url, model, api_key_env, rows_per_request, \
+     concurrency, is_default, options FROM semsql.models ORDER BY name";
 
 struct NarrowIntegerLiterals {
     changed: bool,

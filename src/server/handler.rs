@@ -30,11 +30,17 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::PgWireBackendMessage;
 
+use pgwire::api::results::DataRowEncoder;
+use pgwire::messages::data::DataRow;
+use pgwire::messages::response::NoticeResponse;
+use semsql_udfs::lm::{LmError, LmSettings, QueryUsage};
+
 use super::auth::Authenticator;
 use super::copy::{self, CopyCommand, CopyFormat};
 use crate::config::Config;
 use crate::engine::{Engine, CATALOG};
 use crate::error::to_error_info;
+use crate::llm::{statements as model_statements, Runtime};
 
 /// Where datafusion-postgres's `SET statement_timeout` keeps the value, in milliseconds.
 const STATEMENT_TIMEOUT_MS: &str = "statement_timeout_ms";
@@ -106,6 +112,10 @@ impl QueryParser for SessionParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        if model_statements::parse(sql).is_some() {
+            // Checked and run when executed (see `QueryHandler::model_statement`).
+            return Ok(Some((sql.to_owned(), None)));
+        }
         if copy::parse(sql).is_some() {
             return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                 "ERROR".to_owned(),
@@ -173,17 +183,43 @@ impl SimpleQueryHandler for QueryHandler {
         if let Some(response) = create_external_table(&session.ctx, query).await {
             return Ok(vec![response?]);
         }
+        if model_statements::any_model_statement(query) {
+            // A script mixing model statements with others: one statement at a time, in order,
+            // stopping at the first error as PostgreSQL does.
+            let mut responses = Vec::new();
+            for statement in model_statements::split_statements(query) {
+                match model_statements::parse(statement) {
+                    Some(parsed) => responses.push(self.model_statement(parsed)?),
+                    None => responses.extend(
+                        Box::pin(SimpleQueryHandler::do_query(self, client, statement)).await?,
+                    ),
+                }
+            }
+            return Ok(responses);
+        }
         let rewritten = super::compat::rewrite(query);
-        let responses = SimpleQueryHandler::do_query(
+        let usage = self.start_lm_query(&session, query);
+        let responses = match SimpleQueryHandler::do_query(
             &session.service,
             client,
             rewritten.as_deref().unwrap_or(query),
         )
-        .await?;
-        Ok(responses
-            .into_iter()
-            .map(|response| cancellable(client, response))
-            .collect())
+        .await
+        {
+            Ok(responses) => responses,
+            Err(err) => {
+                self.sessions.engine.runtime().finish_query(&usage);
+                return Err(err);
+            }
+        };
+        let mut reported = Vec::with_capacity(responses.len());
+        for response in responses {
+            reported.push(
+                self.report_lm_usage(client, query, response, &usage)
+                    .await?,
+            );
+        }
+        Ok(reported)
     }
 }
 
@@ -209,10 +245,233 @@ impl ExtendedQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = self.sessions.of(client);
-        let response =
-            ExtendedQueryHandler::do_query(&session.service, client, portal, max_rows).await?;
-        Ok(cancellable(client, response))
+        let sql = portal.statement.statement.0.clone();
+        if let Some(statement) = model_statements::parse(&sql) {
+            return self.model_statement(statement);
+        }
+        let usage = self.start_lm_query(&session, &sql);
+        let response = match ExtendedQueryHandler::do_query(
+            &session.service,
+            client,
+            portal,
+            max_rows,
+        )
+        .await
+        {
+            Ok(response) => response,
+            Err(err) => {
+                self.sessions.engine.runtime().finish_query(&usage);
+                return Err(err);
+            }
+        };
+        self.report_lm_usage(client, &sql, response, &usage).await
     }
+}
+
+impl QueryHandler {
+    fn runtime(&self) -> &Arc<Runtime> {
+        self.sessions.engine.runtime()
+    }
+
+    /// `CREATE MODEL`, `ALTER MODEL`, `DROP MODEL`.
+    fn model_statement(
+        &self,
+        statement: Result<model_statements::ModelStatement, LmError>,
+    ) -> PgWireResult<Response> {
+        let statement = statement.map_err(lm_error)?;
+        let tag = self
+            .runtime()
+            .change_model(&statement.name, statement.change)
+            .map_err(lm_error)?;
+        Ok(Response::Execution(Tag::new(tag)))
+    }
+
+    /// Gives the query a fresh LM usage record, which every LM function it calls adds to.
+    fn start_lm_query(&self, session: &ConnectionSession, sql: &str) -> Arc<QueryUsage> {
+        let state = session.ctx.state_ref();
+        let mut state = state.write();
+        let options = state.config_mut().options_mut();
+        if options.extensions.get::<LmSettings>().is_none() {
+            options.extensions.insert(LmSettings::default());
+        }
+        let settings = options
+            .extensions
+            .get_mut::<LmSettings>()
+            .expect("inserted above");
+        let usage = self.runtime().start_query(
+            settings.log_prompts.then(|| sql.to_owned()),
+            settings.progress_interval_ms,
+        );
+        settings.usage = Some(usage.clone());
+        usage
+    }
+
+    /// For a query that calls an LM function: runs it to the end here, sending progress NOTICEs
+    /// every `semsql.progress_interval_ms` and a closing NOTICE with its usage (and, for EXPLAIN
+    /// ANALYZE, a row with it), then hands the rows on. NOTICEs must come before the rows'
+    /// CommandComplete, and pgwire sends that as soon as the row stream ends, so the rows are
+    /// held until then; LM queries answer few rows slowly, so holding them is cheap. Other
+    /// queries stream as usual and are only recorded when they end.
+    async fn report_lm_usage<C>(
+        &self,
+        client: &mut C,
+        sql: &str,
+        response: Response,
+        usage: &Arc<QueryUsage>,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let runtime = self.runtime().clone();
+        if !mentions_lm_function(sql) {
+            let query = match cancellable(client, response) {
+                Response::Query(query) => query,
+                other => {
+                    runtime.finish_query(usage);
+                    return Ok(other);
+                }
+            };
+            let QueryResponse {
+                command_tag,
+                row_schema,
+                data_rows,
+                ..
+            } = query;
+            let guard = FinishOnDrop {
+                runtime,
+                usage: usage.clone(),
+            };
+            let rows = data_rows.inspect(move |_| {
+                let _ = &guard;
+            });
+            let mut response = QueryResponse::new(row_schema, rows);
+            response.command_tag = command_tag;
+            return Ok(Response::Query(response));
+        }
+        let Response::Query(query) = response else {
+            runtime.finish_query(usage);
+            return Ok(response);
+        };
+        let QueryResponse {
+            command_tag,
+            row_schema,
+            mut data_rows,
+            ..
+        } = query;
+        // pgwire listens for a CancelRequest while `do_query` runs, and this runs inside it;
+        // the statement timeout is ours to keep.
+        let deadline = statement_deadline(client);
+        let timed_out = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(timed_out);
+        let interval_ms = usage.progress_interval_ms;
+        let mut ticker = (interval_ms > 0).then(|| {
+            let period = Duration::from_millis(interval_ms);
+            tokio::time::interval_at(tokio::time::Instant::now() + period, period)
+        });
+        let mut rows: Vec<DataRow> = Vec::new();
+        loop {
+            let tick = async {
+                match ticker.as_mut() {
+                    Some(ticker) => ticker.tick().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                item = data_rows.next() => match item {
+                    Some(Ok(row)) => rows.push(row),
+                    Some(Err(err)) => {
+                        runtime.finish_query(usage);
+                        return Err(err);
+                    }
+                    None => break,
+                },
+                _ = &mut timed_out => {
+                    runtime.finish_query(usage);
+                    return Err(statement_timeout_error());
+                }
+                _ = tick => {
+                    let now = usage.snapshot();
+                    let message = format!(
+                        "semsql progress: {} of {} rows answered, {} requests, {} cache hits, {:.1} s",
+                        now.rows_done, now.rows_total, now.requests, now.cache_hits, now.elapsed_ms / 1000.0
+                    );
+                    client.send(notice(message)).await?;
+                }
+            }
+        }
+        runtime.finish_query(usage);
+        if usage.used() {
+            let summary = usage.snapshot().to_string();
+            if is_explain_analyze(sql) && row_schema.len() == 2 {
+                let mut encoder = DataRowEncoder::new(row_schema.clone());
+                encoder.encode_field(&Some("LM usage"))?;
+                encoder.encode_field(&Some(summary.as_str()))?;
+                rows.push(encoder.take_row());
+            }
+            client.send(notice(summary)).await?;
+        }
+        let mut response = QueryResponse::new(row_schema, stream::iter(rows.into_iter().map(Ok)));
+        response.command_tag = command_tag;
+        Ok(Response::Query(response))
+    }
+}
+
+/// Records a streamed query's LM usage when its rows are done with (sent, failed or dropped).
+struct FinishOnDrop {
+    runtime: Arc<Runtime>,
+    usage: Arc<QueryUsage>,
+}
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        self.runtime.finish_query(&self.usage);
+    }
+}
+
+fn notice(message: String) -> PgWireBackendMessage {
+    PgWireBackendMessage::NoticeResponse(NoticeResponse::from(ErrorInfo::new(
+        "NOTICE".to_owned(),
+        "00000".to_owned(),
+        message,
+    )))
+}
+
+fn lm_error(err: LmError) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_owned(),
+        err.sqlstate.to_owned(),
+        err.message,
+    )))
+}
+
+/// Whether the query text calls an LM function by name (a name followed by `(`). A string
+/// literal that happens to match only costs holding that query's rows until it ends.
+fn mentions_lm_function(sql: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    semsql_udfs::lm_function_names().iter().any(|name| {
+        lower.match_indices(name).any(|(at, _)| {
+            let before_ok = lower[..at]
+                .chars()
+                .next_back()
+                .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'));
+            before_ok && lower[at + name.len()..].trim_start().starts_with('(')
+        })
+    })
+}
+
+fn is_explain_analyze(sql: &str) -> bool {
+    let words: Vec<String> = sql
+        .split_whitespace()
+        .take(2)
+        .map(str::to_ascii_uppercase)
+        .collect();
+    words.len() == 2 && words[0] == "EXPLAIN" && words[1] == "ANALYZE"
 }
 
 /// `CREATE EXTERNAL TABLE` is DataFusion's own statement, which the PostgreSQL parser does not
@@ -337,12 +596,7 @@ fn cancellable<C: ClientInfo>(client: &C, response: Response) -> Response {
         return response;
     };
     let handle = client.session_extensions().get::<Arc<ConnectionHandle>>();
-    let deadline = client
-        .metadata()
-        .get(STATEMENT_TIMEOUT_MS)
-        .and_then(|ms| ms.parse::<u64>().ok())
-        .filter(|ms| *ms > 0)
-        .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
+    let deadline = statement_deadline(client);
     let QueryResponse {
         command_tag,
         row_schema,
@@ -393,11 +647,7 @@ fn cancellable<C: ClientInfo>(client: &C, response: Response) -> Response {
                     }
                     true = cancelled => Some((Err(PgWireError::QueryCanceled), (rows, Watch::Detached, true))),
                     _ = timed_out => Some((
-                        Err(PgWireError::UserError(Box::new(ErrorInfo::new(
-                            "ERROR".to_owned(),
-                            "57014".to_owned(),
-                            "canceling statement due to statement timeout".to_owned(),
-                        )))),
+                        Err(statement_timeout_error()),
                         (rows, Watch::Detached, true),
                     )),
                 }
@@ -407,6 +657,24 @@ fn cancellable<C: ClientInfo>(client: &C, response: Response) -> Response {
     let mut wrapped = QueryResponse::new(row_schema, rows);
     wrapped.command_tag = command_tag;
     Response::Query(wrapped)
+}
+
+/// When the connection's `statement_timeout`, if any, ends a query starting now.
+fn statement_deadline<C: ClientInfo + ?Sized>(client: &C) -> Option<tokio::time::Instant> {
+    client
+        .metadata()
+        .get(STATEMENT_TIMEOUT_MS)
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms))
+}
+
+fn statement_timeout_error() -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_owned(),
+        "57014".to_owned(),
+        "canceling statement due to statement timeout".to_owned(),
+    )))
 }
 
 /// Gives every error its SQLSTATE before pgwire sends it (see `crate::error`).
@@ -433,7 +701,7 @@ pub struct Handlers {
 
 impl Handlers {
     pub fn new(engine: Engine, config: &Config) -> Self {
-        let hooks = super::hooks::all();
+        let hooks = super::hooks::all(engine.runtime().clone());
         let any_session =
             DfSessionService::new_with_hooks(Arc::new(engine.session(CATALOG)), hooks.clone());
         let sessions = Arc::new(Sessions { engine, hooks });
@@ -449,6 +717,13 @@ impl Handlers {
             authenticator: Authenticator::new(config, connections.clone()),
             cancel: Arc::new(DefaultCancelHandler::new(connections)),
         }
+    }
+}
+
+impl Handlers {
+    /// Releases what outlives connections (the LM cache file), once they are all closed.
+    pub fn close(&self) {
+        self.query.runtime().cache.close();
     }
 }
 

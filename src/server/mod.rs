@@ -48,7 +48,7 @@ impl Server {
             Some((cert, key)) => Some(tls_acceptor(cert, key)?),
             None => None,
         };
-        let engine = Engine::open(&config.data_dir)
+        let engine = Engine::open(&config.data_dir, &config.llm)
             .await
             .map_err(|err| SemsqlError::Storage(err.to_string()))?;
         if config.demo {
@@ -124,6 +124,7 @@ impl Server {
         if drained.is_err() {
             connections.shutdown().await;
         }
+        self.handlers.close();
     }
 }
 

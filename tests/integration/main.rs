@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod clients;
 mod durability;
+mod llm;
 mod psql;
 mod sessions;
 mod slt;

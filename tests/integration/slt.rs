@@ -162,7 +162,7 @@ async fn sqllogictest_in_process() {
     for file in slt_files() {
         let mut runner = Runner::new(|| async {
             let dir = tempfile::tempdir().map_err(|e| SltError(e.to_string()))?;
-            let engine = Engine::open(dir.path())
+            let engine = Engine::open(dir.path(), &Default::default())
                 .await
                 .map_err(|e| SltError(e.to_string()))?;
             Ok(InProcess {

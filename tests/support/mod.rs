@@ -92,6 +92,30 @@ pub async fn connect(connection_string: &str) -> Client {
     client
 }
 
+/// A client whose server NOTICEs are collected, in order.
+pub async fn connect_with_notices(
+    connection_string: &str,
+) -> (Client, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let (client, mut connection) = tokio_postgres::connect(connection_string, NoTls)
+        .await
+        .expect("connects");
+    let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = notices.clone();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = futures::StreamExt::next(&mut messages).await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notice(notice)) => {
+                    sink.lock().unwrap().push(notice.message().to_owned())
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    (client, notices)
+}
+
 /// A `semsql serve` process, for tests that kill it.
 pub struct ServerProcess {
     pub child: Child,

@@ -1,14 +1,23 @@
 //! semsql's SQL functions: one function per file (`semantic/`, `vector/`), each with its
 //! documentation on its struct. [`functions`] lists every one for the engine to register.
 //!
-//! The semantic (language-model) and vector functions arrive with their issues; until then the
-//! list is empty and calling one of them fails as an unknown function (SQLSTATE 42883).
+//! Functions that ask a language model depend on [`lm::LmRuntime`] only, never on an HTTP
+//! client: the server hands them its runtime.
+
+pub mod lm;
+pub mod semantic;
 
 use std::sync::Arc;
 
 use datafusion::logical_expr::ScalarUDF;
 
-/// Every SQL function this crate provides.
-pub fn functions() -> Vec<Arc<ScalarUDF>> {
-    Vec::new()
+/// Every SQL function this crate provides, calling language models through `runtime`.
+pub fn functions(runtime: Arc<dyn lm::LmRuntime>) -> Vec<Arc<ScalarUDF>> {
+    semantic::functions(runtime)
+}
+
+/// The names of the functions that call a language model (the server reports usage and
+/// progress for the queries that call one).
+pub fn lm_function_names() -> &'static [&'static str] {
+    &semantic::NAMES
 }

@@ -2,6 +2,7 @@
 //! ("not mine") so the next hook, and finally DataFusion, gets it.
 
 pub mod commands;
+pub mod settings;
 pub mod show;
 pub mod transactions;
 
@@ -19,9 +20,10 @@ use pgwire::api::Type;
 use pgwire::error::{PgWireError, PgWireResult};
 
 /// The hooks every connection runs, in order.
-pub fn all() -> Vec<Arc<dyn QueryHook>> {
+pub fn all(runtime: Arc<crate::llm::Runtime>) -> Vec<Arc<dyn QueryHook>> {
     vec![
         Arc::new(transactions::TransactionHook),
+        Arc::new(settings::LmSettingsHook { runtime }),
         Arc::new(show::ServerVersionHook),
         Arc::new(commands::CommandTagHook),
         Arc::new(CursorStatementHook),

@@ -1,0 +1,810 @@
+//! The LM runtime: named models over OpenAI-compatible endpoints, batching and dedup, a
+//! two-tier answer cache, per-model admission (concurrency, rate limits, retries), and per-query
+//! accounting and budgets. SQL functions reach it through [`semsql_udfs::lm::LmRuntime`].
+//!
+//! - `models`: options, `CREATE MODEL` persistence;
+//! - `client`: one HTTP request to `/chat/completions` or `/embeddings`;
+//! - `scheduler`: admission and retries per model;
+//! - `batch`: the batched prompt format and strict answer parsing;
+//! - `cache`: moka over redb;
+//! - `activity`: recent requests and queries for the system tables.
+
+pub mod activity;
+pub mod batch;
+pub mod cache;
+pub mod client;
+pub mod models;
+pub mod scheduler;
+pub mod statements;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use datafusion::error::Result;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use semsql_udfs::lm::{CacheMode, LmError, LmRuntime, LmSettings, LmTask, OnLmError, QueryUsage};
+use serde_json::Value;
+
+use activity::{Activity, QueryRecord, RequestRecord};
+use batch::RowOutcome;
+use cache::{AnswerCache, CacheKey};
+use client::{estimate_tokens, CallError, ChatAnswer, Client};
+use models::{ModelFile, ModelOptions, RawOptions};
+use scheduler::{Attempt, Lane, Spent};
+
+/// Runtime-wide settings from the configuration file's `[llm]` table.
+#[derive(Debug, Clone)]
+pub struct LlmConfig {
+    /// Models defined in the configuration file (read-only from SQL).
+    pub models: BTreeMap<String, RawOptions>,
+    /// The model used when a session has not chosen one.
+    pub default_model: Option<String>,
+    /// The memory tier's size.
+    pub cache_memory_bytes: u64,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            models: BTreeMap::new(),
+            default_model: None,
+            cache_memory_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Where a model was defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelSource {
+    ConfigFile,
+    Sql,
+}
+
+impl ModelSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelSource::ConfigFile => "config file",
+            ModelSource::Sql => "CREATE MODEL",
+        }
+    }
+}
+
+/// A usable model: its options, HTTP client and admission lane.
+#[derive(Debug)]
+pub struct Model {
+    pub name: String,
+    pub raw: RawOptions,
+    pub options: ModelOptions,
+    pub source: ModelSource,
+    client: Client,
+    lane: Lane,
+}
+
+impl Model {
+    fn new(name: &str, raw: RawOptions, source: ModelSource) -> Result<Self, LmError> {
+        let options = ModelOptions::parse(name, &raw)?;
+        let client = Client::new(&options)
+            .map_err(|message| LmError::new("22023", format!("model \"{name}\": {message}")))?;
+        Ok(Model {
+            name: name.to_owned(),
+            lane: Lane::new(&options),
+            client,
+            options,
+            raw,
+            source,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct Runtime {
+    models: RwLock<BTreeMap<String, Arc<Model>>>,
+    /// Serializes changes to the SQL-made models and their file.
+    model_file: Option<std::sync::Mutex<ModelFile>>,
+    default_model: Option<String>,
+    pub cache: AnswerCache,
+    pub activity: Activity,
+    next_query_id: AtomicU64,
+}
+
+impl std::fmt::Debug for ModelFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ModelFile")
+    }
+}
+
+impl Runtime {
+    /// The runtime for a data folder (`None`: nothing persisted, for tests).
+    pub fn open(data_dir: Option<&Path>, config: &LlmConfig) -> Result<Runtime, LmError> {
+        let mut models = BTreeMap::new();
+        for (name, raw) in &config.models {
+            let model = Model::new(name, raw.clone(), ModelSource::ConfigFile)?;
+            models.insert(name.clone(), Arc::new(model));
+        }
+        let model_file = data_dir.map(ModelFile::new);
+        if let Some(file) = &model_file {
+            for (name, raw) in file.load()? {
+                if models.contains_key(&name) {
+                    tracing::warn!(%name, "a model made with CREATE MODEL is shadowed by the config file's");
+                    continue;
+                }
+                match Model::new(&name, raw, ModelSource::Sql) {
+                    Ok(model) => {
+                        models.insert(name, Arc::new(model));
+                    }
+                    Err(err) => tracing::warn!(%name, %err, "a stored model is not usable"),
+                }
+            }
+        }
+        if let Some(default) = &config.default_model {
+            if !models.contains_key(default) {
+                return Err(LmError::new(
+                    "F0000",
+                    format!(
+                        "llm.default_model names \"{default}\", which no [models.*] table defines"
+                    ),
+                ));
+            }
+        }
+        Ok(Runtime {
+            models: RwLock::new(models),
+            model_file: model_file.map(std::sync::Mutex::new),
+            default_model: config.default_model.clone(),
+            cache: AnswerCache::open(data_dir, config.cache_memory_bytes),
+            activity: Activity::default(),
+            next_query_id: AtomicU64::new(1),
+        })
+    }
+
+    pub fn models(&self) -> Vec<Arc<Model>> {
+        self.models
+            .read()
+            .expect("models lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn model(&self, name: &str) -> Option<Arc<Model>> {
+        self.models.read().expect("models lock").get(name).cloned()
+    }
+
+    pub fn default_model(&self) -> Option<&str> {
+        self.default_model.as_deref()
+    }
+
+    /// The model a call uses: the task's, else the session's, else the server's default.
+    fn resolve(
+        &self,
+        settings: &LmSettings,
+        requested: Option<&str>,
+    ) -> Result<Arc<Model>, LmError> {
+        let name = requested
+            .filter(|name| !name.is_empty())
+            .or(Some(settings.model.as_str()).filter(|name| !name.is_empty()))
+            .or(self.default_model.as_deref());
+        match name {
+            Some(name) => self
+                .model(name)
+                .ok_or_else(|| LmError::undefined_model(name)),
+            None => Err(LmError::new(
+                "42704",
+                "no model chosen: CREATE MODEL one, then SET semsql.model = 'name' \
+                 (or set llm.default_model in the config file)",
+            )),
+        }
+    }
+
+    /// `CREATE MODEL`, `ALTER MODEL` (`replace = true` merges into the existing options) and
+    /// `DROP MODEL` all end here: the file is written first, then the running set changes.
+    pub fn change_model(
+        &self,
+        name: &str,
+        change: statements::ModelChange,
+    ) -> Result<&'static str, LmError> {
+        let Some(file) = &self.model_file else {
+            return Err(LmError::new(
+                "0A000",
+                "this server keeps no models (no data folder)",
+            ));
+        };
+        let file = file.lock().expect("model file lock");
+        let existing = self.model(name);
+        if let Some(model) = &existing {
+            if model.source == ModelSource::ConfigFile {
+                return Err(LmError::new(
+                    "42501",
+                    format!("model \"{name}\" is defined in the config file; change it there"),
+                ));
+            }
+        }
+        let mut stored = file.load()?;
+        let (tag, next) = match change {
+            statements::ModelChange::Create {
+                options,
+                if_not_exists,
+            } => {
+                if existing.is_some() {
+                    if if_not_exists {
+                        return Ok("CREATE MODEL");
+                    }
+                    return Err(LmError::new(
+                        "42710",
+                        format!("model \"{name}\" already exists"),
+                    ));
+                }
+                ("CREATE MODEL", Some(options))
+            }
+            statements::ModelChange::Alter { options, reset } => {
+                let Some(model) = existing else {
+                    return Err(LmError::undefined_model(name));
+                };
+                let mut merged = model.raw.clone();
+                merged.extend(options);
+                for key in reset {
+                    merged.remove(&key);
+                }
+                ("ALTER MODEL", Some(merged))
+            }
+            statements::ModelChange::Drop { if_exists } => {
+                if existing.is_none() {
+                    if if_exists {
+                        return Ok("DROP MODEL");
+                    }
+                    return Err(LmError::undefined_model(name));
+                }
+                ("DROP MODEL", None)
+            }
+        };
+        match next {
+            Some(raw) => {
+                let model = Model::new(name, raw.clone(), ModelSource::Sql)?;
+                stored.insert(name.to_owned(), raw);
+                file.save(&stored)?;
+                self.models
+                    .write()
+                    .expect("models lock")
+                    .insert(name.to_owned(), Arc::new(model));
+            }
+            None => {
+                stored.remove(name);
+                file.save(&stored)?;
+                self.models.write().expect("models lock").remove(name);
+            }
+        }
+        Ok(tag)
+    }
+
+    /// A new query's usage record.
+    pub fn start_query(&self, sql: Option<String>, progress_interval_ms: u64) -> Arc<QueryUsage> {
+        let id = self.next_query_id.fetch_add(1, Ordering::Relaxed);
+        Arc::new(QueryUsage::new(id, sql, progress_interval_ms))
+    }
+
+    /// Remembers a finished query that used a model.
+    pub fn finish_query(&self, usage: &QueryUsage) {
+        if usage.used() {
+            self.activity.record_query(QueryRecord {
+                finished: SystemTime::now(),
+                usage: usage.snapshot(),
+                sql: usage.sql.clone(),
+            });
+        }
+    }
+
+    fn log_request(
+        &self,
+        (model, endpoint, function): (&Model, &'static str, &str),
+        usage: &QueryUsage,
+        rows: usize,
+        attempt: Attempt<'_>,
+        prompt: Option<&str>,
+    ) {
+        let (status, http_status, spent) = match attempt.outcome {
+            Ok(spent) => ("ok".to_owned(), Some(200), Some(spent)),
+            Err(error) => (error.message.clone(), error.status, None),
+        };
+        self.activity.record_request(RequestRecord {
+            at: SystemTime::now(),
+            query_id: usage.query_id,
+            model: model.name.clone(),
+            endpoint,
+            function: function.to_owned(),
+            rows: rows as u64,
+            attempt: attempt.attempt,
+            status,
+            http_status,
+            latency_ms: attempt.latency.as_secs_f64() * 1000.0,
+            input_tokens: spent.map_or(0, |spent| spent.input_tokens),
+            output_tokens: spent.map_or(0, |spent| spent.output_tokens),
+            prompt: prompt.map(str::to_owned),
+        });
+    }
+
+    fn charge(&self, model: &Model, usage: &QueryUsage, spent: &Spent) {
+        let cost = (spent.input_tokens as f64 * model.options.price_per_1k_input
+            + spent.output_tokens as f64 * model.options.price_per_1k_output)
+            / 1000.0;
+        usage
+            .cost_micros
+            .fetch_add((cost * 1e6).round() as u64, Ordering::Relaxed);
+    }
+
+    /// Sends one batch of rows (ids index `unique`) and reads what it can of the answer.
+    async fn ask_batch(
+        &self,
+        model: &Model,
+        settings: &LmSettings,
+        usage: &QueryUsage,
+        task: &LmTask,
+        unique: &[Vec<String>],
+        ids: &[usize],
+    ) -> Result<(Vec<RowOutcome>, bool), LmError> {
+        let rows: Vec<(usize, &[String])> =
+            ids.iter().map(|&id| (id, unique[id].as_slice())).collect();
+        let request = batch::chat_request(task, &model.options, &rows);
+        let estimated = estimate_tokens(&request.system) + estimate_tokens(&request.user);
+        let prompt = settings
+            .log_prompts
+            .then(|| format!("{}\n\n{}", request.system, request.user));
+        let answer: ChatAnswer = model
+            .lane
+            .call(
+                settings,
+                usage,
+                estimated,
+                || async {
+                    let answer = model.client.chat(&model.options.model, &request).await?;
+                    let spent = Spent {
+                        input_tokens: answer.input_tokens,
+                        output_tokens: answer.output_tokens,
+                    };
+                    Ok::<_, CallError>((answer, spent))
+                },
+                |attempt| {
+                    if let Ok(spent) = attempt.outcome {
+                        self.charge(model, usage, spent);
+                    }
+                    self.log_request(
+                        (model, "chat", task.function),
+                        usage,
+                        ids.len(),
+                        attempt,
+                        prompt.as_deref(),
+                    )
+                },
+            )
+            .await?;
+        usage
+            .rows_sent
+            .fetch_add(ids.len() as u64, Ordering::Relaxed);
+        let truncated = answer.finish_reason.as_deref() == Some("length");
+        match batch::parse_answers(&answer.content, ids, &task.answer) {
+            Ok(outcomes) => Ok((outcomes, truncated)),
+            Err(reason) => Ok((
+                ids.iter()
+                    .map(|_| RowOutcome::Unusable(reason.clone()))
+                    .collect(),
+                truncated,
+            )),
+        }
+    }
+
+    /// Answers the rows `ids` (indexes into `unique`): one request for all, then each row the
+    /// answer left out or got wrong alone. A truncated answer of several rows is split in halves
+    /// instead, since the rows did not fit the output limit together.
+    async fn answer_group(
+        &self,
+        model: &Model,
+        settings: &LmSettings,
+        usage: &QueryUsage,
+        task: &LmTask,
+        unique: &[Vec<String>],
+        ids: Vec<usize>,
+    ) -> Result<Vec<(usize, std::result::Result<Value, String>)>, LmError> {
+        let mut pending = vec![ids];
+        let mut done = Vec::new();
+        while let Some(ids) = pending.pop() {
+            let (outcomes, truncated) = self
+                .ask_batch(model, settings, usage, task, unique, &ids)
+                .await?;
+            let mut retry = Vec::new();
+            for (&id, outcome) in ids.iter().zip(outcomes) {
+                match outcome {
+                    RowOutcome::Answered(value) => done.push((id, Ok(value))),
+                    RowOutcome::Unusable(reason) if ids.len() == 1 => done.push((id, Err(reason))),
+                    RowOutcome::Unusable(_) => retry.push(id),
+                }
+            }
+            if truncated && retry.len() > 1 {
+                let half = retry.split_off(retry.len() / 2);
+                pending.push(half);
+                pending.push(retry);
+            } else {
+                pending.extend(retry.into_iter().map(|id| vec![id]));
+            }
+        }
+        Ok(done)
+    }
+
+    /// Splits `ids` into requests of at most `rows_per_request` rows that fit the context.
+    fn pack(
+        &self,
+        model: &Model,
+        task: &LmTask,
+        unique: &[Vec<String>],
+        ids: Vec<usize>,
+    ) -> Vec<Vec<usize>> {
+        let options = &model.options;
+        let fixed = estimate_tokens(&batch::system_prompt(task)) + 16;
+        let per_answer = batch::expected_answer_tokens(task, options);
+        // Leave a tenth of the context for the estimate's error.
+        let budget = options.context_tokens.saturating_mul(9) / 10;
+        let mut groups = Vec::new();
+        let mut current = Vec::new();
+        let mut used = fixed;
+        for id in ids {
+            let row_tokens = unique[id]
+                .iter()
+                .map(|arg| estimate_tokens(arg) + 4)
+                .sum::<u64>()
+                + 8
+                + per_answer;
+            if !current.is_empty()
+                && (current.len() >= options.rows_per_request || used + row_tokens > budget)
+            {
+                groups.push(std::mem::take(&mut current));
+                used = fixed;
+            }
+            used += row_tokens;
+            current.push(id);
+        }
+        if !current.is_empty() {
+            groups.push(current);
+        }
+        groups
+    }
+}
+
+/// A row named in an error: its arguments, shortened.
+fn describe_row(args: &[String]) -> String {
+    let shown: Vec<String> = args
+        .iter()
+        .map(|arg| {
+            let mut short: String = arg.chars().take(60).collect();
+            if short.len() < arg.len() {
+                short.push('…');
+            }
+            format!("{short:?}")
+        })
+        .collect();
+    format!("({})", shown.join(", "))
+}
+
+/// Distinct rows in first-seen order, and for each input row its distinct row.
+fn dedup<T: Clone + Eq + std::hash::Hash>(rows: &[Option<T>]) -> (Vec<T>, Vec<Option<usize>>) {
+    let mut index: HashMap<&T, usize> = HashMap::new();
+    let mut unique = Vec::new();
+    let positions = rows
+        .iter()
+        .map(|row| {
+            row.as_ref().map(|value| {
+                *index.entry(value).or_insert_with(|| {
+                    unique.push(value.clone());
+                    unique.len() - 1
+                })
+            })
+        })
+        .collect();
+    (unique, positions)
+}
+
+#[async_trait]
+impl LmRuntime for Runtime {
+    async fn complete_rows(
+        &self,
+        settings: &LmSettings,
+        task: &LmTask,
+        rows: Vec<Option<Vec<String>>>,
+    ) -> Result<Vec<Option<Value>>> {
+        let local_usage;
+        let usage = match &settings.usage {
+            Some(usage) => usage.as_ref(),
+            None => {
+                local_usage = self.start_query(None, 0);
+                local_usage.as_ref()
+            }
+        };
+        let (unique, positions) = dedup(&rows);
+        usage
+            .rows_total
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+        if unique.is_empty() {
+            usage
+                .rows_done
+                .fetch_add(rows.len() as u64, Ordering::Relaxed);
+            return Ok(vec![None; rows.len()]);
+        }
+        let model = self
+            .resolve(settings, task.model.as_deref())
+            .map_err(LmError::into_datafusion)?;
+        usage.note_model(&model.name);
+        let mut multiplicity = vec![0u64; unique.len()];
+        for position in positions.iter().flatten() {
+            multiplicity[*position] += 1;
+        }
+        usage.rows_done.fetch_add(
+            (rows.len() - positions.iter().flatten().count()) as u64,
+            Ordering::Relaxed,
+        );
+
+        let temperature = task.temperature.unwrap_or(model.options.temperature);
+        let cacheable = settings.cache != CacheMode::Off
+            && (temperature == 0.0 || settings.cache_nondeterministic);
+        let keys: Vec<CacheKey> = if cacheable {
+            unique
+                .iter()
+                .map(|args| batch::cache_key(task, &model.options, args))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut answers: Vec<Option<std::result::Result<Value, String>>> = vec![None; unique.len()];
+        if cacheable {
+            for (id, cached) in self.cache.get_many(&keys).await.into_iter().enumerate() {
+                let Some(bytes) = cached else { continue };
+                // A cached value that does not parse or fit is treated as a miss.
+                let value = serde_json::from_slice::<Value>(&bytes)
+                    .ok()
+                    .and_then(|value| batch::validate(&value, &task.answer).ok());
+                if let Some(value) = value {
+                    answers[id] = Some(Ok(value));
+                    usage.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    usage
+                        .rows_done
+                        .fetch_add(multiplicity[id], Ordering::Relaxed);
+                }
+            }
+        }
+        let missing: Vec<usize> = (0..unique.len())
+            .filter(|&id| answers[id].is_none())
+            .collect();
+        if settings.cache == CacheMode::Replay {
+            if let Some(&id) = missing.first() {
+                return Err(LmError::new(
+                    "55000",
+                    format!(
+                        "{}: semsql.cache = 'replay' and no cached answer exists for the row {} \
+                         ({} of {} distinct rows are missing)",
+                        task.function,
+                        describe_row(&unique[id]),
+                        missing.len(),
+                        unique.len()
+                    ),
+                )
+                .into_datafusion());
+            }
+        }
+
+        let groups = self.pack(&model, task, &unique, missing);
+        let keys = &keys;
+        let unique_ref = &unique;
+        let model_ref = &model;
+        let multiplicity_ref = &multiplicity;
+        let mut results = stream::iter(groups)
+            .map(|ids| async move {
+                let answered = self
+                    .answer_group(model_ref, settings, usage, task, unique_ref, ids)
+                    .await?;
+                if cacheable {
+                    let entries = answered
+                        .iter()
+                        .filter_map(|(id, answer)| {
+                            let value = answer.as_ref().ok()?;
+                            Some((keys[*id], serde_json::to_vec(value).ok()?))
+                        })
+                        .collect();
+                    self.cache.put_many(entries).await;
+                }
+                let done: u64 = answered.iter().map(|(id, _)| multiplicity_ref[*id]).sum();
+                usage.rows_done.fetch_add(done, Ordering::Relaxed);
+                Ok::<_, LmError>(answered)
+            })
+            .buffer_unordered(model.options.concurrency);
+        while let Some(answered) = results.try_next().await.map_err(LmError::into_datafusion)? {
+            for (id, answer) in answered {
+                answers[id] = Some(answer);
+            }
+        }
+        drop(results);
+
+        let mut values = Vec::with_capacity(unique.len());
+        for (id, answer) in answers.into_iter().enumerate() {
+            match answer {
+                Some(Ok(value)) => values.push(Some(value)),
+                Some(Err(reason)) if settings.on_llm_error == OnLmError::Null => {
+                    tracing::debug!(function = task.function, %reason, "an unusable answer became NULL");
+                    values.push(None)
+                }
+                Some(Err(reason)) => {
+                    return Err(LmError::unparseable(format!(
+                        "{}: the model's answer for the row {} is unusable even when asked \
+                         alone: {reason} (SET semsql.on_llm_error = 'null' makes such rows NULL)",
+                        task.function,
+                        describe_row(&unique[id])
+                    ))
+                    .into_datafusion())
+                }
+                None => {
+                    return Err(LmError::new(
+                        "XX000",
+                        format!(
+                            "{}: the row {} was never answered",
+                            task.function,
+                            describe_row(&unique[id])
+                        ),
+                    )
+                    .into_datafusion())
+                }
+            }
+        }
+        Ok(positions
+            .into_iter()
+            .map(|position| position.and_then(|id| values[id].clone()))
+            .collect())
+    }
+
+    async fn embed(
+        &self,
+        settings: &LmSettings,
+        model: Option<&str>,
+        texts: Vec<Option<String>>,
+    ) -> Result<Vec<Option<Vec<f32>>>> {
+        let local_usage;
+        let usage = match &settings.usage {
+            Some(usage) => usage.as_ref(),
+            None => {
+                local_usage = self.start_query(None, 0);
+                local_usage.as_ref()
+            }
+        };
+        let (unique, positions) = dedup(&texts);
+        usage
+            .rows_total
+            .fetch_add(texts.len() as u64, Ordering::Relaxed);
+        if unique.is_empty() {
+            return Ok(vec![None; texts.len()]);
+        }
+        let model = self
+            .resolve(settings, model)
+            .map_err(LmError::into_datafusion)?;
+        usage.note_model(&model.name);
+        let cacheable = settings.cache != CacheMode::Off;
+        let keys: Vec<CacheKey> = unique
+            .iter()
+            .map(|text| batch::embedding_key(&model.options, text))
+            .collect();
+        let mut vectors: Vec<Option<Vec<f32>>> = vec![None; unique.len()];
+        if cacheable {
+            for (id, cached) in self.cache.get_many(&keys).await.into_iter().enumerate() {
+                if let Some(vector) = cached.and_then(|bytes| decode_vector(&bytes)) {
+                    vectors[id] = Some(vector);
+                    usage.cache_hits.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let missing: Vec<usize> = (0..unique.len())
+            .filter(|&id| vectors[id].is_none())
+            .collect();
+        if settings.cache == CacheMode::Replay && !missing.is_empty() {
+            return Err(LmError::new(
+                "55000",
+                format!(
+                    "embed: semsql.cache = 'replay' and {} of {} distinct texts have no cached embedding",
+                    missing.len(),
+                    unique.len()
+                ),
+            )
+            .into_datafusion());
+        }
+        let model_ref = &model;
+        let unique_ref = &unique;
+        let keys_ref = &keys;
+        let mut results = stream::iter(
+            missing
+                .chunks(model.options.embed_batch)
+                .map(<[usize]>::to_vec),
+        )
+        .map(|ids| async move {
+            let inputs: Vec<String> = ids.iter().map(|&id| unique_ref[id].clone()).collect();
+            let estimated: u64 = inputs.iter().map(|text| estimate_tokens(text)).sum();
+            let embedded = model_ref
+                .lane
+                .call(
+                    settings,
+                    usage,
+                    estimated,
+                    || async {
+                        let (vectors, tokens) = model_ref
+                            .client
+                            .embed(&model_ref.options.embedding_model, &inputs)
+                            .await?;
+                        Ok::<_, CallError>((
+                            vectors,
+                            Spent {
+                                input_tokens: tokens,
+                                output_tokens: 0,
+                            },
+                        ))
+                    },
+                    |attempt| {
+                        if let Ok(spent) = attempt.outcome {
+                            self.charge(model_ref, usage, spent);
+                        }
+                        self.log_request(
+                            (model_ref, "embeddings", "embed"),
+                            usage,
+                            ids.len(),
+                            attempt,
+                            None,
+                        )
+                    },
+                )
+                .await?;
+            usage
+                .rows_sent
+                .fetch_add(ids.len() as u64, Ordering::Relaxed);
+            if cacheable {
+                let entries = ids
+                    .iter()
+                    .zip(&embedded)
+                    .map(|(&id, vector)| (keys_ref[id], encode_vector(vector)))
+                    .collect();
+                self.cache.put_many(entries).await;
+            }
+            Ok::<_, LmError>(ids.into_iter().zip(embedded).collect::<Vec<_>>())
+        })
+        .buffer_unordered(model.options.concurrency);
+        while let Some(embedded) = results.try_next().await.map_err(LmError::into_datafusion)? {
+            for (id, vector) in embedded {
+                vectors[id] = Some(vector);
+            }
+        }
+        drop(results);
+        let dims = vectors.iter().flatten().map(Vec::len).next().unwrap_or(0);
+        if vectors.iter().flatten().any(|vector| vector.len() != dims) {
+            return Err(LmError::service(format!(
+                "embed: model \"{}\" returned vectors of different lengths",
+                model.name
+            ))
+            .into_datafusion());
+        }
+        usage
+            .rows_done
+            .fetch_add(texts.len() as u64, Ordering::Relaxed);
+        Ok(positions
+            .into_iter()
+            .map(|position| position.and_then(|id| vectors[id].clone()))
+            .collect())
+    }
+}
+
+fn encode_vector(vector: &[f32]) -> Vec<u8> {
+    vector
+        .iter()
+        .flat_map(|value| value.to_le_bytes())
+        .collect()
+}
+
+fn decode_vector(bytes: &[u8]) -> Option<Vec<f32>> {
+    bytes.len().is_multiple_of(4).then(|| {
+        bytes
+            .chunks_exact(4)
+            .map(|chunk| f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]))
+            .collect()
+    })
+}

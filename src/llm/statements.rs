@@ -1,0 +1,374 @@
+//! The model statements, which PostgreSQL's grammar does not have:
+//!
+//! ```sql
+//! CREATE MODEL [IF NOT EXISTS] name WITH (base_url = '...', model = '...', ...);
+//! ALTER MODEL name SET (option = value, ...);
+//! ALTER MODEL name RESET (option, ...);
+//! DROP MODEL [IF EXISTS] name;
+//! ```
+//!
+//! (`SHOW MODELS` is a query over `semsql.models`, rewritten before parsing.)
+
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use semsql_udfs::lm::LmError;
+
+use super::models::RawOptions;
+
+/// What a statement does to one model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelChange {
+    Create {
+        options: RawOptions,
+        if_not_exists: bool,
+    },
+    Alter {
+        options: RawOptions,
+        reset: Vec<String>,
+    },
+    Drop {
+        if_exists: bool,
+    },
+}
+
+/// A parsed model statement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelStatement {
+    pub name: String,
+    pub change: ModelChange,
+}
+
+fn syntax(message: impl Into<String>) -> LmError {
+    LmError::new("42601", message)
+}
+
+/// Whether `sql` is a model statement; `None` when it is not one, so other statements pass by.
+pub fn parse(sql: &str) -> Option<Result<ModelStatement, LmError>> {
+    let mut words = sql.split_whitespace().map(str::to_ascii_uppercase);
+    let first = words.next()?;
+    let second = words.next()?;
+    if !matches!(first.as_str(), "CREATE" | "ALTER" | "DROP") || second != "MODEL" {
+        return None;
+    }
+    Some(parse_tokens(sql))
+}
+
+/// Splits a script into statements at top-level semicolons (outside quotes, dollar quotes and
+/// comments), so a model statement can share a simple-protocol message with others.
+pub fn split_statements(sql: &str) -> Vec<&str> {
+    let bytes = sql.as_bytes();
+    let mut statements = Vec::new();
+    let mut start = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            quote @ (b'\'' | b'"') => {
+                at += 1;
+                while at < bytes.len() && bytes[at] != quote {
+                    at += 1;
+                }
+            }
+            b'-' if bytes.get(at + 1) == Some(&b'-') => {
+                while at < bytes.len() && bytes[at] != b'\n' {
+                    at += 1;
+                }
+            }
+            b'/' if bytes.get(at + 1) == Some(&b'*') => {
+                at += 2;
+                while at + 1 < bytes.len() && !(bytes[at] == b'*' && bytes[at + 1] == b'/') {
+                    at += 1;
+                }
+                at += 1;
+            }
+            b'$' => {
+                // `$tag$ ... $tag$`
+                if let Some(length) = sql[at + 1..].find('$') {
+                    let tag = &sql[at..at + length + 2];
+                    if tag[1..tag.len() - 1]
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || c == '_')
+                    {
+                        if let Some(end) = sql[at + tag.len()..].find(tag) {
+                            at += tag.len() + end + tag.len() - 1;
+                        }
+                    }
+                }
+            }
+            b';' => {
+                statements.push(&sql[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    statements.push(&sql[start.min(sql.len())..]);
+    statements
+        .into_iter()
+        .filter(|statement| !statement.trim().is_empty())
+        .collect()
+}
+
+/// Whether any statement of a script is a model statement.
+pub fn any_model_statement(sql: &str) -> bool {
+    sql.to_ascii_uppercase().contains("MODEL")
+        && split_statements(sql)
+            .iter()
+            .any(|statement| parse(statement).is_some())
+}
+
+struct Tokens {
+    tokens: Vec<Token>,
+    at: usize,
+}
+
+impl Tokens {
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.at)
+    }
+
+    fn next(&mut self) -> Option<Token> {
+        let token = self.tokens.get(self.at).cloned();
+        self.at += 1;
+        token
+    }
+
+    fn keyword(&mut self, word: &str) -> bool {
+        match self.peek() {
+            Some(Token::Word(w))
+                if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word) =>
+            {
+                self.at += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn expect(&mut self, expected: Token, what: &str) -> Result<(), LmError> {
+        match self.next() {
+            Some(token) if token == expected => Ok(()),
+            Some(token) => Err(syntax(format!(
+                "syntax error at or near \"{token}\": expected {what}"
+            ))),
+            None => Err(syntax(format!(
+                "syntax error at end of input: expected {what}"
+            ))),
+        }
+    }
+
+    fn name(&mut self, what: &str) -> Result<String, LmError> {
+        match self.next() {
+            Some(Token::Word(word)) => Ok(if word.quote_style.is_some() {
+                word.value
+            } else {
+                word.value.to_ascii_lowercase()
+            }),
+            Some(token) => Err(syntax(format!(
+                "syntax error at or near \"{token}\": expected {what}"
+            ))),
+            None => Err(syntax(format!(
+                "syntax error at end of input: expected {what}"
+            ))),
+        }
+    }
+
+    fn value(&mut self, key: &str) -> Result<String, LmError> {
+        let negative = matches!(self.peek(), Some(Token::Minus));
+        if negative {
+            self.at += 1;
+        }
+        let value = match self.next() {
+            Some(Token::SingleQuotedString(text)) if !negative => text,
+            Some(Token::Number(number, _)) => number,
+            Some(Token::Word(word)) if !negative => word.value,
+            Some(token) => {
+                return Err(syntax(format!(
+                    "syntax error at or near \"{token}\": option {key} needs a value \
+                     such as 'text', 16 or true"
+                )))
+            }
+            None => {
+                return Err(syntax(format!(
+                    "syntax error at end of input: option {key} needs a value"
+                )))
+            }
+        };
+        Ok(if negative { format!("-{value}") } else { value })
+    }
+
+    fn end(&mut self) -> Result<(), LmError> {
+        while matches!(self.peek(), Some(Token::SemiColon)) {
+            self.at += 1;
+        }
+        match self.next() {
+            None => Ok(()),
+            Some(token) => Err(syntax(format!("syntax error at or near \"{token}\""))),
+        }
+    }
+
+    /// `( key = value, ... )`
+    fn options(&mut self) -> Result<RawOptions, LmError> {
+        self.expect(Token::LParen, "(")?;
+        let mut options = RawOptions::new();
+        loop {
+            let key = self.name("an option name")?;
+            self.expect(Token::Eq, "=")?;
+            let value = self.value(&key)?;
+            if options.insert(key.clone(), value).is_some() {
+                return Err(syntax(format!("option {key} is given twice")));
+            }
+            match self.next() {
+                Some(Token::Comma) => continue,
+                Some(Token::RParen) => return Ok(options),
+                Some(token) => {
+                    return Err(syntax(format!(
+                        "syntax error at or near \"{token}\": expected , or )"
+                    )))
+                }
+                None => return Err(syntax("syntax error at end of input: expected )")),
+            }
+        }
+    }
+
+    /// `( key, ... )`
+    fn names(&mut self) -> Result<Vec<String>, LmError> {
+        self.expect(Token::LParen, "(")?;
+        let mut names = Vec::new();
+        loop {
+            names.push(self.name("an option name")?);
+            match self.next() {
+                Some(Token::Comma) => continue,
+                Some(Token::RParen) => return Ok(names),
+                Some(token) => {
+                    return Err(syntax(format!(
+                        "syntax error at or near \"{token}\": expected , or )"
+                    )))
+                }
+                None => return Err(syntax("syntax error at end of input: expected )")),
+            }
+        }
+    }
+}
+
+fn parse_tokens(sql: &str) -> Result<ModelStatement, LmError> {
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize()
+        .map_err(|err| syntax(err.to_string()))?
+        .into_iter()
+        .filter(|token| !matches!(token, Token::Whitespace(_)))
+        .collect();
+    let mut tokens = Tokens { tokens, at: 0 };
+    let verb = tokens.name("CREATE, ALTER or DROP")?;
+    tokens.name("MODEL")?;
+    let statement = match verb.as_str() {
+        "create" => {
+            let if_not_exists = tokens.keyword("IF");
+            if if_not_exists && !(tokens.keyword("NOT") && tokens.keyword("EXISTS")) {
+                return Err(syntax("expected IF NOT EXISTS"));
+            }
+            let name = tokens.name("a model name")?;
+            if !tokens.keyword("WITH") {
+                return Err(syntax(format!(
+                    "CREATE MODEL {name} needs WITH (base_url = '...', model = '...')"
+                )));
+            }
+            ModelStatement {
+                name,
+                change: ModelChange::Create {
+                    options: tokens.options()?,
+                    if_not_exists,
+                },
+            }
+        }
+        "alter" => {
+            let name = tokens.name("a model name")?;
+            let change = if tokens.keyword("SET") || tokens.keyword("WITH") {
+                ModelChange::Alter {
+                    options: tokens.options()?,
+                    reset: Vec::new(),
+                }
+            } else if tokens.keyword("RESET") {
+                ModelChange::Alter {
+                    options: RawOptions::new(),
+                    reset: tokens.names()?,
+                }
+            } else {
+                return Err(syntax(format!(
+                    "ALTER MODEL {name} needs SET (option = value, ...) or RESET (option, ...)"
+                )));
+            };
+            ModelStatement { name, change }
+        }
+        _ => {
+            let if_exists = tokens.keyword("IF");
+            if if_exists && !tokens.keyword("EXISTS") {
+                return Err(syntax("expected IF EXISTS"));
+            }
+            ModelStatement {
+                name: tokens.name("a model name")?,
+                change: ModelChange::Drop { if_exists },
+            }
+        }
+    };
+    tokens.end()?;
+    Ok(statement)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_parse() {
+        let create = parse(
+            "create model if not exists Fast with (base_url = 'http://h/v1', concurrency = 4, logprobs = true);",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(create.name, "fast");
+        let ModelChange::Create {
+            options,
+            if_not_exists,
+        } = create.change
+        else {
+            panic!()
+        };
+        assert!(if_not_exists);
+        assert_eq!(options["base_url"], "http://h/v1");
+        assert_eq!(options["concurrency"], "4");
+        assert_eq!(options["logprobs"], "true");
+
+        let alter = parse("ALTER MODEL fast RESET (concurrency)")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            alter.change,
+            ModelChange::Alter {
+                options: RawOptions::new(),
+                reset: vec!["concurrency".into()]
+            }
+        );
+        let drop = parse("DROP MODEL IF EXISTS \"Fast\"").unwrap().unwrap();
+        assert_eq!(drop.name, "Fast");
+        assert!(parse("CREATE TABLE t (a int)").is_none());
+        assert_eq!(
+            split_statements("CREATE MODEL m WITH (a = 'x;y'); SET b = 1; -- c;\nSELECT $$;$$;"),
+            vec![
+                "CREATE MODEL m WITH (a = 'x;y')",
+                " SET b = 1",
+                " -- c;\nSELECT $$;$$"
+            ]
+        );
+        for bad in [
+            "CREATE MODEL m (x = 1)",
+            "CREATE MODEL m WITH (x = 1",
+            "CREATE MODEL m WITH (x = 1, x = 2)",
+            "DROP MODEL m extra",
+            "ALTER MODEL m",
+        ] {
+            let err = parse(bad).unwrap().unwrap_err();
+            assert_eq!(err.sqlstate, "42601", "{bad}: {err}");
+        }
+    }
+}

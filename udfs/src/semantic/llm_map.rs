@@ -1,0 +1,84 @@
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::StringArray;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::exec_err;
+use datafusion::error::Result;
+use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
+
+use super::{check_arity, prompt_and_rows, RuntimeRef};
+use crate::lm::{AnswerKind, LmRuntime, LmSettings, LmTask};
+
+/// `llm_map(prompt, arg, ...) → text` (alias `llm_complete`): the model's answer to the prompt
+/// for each row. `{0}`, `{1}`, ... in the prompt stand for the arguments.
+///
+/// ```sql
+/// SELECT title, llm_map('Translate to French: {0}', title) FROM movies;
+/// ```
+///
+/// A NULL argument gives NULL without a request.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct LlmMap {
+    signature: Signature,
+    aliases: Vec<String>,
+    runtime: RuntimeRef,
+}
+
+impl LlmMap {
+    pub fn new(runtime: Arc<dyn LmRuntime>) -> Self {
+        Self {
+            signature: Signature::variadic_any(Volatility::Volatile),
+            aliases: vec!["llm_complete".to_owned()],
+            runtime: RuntimeRef(runtime),
+        }
+    }
+}
+
+impl ScalarUDFImpl for LlmMap {
+    fn name(&self) -> &str {
+        "llm_map"
+    }
+
+    fn aliases(&self) -> &[String] {
+        &self.aliases
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        check_arity(self.name(), arg_types, 1)?;
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        exec_err!("llm_map runs asynchronously")
+    }
+}
+
+#[async_trait]
+impl AsyncScalarUDFImpl for LlmMap {
+    async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let (instruction, rows) = prompt_and_rows(self.name(), &args.args, args.number_rows)?;
+        let task = LmTask {
+            function: "llm_map",
+            model: None,
+            instruction,
+            answer: AnswerKind::Text,
+            temperature: None,
+            max_tokens: None,
+        };
+        let settings = LmSettings::of(&args.config_options);
+        let answers = self.runtime.0.complete_rows(&settings, &task, rows).await?;
+        let values: StringArray = answers
+            .iter()
+            .map(|answer| answer.as_ref().and_then(|value| value.as_str()))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(values)))
+    }
+}
