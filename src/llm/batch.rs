@@ -126,19 +126,36 @@ pub fn expected_answer_tokens(task: &LmTask, model: &ModelOptions) -> u64 {
         .map_or(per_answer, |limit| u64::from(limit) + 12)
 }
 
-/// The cache key of one row's answer: everything that decides it.
-pub fn cache_key(task: &LmTask, model: &ModelOptions, args: &[String]) -> CacheKey {
+/// What decides every answer of a task on a model, hashed once per call: the cache key of a
+/// row is [`row_key`] over this and the row's arguments.
+pub fn task_identity(task: &LmTask, model: &ModelOptions) -> [u8; 32] {
     let identity = json!({
         "format": PROMPT_FORMAT_VERSION,
         "endpoint": model.base_url,
         "model": model.model,
         "system": system_prompt(task),
-        "args": args,
         "temperature": task.temperature.unwrap_or(model.temperature),
         "max_tokens": task.max_tokens.or(model.max_tokens),
         "structured_output": format!("{:?}", model.structured_output),
     });
     Sha256::digest(identity.to_string().as_bytes()).into()
+}
+
+/// The cache key of one row's answer: the task's identity and the row's arguments.
+pub fn row_key(task_identity: &[u8; 32], args: &[String]) -> CacheKey {
+    let mut hasher = Sha256::new();
+    hasher.update(task_identity);
+    for arg in args {
+        // Length-prefixed, so that ("ab", "c") and ("a", "bc") differ.
+        hasher.update((arg.len() as u64).to_le_bytes());
+        hasher.update(arg.as_bytes());
+    }
+    hasher.finalize().into()
+}
+
+/// The cache key of one row's answer: everything that decides it.
+pub fn cache_key(task: &LmTask, model: &ModelOptions, args: &[String]) -> CacheKey {
+    row_key(&task_identity(task, model), args)
 }
 
 /// The cache key of one embedding.
@@ -345,6 +362,10 @@ mod tests {
         let key = cache_key(&task, &model, &["apple".into()]);
         assert_eq!(key, cache_key(&task, &model, &["apple".into()]));
         assert_ne!(key, cache_key(&task, &model, &["lime".into()]));
+        assert_ne!(
+            cache_key(&task, &model, &["ab".into(), "c".into()]),
+            cache_key(&task, &model, &["a".into(), "bc".into()])
+        );
         let warmer = LmTask {
             temperature: Some(0.5),
             ..task.clone()

@@ -28,6 +28,7 @@ use datafusion::error::Result;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use semsql_udfs::lm::{CacheMode, LmError, LmRuntime, LmSettings, LmTask, OnLmError, QueryUsage};
 use serde_json::Value;
+use tokio::sync::watch;
 
 use activity::{Activity, QueryRecord, RequestRecord};
 use batch::RowOutcome;
@@ -109,6 +110,8 @@ pub struct Runtime {
     pub cache: AnswerCache,
     pub activity: Activity,
     next_query_id: AtomicU64,
+    /// Rows being asked about right now, by cache key (see [`Claim`]).
+    inflight: Inflight,
 }
 
 impl std::fmt::Debug for ModelFile {
@@ -157,6 +160,7 @@ impl Runtime {
             cache: AnswerCache::open(data_dir, config.cache_memory_bytes),
             activity: Activity::default(),
             next_query_id: AtomicU64::new(1),
+            inflight: Inflight::default(),
         })
     }
 
@@ -431,6 +435,52 @@ impl Runtime {
         Ok(done)
     }
 
+    /// Asks the model about rows `ids` of a job: packed into requests, run concurrently up to
+    /// the model's concurrency, answers cached and published to waiting calls as they come.
+    async fn send_rows(
+        &self,
+        job: &RowJob<'_>,
+        ids: Vec<usize>,
+        claim: &Claim<'_>,
+    ) -> Result<Vec<(usize, Answer)>> {
+        let groups = self.pack(job.model, job.task, job.unique, ids);
+        let mut results = stream::iter(groups)
+            .map(|ids| async move {
+                let answered = self
+                    .answer_group(
+                        job.model,
+                        job.settings,
+                        job.usage,
+                        job.task,
+                        job.unique,
+                        ids,
+                    )
+                    .await?;
+                if job.cacheable {
+                    let entries = answered
+                        .iter()
+                        .filter_map(|(id, answer)| {
+                            let value = answer.as_ref().ok()?;
+                            Some((job.keys[*id], serde_json::to_vec(value).ok()?))
+                        })
+                        .collect();
+                    self.cache.put_many(entries).await;
+                }
+                for (id, answer) in &answered {
+                    claim.publish(*id, answer);
+                }
+                let done: u64 = answered.iter().map(|(id, _)| job.multiplicity[*id]).sum();
+                job.usage.rows_done.fetch_add(done, Ordering::Relaxed);
+                Ok::<_, LmError>(answered)
+            })
+            .buffer_unordered(job.model.options.concurrency);
+        let mut all = Vec::new();
+        while let Some(answered) = results.try_next().await.map_err(LmError::into_datafusion)? {
+            all.extend(answered);
+        }
+        Ok(all)
+    }
+
     /// Splits `ids` into requests of at most `rows_per_request` rows that fit the context.
     fn pack(
         &self,
@@ -467,6 +517,85 @@ impl Runtime {
             groups.push(current);
         }
         groups
+    }
+}
+
+/// What one call asks, shared by its requests.
+struct RowJob<'a> {
+    model: &'a Model,
+    settings: &'a LmSettings,
+    usage: &'a QueryUsage,
+    task: &'a LmTask,
+    unique: &'a [Vec<String>],
+    keys: &'a [CacheKey],
+    cacheable: bool,
+    multiplicity: &'a [u64],
+}
+
+type Answer = std::result::Result<Value, String>;
+type Inflight = std::sync::Mutex<HashMap<CacheKey, watch::Receiver<Option<Answer>>>>;
+
+/// The rows a call asks about itself (announced in the in-flight table, so that other calls
+/// wait for them) and the rows it waits for. Dropping the claim withdraws the announcements;
+/// a waiter whose asker went away asks itself.
+struct Claim<'a> {
+    inflight: Option<&'a Inflight>,
+    owned: Vec<usize>,
+    announced: Vec<CacheKey>,
+    senders: HashMap<usize, watch::Sender<Option<Answer>>>,
+    waiting: Vec<(usize, watch::Receiver<Option<Answer>>)>,
+}
+
+impl<'a> Claim<'a> {
+    fn none() -> Self {
+        Claim {
+            inflight: None,
+            owned: Vec::new(),
+            announced: Vec::new(),
+            senders: HashMap::new(),
+            waiting: Vec::new(),
+        }
+    }
+
+    /// `keys` empty: nothing is shared (uncacheable requests), every row is the call's own.
+    fn new(inflight: &'a Inflight, keys: &[CacheKey], missing: Vec<usize>) -> Self {
+        let mut claim = Claim::none();
+        if keys.is_empty() {
+            claim.owned = missing;
+            return claim;
+        }
+        claim.inflight = Some(inflight);
+        let mut table = inflight.lock().expect("inflight lock");
+        for id in missing {
+            match table.get(&keys[id]) {
+                Some(receiver) => claim.waiting.push((id, receiver.clone())),
+                None => {
+                    let (sender, receiver) = watch::channel(None);
+                    table.insert(keys[id], receiver);
+                    claim.announced.push(keys[id]);
+                    claim.senders.insert(id, sender);
+                    claim.owned.push(id);
+                }
+            }
+        }
+        claim
+    }
+
+    fn publish(&self, id: usize, answer: &Answer) {
+        if let Some(sender) = self.senders.get(&id) {
+            let _ = sender.send(Some(answer.clone()));
+        }
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if let Some(inflight) = self.inflight {
+            let mut table = inflight.lock().expect("inflight lock");
+            for key in &self.announced {
+                table.remove(key);
+            }
+        }
     }
 }
 
@@ -546,14 +675,15 @@ impl LmRuntime for Runtime {
         let cacheable = settings.cache != CacheMode::Off
             && (temperature == 0.0 || settings.cache_nondeterministic);
         let keys: Vec<CacheKey> = if cacheable {
+            let identity = batch::task_identity(task, &model.options);
             unique
                 .iter()
-                .map(|args| batch::cache_key(task, &model.options, args))
+                .map(|args| batch::row_key(&identity, args))
                 .collect()
         } else {
             Vec::new()
         };
-        let mut answers: Vec<Option<std::result::Result<Value, String>>> = vec![None; unique.len()];
+        let mut answers: Vec<Option<Answer>> = vec![None; unique.len()];
         if cacheable {
             for (id, cached) in self.cache.get_many(&keys).await.into_iter().enumerate() {
                 let Some(bytes) = cached else { continue };
@@ -590,37 +720,42 @@ impl LmRuntime for Runtime {
             }
         }
 
-        let groups = self.pack(&model, task, &unique, missing);
-        let keys = &keys;
-        let unique_ref = &unique;
-        let model_ref = &model;
-        let multiplicity_ref = &multiplicity;
-        let mut results = stream::iter(groups)
-            .map(|ids| async move {
-                let answered = self
-                    .answer_group(model_ref, settings, usage, task, unique_ref, ids)
-                    .await?;
-                if cacheable {
-                    let entries = answered
-                        .iter()
-                        .filter_map(|(id, answer)| {
-                            let value = answer.as_ref().ok()?;
-                            Some((keys[*id], serde_json::to_vec(value).ok()?))
-                        })
-                        .collect();
-                    self.cache.put_many(entries).await;
+        // Rows another call is already asking about (an earlier batch of this query, or
+        // another query) are not asked twice: this call waits for that answer instead.
+        let claim = Claim::new(&self.inflight, if cacheable { &keys } else { &[] }, missing);
+        let job = RowJob {
+            model: &model,
+            settings,
+            usage,
+            task,
+            unique: &unique,
+            keys: &keys,
+            cacheable,
+            multiplicity: &multiplicity,
+        };
+        for (id, answer) in self.send_rows(&job, claim.owned.clone(), &claim).await? {
+            answers[id] = Some(answer);
+        }
+        let mut orphaned = Vec::new();
+        for (id, mut receiver) in claim.waiting.clone() {
+            match receiver.wait_for(Option::is_some).await {
+                Ok(answer) => {
+                    answers[id] = answer.clone();
+                    usage.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    usage
+                        .rows_done
+                        .fetch_add(multiplicity[id], Ordering::Relaxed);
                 }
-                let done: u64 = answered.iter().map(|(id, _)| multiplicity_ref[*id]).sum();
-                usage.rows_done.fetch_add(done, Ordering::Relaxed);
-                Ok::<_, LmError>(answered)
-            })
-            .buffer_unordered(model.options.concurrency);
-        while let Some(answered) = results.try_next().await.map_err(LmError::into_datafusion)? {
-            for (id, answer) in answered {
+                // The other call failed or was cancelled: ask ourselves.
+                Err(_) => orphaned.push(id),
+            }
+        }
+        if !orphaned.is_empty() {
+            for (id, answer) in self.send_rows(&job, orphaned, &Claim::none()).await? {
                 answers[id] = Some(answer);
             }
         }
-        drop(results);
+        drop(claim);
 
         let mut values = Vec::with_capacity(unique.len());
         for (id, answer) in answers.into_iter().enumerate() {
