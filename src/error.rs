@@ -216,6 +216,15 @@ pub fn user_error(err: SemsqlError) -> PgWireError {
     )))
 }
 
+/// A language-model error (raised by the runtime outside DataFusion) as the client sees it.
+pub fn lm_user_error(err: semsql_udfs::lm::LmError) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_owned(),
+        err.sqlstate.to_owned(),
+        err.message,
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

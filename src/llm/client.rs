@@ -278,3 +278,50 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
         .map(|seconds| Duration::from_secs_f64(seconds.min(3600.0)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_body_carries_the_sampling_settings() {
+        let request = ChatRequest {
+            system: "s".into(),
+            user: "u".into(),
+            temperature: 0.0,
+            max_tokens: Some(64),
+            response_format: Some(json!({"type": "json_object"})),
+            logprobs: true,
+        };
+        let body = request.body("m");
+        assert_eq!(body["model"], "m");
+        assert_eq!(body["messages"][0]["role"], "system");
+        assert_eq!(body["messages"][1]["content"], "u");
+        assert_eq!(body["max_tokens"], 64);
+        assert_eq!(body["response_format"]["type"], "json_object");
+        assert_eq!(body["logprobs"], true);
+        let plain = ChatRequest {
+            max_tokens: None,
+            response_format: None,
+            logprobs: false,
+            ..request
+        }
+        .body("m");
+        assert!(plain.get("max_tokens").is_none() && plain.get("logprobs").is_none());
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_milliseconds() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        headers.insert("retry-after-ms", HeaderValue::from_static("150"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_millis(150)));
+        headers.clear();
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&headers), None);
+    }
+}

@@ -312,6 +312,19 @@ impl Runtime {
             Ok(spent) => ("ok".to_owned(), Some(200), Some(spent)),
             Err(error) => (error.message.clone(), error.status, None),
         };
+        tracing::debug!(
+            query_id = usage.query_id,
+            model = %model.name,
+            endpoint,
+            function,
+            rows,
+            attempt = attempt.attempt,
+            latency_ms = attempt.latency.as_millis() as u64,
+            input_tokens = spent.map_or(0, |spent| spent.input_tokens),
+            output_tokens = spent.map_or(0, |spent| spent.output_tokens),
+            %status,
+            "LM request"
+        );
         self.activity.record_request(RequestRecord {
             at: SystemTime::now(),
             query_id: usage.query_id,

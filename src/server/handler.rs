@@ -39,7 +39,7 @@ use super::auth::Authenticator;
 use super::copy::{self, CopyCommand, CopyFormat};
 use crate::config::Config;
 use crate::engine::{Engine, CATALOG};
-use crate::error::to_error_info;
+use crate::error::{lm_user_error, to_error_info};
 use crate::llm::{statements as model_statements, Runtime};
 
 /// Where datafusion-postgres's `SET statement_timeout` keeps the value, in milliseconds.
@@ -278,11 +278,11 @@ impl QueryHandler {
         &self,
         statement: Result<model_statements::ModelStatement, LmError>,
     ) -> PgWireResult<Response> {
-        let statement = statement.map_err(lm_error)?;
+        let statement = statement.map_err(lm_user_error)?;
         let tag = self
             .runtime()
             .change_model(&statement.name, statement.change)
-            .map_err(lm_error)?;
+            .map_err(lm_user_error)?;
         Ok(Response::Execution(Tag::new(tag)))
     }
 
@@ -439,14 +439,6 @@ fn notice(message: String) -> PgWireBackendMessage {
         "NOTICE".to_owned(),
         "00000".to_owned(),
         message,
-    )))
-}
-
-fn lm_error(err: LmError) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".to_owned(),
-        err.sqlstate.to_owned(),
-        err.message,
     )))
 }
 

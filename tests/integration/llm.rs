@@ -628,3 +628,198 @@ async fn progress_and_usage_reach_the_client() {
         "100"
     );
 }
+
+#[tokio::test]
+async fn embeddings_are_batched_deduplicated_and_cached() {
+    use semsql::llm::{LlmConfig, Runtime};
+    use semsql_udfs::lm::{LmRuntime, LmSettings};
+    let fake = fake(Behaviour {
+        embedding_dims: Some(8),
+        ..Behaviour::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LlmConfig::default();
+    config.models.insert(
+        "emb".into(),
+        [
+            ("base_url", fake.base_url()),
+            ("model", "fake-embed".to_owned()),
+            ("embed_batch", "2".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect(),
+    );
+    let runtime = Runtime::open(Some(dir.path()), &config).unwrap();
+    let settings = LmSettings {
+        model: "emb".into(),
+        ..LmSettings::default()
+    };
+    let texts = vec![
+        Some("a red apple".to_owned()),
+        None,
+        Some("a red apple".to_owned()),
+        Some("green lime".to_owned()),
+        Some("blue sky".to_owned()),
+    ];
+    let vectors = runtime.embed(&settings, None, texts.clone()).await.unwrap();
+    assert_eq!(vectors[0], vectors[2]);
+    assert_eq!(vectors[1], None);
+    assert_eq!(
+        vectors[3].as_deref(),
+        Some(&semsql::fake_llm::rules::embedding("green lime", 8)[..])
+    );
+    let stats = fake.stats();
+    assert_eq!(
+        (stats.embedding_requests, stats.rows),
+        (2, 3),
+        "3 distinct texts, 2 per request"
+    );
+    let again = runtime.embed(&settings, None, texts).await.unwrap();
+    assert_eq!(again, vectors);
+    assert_eq!(
+        fake.stats().embedding_requests,
+        2,
+        "answered from the cache"
+    );
+}
+
+#[tokio::test]
+async fn models_from_the_config_file_are_read_only() {
+    let fake = fake(Behaviour::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file: FileConfig = toml::from_str(&format!(
+        "[llm]\ndefault_model = 'house'\n[models.house]\nbase_url = '{}'\nmodel = 'fake-1'\n",
+        fake.base_url()
+    ))
+    .unwrap();
+    let server = TestServer::start_in(dir.path(), file).await;
+    let client = server.client().await;
+    // The default model answers without SET semsql.model.
+    assert_eq!(
+        texts(&client, "SELECT llm_map('Repeat {0}', 'hi')").await,
+        vec![Some("HI".to_owned())]
+    );
+    let row = client
+        .query_one(
+            "SELECT source, is_default FROM semsql.models WHERE name = 'house'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "config file");
+    assert!(row.get::<_, bool>(1));
+    let err = client
+        .batch_execute("ALTER MODEL house SET (concurrency = 1)")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42501");
+    assert_eq!(
+        client
+            .query_one("SHOW semsql.model", &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0),
+        "house"
+    );
+}
+
+// psql blocks its thread; the server needs another one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_shows_models_and_usage() {
+    if std::process::Command::new("psql")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("psql is not installed; skipping (CI installs it)");
+        return;
+    }
+    let fake = fake(Behaviour::default()).await;
+    std::env::set_var("SEMSQL_TEST_PSQL_KEY", "sk-psql-0000");
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), FileConfig::default()).await;
+    let script = dir.path().join("script.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE MODEL fake WITH (base_url = '{}', model = 'fake-1', api_key_env = 'SEMSQL_TEST_PSQL_KEY');\n\
+             SET semsql.model = 'fake';\n\
+             CREATE TABLE notes (body TEXT);\n\
+             INSERT INTO notes VALUES ('late again'), ('fine'), ('late again');\n\
+             SELECT body, llm_filter('Is it ''late''? {{0}}', body) AS late FROM notes ORDER BY body;\n\
+             SHOW MODELS;\n\
+             SELECT requests, cache_hits, input_tokens > 0 AS counted FROM semsql.llm_queries;\n",
+            fake.base_url()
+        ),
+    )
+    .unwrap();
+    let port = server.addr.port().to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "semsql",
+                "-d",
+                "semsql",
+                "-X",
+            ])
+            .args(["-v", "ON_ERROR_STOP=1", "-f"])
+            .arg(&script)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("NOTICE:  LM usage: 1 request, 2 rows sent"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("late again | t"), "{stdout}");
+    assert!(stdout.contains("fine       | f"), "{stdout}");
+    assert!(stdout.contains("SEMSQL_TEST_PSQL_KEY"), "{stdout}");
+    assert!(!stdout.contains("sk-psql-0000") && !stderr.contains("sk-psql-0000"));
+    assert!(stdout.contains("        1 |          0 | t"), "{stdout}");
+}
+
+#[tokio::test]
+async fn long_rows_are_packed_under_the_context_limit() {
+    let fake = fake(Behaviour::default()).await;
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    use_model(
+        &client,
+        &fake,
+        "small",
+        "rows_per_request = 16, context_tokens = 600",
+    )
+    .await;
+    // About 100 tokens each: three fit in what the small context leaves after the instructions.
+    let bodies: Vec<String> = (0..12)
+        .map(|i| format!("{i} {}", "word ".repeat(80)))
+        .collect();
+    items(&client, &bodies).await;
+    let rows = client
+        .query(
+            "SELECT llm_filter('Is it ''word''? {0}', body) FROM items",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(rows.iter().all(|row| row.get::<_, bool>(0)));
+    let stats = fake.stats();
+    assert_eq!(stats.rows, 12);
+    assert!(
+        stats.chat_requests >= 4,
+        "12 long rows in one request would overflow: {stats:?}"
+    );
+}

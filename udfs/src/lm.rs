@@ -417,16 +417,18 @@ pub struct UsageSnapshot {
 
 impl fmt::Display for UsageSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count =
+            |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         write!(
             f,
-            "LM usage: {} requests, {} rows sent, {} cache hits, {} input + {} output tokens, \
-             {} retries, estimated cost {:.4}, {:.0} ms waiting on the model ({})",
-            self.requests,
-            self.rows_sent,
-            self.cache_hits,
+            "LM usage: {}, {} sent, {}, {} input + {} output tokens, {}, estimated cost {:.4}, \
+             {:.0} ms waiting on the model ({})",
+            count(self.requests, "request", "requests"),
+            count(self.rows_sent, "row", "rows"),
+            count(self.cache_hits, "cache hit", "cache hits"),
             self.input_tokens,
             self.output_tokens,
-            self.retries,
+            count(self.retries, "retry", "retries"),
             self.cost,
             self.lm_wait_ms,
             if self.models.is_empty() {

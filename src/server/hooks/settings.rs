@@ -14,10 +14,11 @@ use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::QueryHook;
 use pgwire::api::results::{Response, Tag};
 use pgwire::api::ClientInfo;
-use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::error::PgWireResult;
 use semsql_udfs::lm::{LmError, LmSettings};
 
 use super::{placeholder_plan, single_text_row};
+use crate::error::lm_user_error;
 use crate::llm::Runtime;
 
 #[derive(Debug)]
@@ -78,14 +79,6 @@ fn action(statement: &Statement) -> Option<Action> {
     }
 }
 
-fn user_error(err: LmError) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".to_owned(),
-        err.sqlstate.to_owned(),
-        err.message,
-    )))
-}
-
 impl LmSettingsHook {
     fn run(&self, action: Action, ctx: &SessionContext) -> PgWireResult<Response> {
         let state = ctx.state_ref();
@@ -104,9 +97,9 @@ impl LmSettingsHook {
                     && !value.is_empty()
                     && self.runtime.model(value.trim()).is_none()
                 {
-                    return Err(user_error(LmError::undefined_model(value.trim())));
+                    return Err(lm_user_error(LmError::undefined_model(value.trim())));
                 }
-                settings.set_value(&name, &value).map_err(user_error)?;
+                settings.set_value(&name, &value).map_err(lm_user_error)?;
                 Ok(Response::Execution(Tag::new("SET")))
             }
             Action::Reset(name) => {
@@ -114,12 +107,12 @@ impl LmSettingsHook {
                 match name {
                     Some(name) => {
                         let default = defaults.get(&name).ok_or_else(|| {
-                            user_error(LmError::new(
+                            lm_user_error(LmError::new(
                                 "42704",
                                 format!("unrecognized configuration parameter \"semsql.{name}\""),
                             ))
                         })?;
-                        settings.set_value(&name, &default).map_err(user_error)?;
+                        settings.set_value(&name, &default).map_err(lm_user_error)?;
                     }
                     None => {
                         *settings = LmSettings {
@@ -132,7 +125,7 @@ impl LmSettingsHook {
             }
             Action::Show(name) => {
                 let value = settings.get(&name).ok_or_else(|| {
-                    user_error(LmError::new(
+                    lm_user_error(LmError::new(
                         "42704",
                         format!("unrecognized configuration parameter \"semsql.{name}\""),
                     ))
