@@ -173,8 +173,12 @@ pub fn embedding_key(model: &ModelOptions, text: &str) -> CacheKey {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RowOutcome {
     Answered(Value),
-    /// No answer, or one that does not fit; the reason says which.
-    Unusable(String),
+    /// No usable answer came back for the row: none, several, or the whole answer was not the
+    /// JSON asked for. A glitch of the channel rather than the model's answer, so worth asking
+    /// again.
+    Missing(String),
+    /// A well-formed answer of the wrong type or out of range: the model's answer, and wrong.
+    Invalid(String),
 }
 
 /// Reads a batched answer for the given row ids. `Err` when the answer as a whole is not the
@@ -206,12 +210,12 @@ pub fn parse_answers(
     Ok(ids
         .iter()
         .map(|id| match by_id.get(id).map(Vec::as_slice) {
-            None | Some([]) => RowOutcome::Unusable("the model gave no answer for it".to_owned()),
+            None | Some([]) => RowOutcome::Missing("the model gave no answer for it".to_owned()),
             Some([value]) => match validate(value, answer) {
                 Ok(value) => RowOutcome::Answered(value),
-                Err(reason) => RowOutcome::Unusable(reason),
+                Err(reason) => RowOutcome::Invalid(reason),
             },
-            Some(_) => RowOutcome::Unusable("the model answered it more than once".to_owned()),
+            Some(_) => RowOutcome::Missing("the model answered it more than once".to_owned()),
         })
         .collect())
 }
@@ -309,8 +313,8 @@ mod tests {
         let outcomes = parse_answers(content, &[0, 2, 5, 7], &AnswerKind::Boolean).unwrap();
         assert_eq!(outcomes[0], RowOutcome::Answered(json!(true)));
         assert_eq!(outcomes[1], RowOutcome::Answered(json!(false)));
-        assert!(matches!(&outcomes[2], RowOutcome::Unusable(r) if r.contains("maybe")));
-        assert!(matches!(&outcomes[3], RowOutcome::Unusable(r) if r.contains("no answer")));
+        assert!(matches!(&outcomes[2], RowOutcome::Invalid(r) if r.contains("maybe")));
+        assert!(matches!(&outcomes[3], RowOutcome::Missing(r) if r.contains("no answer")));
     }
 
     #[test]
@@ -337,8 +341,8 @@ mod tests {
         let content = r#"[{"id": 0, "answer": "spam"}, {"id": 0, "answer": "ham"}, {"id": 1, "answer": "eggs"}]"#;
         let labels = AnswerKind::Label(vec!["spam".into(), "ham".into()]);
         let outcomes = parse_answers(content, &[0, 1], &labels).unwrap();
-        assert!(matches!(&outcomes[0], RowOutcome::Unusable(r) if r.contains("more than once")));
-        assert!(matches!(&outcomes[1], RowOutcome::Unusable(r) if r.contains("not one of")));
+        assert!(matches!(&outcomes[0], RowOutcome::Missing(r) if r.contains("more than once")));
+        assert!(matches!(&outcomes[1], RowOutcome::Invalid(r) if r.contains("not one of")));
     }
 
     /// The request we send, in full: a change to the prompt format shows up here (and must

@@ -404,7 +404,7 @@ impl Runtime {
             Ok(outcomes) => Ok((outcomes, truncated)),
             Err(reason) => Ok((
                 ids.iter()
-                    .map(|_| RowOutcome::Unusable(reason.clone()))
+                    .map(|_| RowOutcome::Missing(reason.clone()))
                     .collect(),
                 truncated,
             )),
@@ -413,7 +413,10 @@ impl Runtime {
 
     /// Answers the rows `ids` (indexes into `unique`): one request for all, then each row the
     /// answer left out or got wrong alone. A truncated answer of several rows is split in halves
-    /// instead, since the rows did not fit the output limit together.
+    /// instead, since the rows did not fit the output limit together. A row asked alone whose
+    /// answer is missing or not JSON is asked again, up to the model's `max_retries`; one whose
+    /// answer is well-formed but of the wrong type is final (asking again at temperature 0 gets
+    /// the same answer).
     async fn answer_group(
         &self,
         model: &Model,
@@ -422,27 +425,37 @@ impl Runtime {
         task: &LmTask,
         unique: &[Vec<String>],
         ids: Vec<usize>,
-    ) -> Result<Vec<(usize, std::result::Result<Value, String>)>, LmError> {
-        let mut pending = vec![ids];
+    ) -> Result<Vec<(usize, Answer)>, LmError> {
+        // Each entry: rows asked together, and how many times they were asked alone before.
+        let mut pending = vec![(ids, 0u32)];
         let mut done = Vec::new();
-        while let Some(ids) = pending.pop() {
+        while let Some((ids, alone_before)) = pending.pop() {
             let (outcomes, truncated) = self
                 .ask_batch(model, settings, usage, task, unique, &ids)
                 .await?;
+            let alone = ids.len() == 1;
             let mut retry = Vec::new();
             for (&id, outcome) in ids.iter().zip(outcomes) {
                 match outcome {
                     RowOutcome::Answered(value) => done.push((id, Ok(value))),
-                    RowOutcome::Unusable(reason) if ids.len() == 1 => done.push((id, Err(reason))),
-                    RowOutcome::Unusable(_) => retry.push(id),
+                    RowOutcome::Invalid(reason) if alone => done.push((id, Err(reason))),
+                    RowOutcome::Missing(reason) if alone => {
+                        if alone_before < model.options.max_retries {
+                            usage.retries.fetch_add(1, Ordering::Relaxed);
+                            pending.push((vec![id], alone_before + 1));
+                        } else {
+                            done.push((id, Err(reason)));
+                        }
+                    }
+                    RowOutcome::Invalid(_) | RowOutcome::Missing(_) => retry.push(id),
                 }
             }
             if truncated && retry.len() > 1 {
                 let half = retry.split_off(retry.len() / 2);
-                pending.push(half);
-                pending.push(retry);
+                pending.push((half, 0));
+                pending.push((retry, 0));
             } else {
-                pending.extend(retry.into_iter().map(|id| vec![id]));
+                pending.extend(retry.into_iter().map(|id| (vec![id], 0)));
             }
         }
         Ok(done)

@@ -823,3 +823,32 @@ async fn long_rows_are_packed_under_the_context_limit() {
         "12 long rows in one request would overflow: {stats:?}"
     );
 }
+
+#[tokio::test]
+async fn a_row_asked_alone_is_asked_again_when_its_answer_is_lost() {
+    let fake = fake(Behaviour::default()).await;
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    // Over the extended protocol too.
+    client
+        .execute(
+            &format!(
+                "CREATE MODEL fake WITH (base_url = '{}', model = 'fake-1', retry_base_ms = 20)",
+                fake.base_url()
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    client
+        .execute("SET semsql.model = 'fake'", &[])
+        .await
+        .unwrap();
+    fake.script(&[Fault::NotJson, Fault::MissingId]);
+    assert_eq!(
+        texts(&client, "SELECT llm_map('Repeat {0}', 'solo')").await,
+        vec![Some("SOLO".to_owned())]
+    );
+    assert_eq!(fake.stats().chat_requests, 3);
+    client.execute("DROP MODEL fake", &[]).await.unwrap();
+}
