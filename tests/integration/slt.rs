@@ -15,6 +15,9 @@ use semsql::server::copy::text_fields;
 use sqllogictest::{DBOutput, DefaultColumnType, Runner};
 use tokio_postgres::SimpleQueryMessage;
 
+use semsql::config::{Config, FileConfig};
+use semsql::fake_llm::{Behaviour, FakeLlm};
+
 use crate::support::TestServer;
 
 #[derive(Debug, thiserror::Error)]
@@ -157,18 +160,39 @@ fn slt_files() -> Vec<PathBuf> {
     files
 }
 
+/// The fake model server every file may use as the default model `fake`.
+async fn fake_model() -> (FakeLlm, String) {
+    let fake = FakeLlm::start("127.0.0.1:0", Behaviour::default())
+        .await
+        .expect("fake LM starts");
+    let config = format!(
+        "[llm]\ndefault_model = 'fake'\n[models.fake]\nbase_url = '{}'\nmodel = 'fake-1'\n",
+        fake.base_url()
+    );
+    (fake, config)
+}
+
 #[tokio::test]
 async fn sqllogictest_in_process() {
+    let (_fake, config) = fake_model().await;
+    let file_config: FileConfig = toml::from_str(&config).unwrap();
+    let llm = Config::resolve(file_config, Default::default())
+        .unwrap()
+        .llm;
     for file in slt_files() {
-        let mut runner = Runner::new(|| async {
-            let dir = tempfile::tempdir().map_err(|e| SltError(e.to_string()))?;
-            let engine = Engine::open(dir.path(), &Default::default())
-                .await
-                .map_err(|e| SltError(e.to_string()))?;
-            Ok(InProcess {
-                ctx: engine.session("semsql"),
-                _dir: dir,
-            })
+        let llm = llm.clone();
+        let mut runner = Runner::new(move || {
+            let llm = llm.clone();
+            async move {
+                let dir = tempfile::tempdir().map_err(|e| SltError(e.to_string()))?;
+                let engine = Engine::open(dir.path(), &llm)
+                    .await
+                    .map_err(|e| SltError(e.to_string()))?;
+                Ok(InProcess {
+                    ctx: engine.session("semsql"),
+                    _dir: dir,
+                })
+            }
         });
         if let Err(err) = runner.run_file_async(&file).await {
             panic!("{} (in-process): {err}", file.display());
@@ -178,8 +202,10 @@ async fn sqllogictest_in_process() {
 
 #[tokio::test]
 async fn sqllogictest_over_the_wire() {
+    let (_fake, config) = fake_model().await;
     for file in slt_files() {
-        let server = TestServer::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start_in(dir.path(), toml::from_str(&config).unwrap()).await;
         let connection_string = server.connection_string();
         let mut runner = Runner::new(move || {
             let connection_string = connection_string.clone();

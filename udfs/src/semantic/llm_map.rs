@@ -23,16 +23,18 @@ use crate::lm::{AnswerKind, LmRuntime, LmSettings, LmTask};
 /// A NULL argument gives NULL without a request.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct LlmMap {
+    /// `llm_map`, or its alias `llm_complete` (registered as a function of its own, because
+    /// DataFusion's async wrapper does not pass aliases on).
+    name: &'static str,
     signature: Signature,
-    aliases: Vec<String>,
     runtime: RuntimeRef,
 }
 
 impl LlmMap {
-    pub fn new(runtime: Arc<dyn LmRuntime>) -> Self {
+    pub fn new(runtime: Arc<dyn LmRuntime>, name: &'static str) -> Self {
         Self {
+            name,
             signature: Signature::variadic_any(Volatility::Volatile),
-            aliases: vec!["llm_complete".to_owned()],
             runtime: RuntimeRef(runtime),
         }
     }
@@ -40,11 +42,7 @@ impl LlmMap {
 
 impl ScalarUDFImpl for LlmMap {
     fn name(&self) -> &str {
-        "llm_map"
-    }
-
-    fn aliases(&self) -> &[String] {
-        &self.aliases
+        self.name
     }
 
     fn signature(&self) -> &Signature {
@@ -66,7 +64,7 @@ impl AsyncScalarUDFImpl for LlmMap {
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let (instruction, rows) = prompt_and_rows(self.name(), &args.args, args.number_rows)?;
         let task = LmTask {
-            function: "llm_map",
+            function: self.name,
             model: None,
             instruction,
             answer: AnswerKind::Text,

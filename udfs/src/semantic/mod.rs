@@ -4,8 +4,10 @@
 //! prompt must be a constant: it is the instruction shared by every row of a request, while the
 //! arguments travel as each row's data.
 
+mod llm_classify;
 mod llm_filter;
 mod llm_map;
+mod llm_score;
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -18,18 +20,37 @@ use datafusion::error::Result;
 use datafusion::logical_expr::async_udf::AsyncScalarUDF;
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF};
 
+pub use llm_classify::LlmClassify;
 pub use llm_filter::LlmFilter;
 pub use llm_map::LlmMap;
+pub use llm_score::LlmScore;
 
 use crate::lm::LmRuntime;
 
 /// The names of every function here, aliases included.
-pub const NAMES: [&str; 3] = ["llm_filter", "llm_map", "llm_complete"];
+pub const NAMES: [&str; 5] = [
+    "llm_filter",
+    "llm_map",
+    "llm_complete",
+    "llm_classify",
+    "llm_score",
+];
 
 pub fn functions(runtime: Arc<dyn LmRuntime>) -> Vec<Arc<ScalarUDF>> {
     vec![
         Arc::new(AsyncScalarUDF::new(Arc::new(LlmFilter::new(runtime.clone()))).into_scalar_udf()),
-        Arc::new(AsyncScalarUDF::new(Arc::new(LlmMap::new(runtime))).into_scalar_udf()),
+        Arc::new(
+            AsyncScalarUDF::new(Arc::new(LlmMap::new(runtime.clone(), "llm_map")))
+                .into_scalar_udf(),
+        ),
+        Arc::new(
+            AsyncScalarUDF::new(Arc::new(LlmMap::new(runtime.clone(), "llm_complete")))
+                .into_scalar_udf(),
+        ),
+        Arc::new(
+            AsyncScalarUDF::new(Arc::new(LlmClassify::new(runtime.clone()))).into_scalar_udf(),
+        ),
+        Arc::new(AsyncScalarUDF::new(Arc::new(LlmScore::new(runtime))).into_scalar_udf()),
     ]
 }
 
