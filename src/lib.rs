@@ -17,6 +17,7 @@
 //! - [`llm`]: the LM runtime the semantic functions (crate `semsql-udfs`) call: named models
 //!   over OpenAI-compatible HTTP, batching, dedup, the two-tier cache, rate limits, retries,
 //!   accounting and budgets.
+//! - [`planner`]: optimizer rules for semantic work (cheap predicates before LM calls).
 //! - [`fake_llm`]: a fake OpenAI-compatible server (also the `fake-llm` binary) for tests and
 //!   benchmarks.
 
@@ -25,4 +26,5 @@ pub mod engine;
 pub mod error;
 pub mod fake_llm;
 pub mod llm;
+pub mod planner;
 pub mod server;

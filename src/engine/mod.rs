@@ -72,6 +72,9 @@ impl Engine {
             .with_catalog_list(catalogs)
             .with_default_features()
             .with_physical_optimizer_rule(Arc::new(checked_arithmetic::CheckedArithmetic))
+            .with_physical_optimizer_rule(Arc::new(
+                crate::planner::cheap_first::CheapPredicatesFirst,
+            ))
             .build();
         let ctx = SessionContext::new_with_state(state);
         setup_pg_catalog(&ctx, CATALOG, EmptyContextProvider).map_err(|err| *err)?;

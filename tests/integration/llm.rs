@@ -852,3 +852,47 @@ async fn a_row_asked_alone_is_asked_again_when_its_answer_is_lost() {
     assert_eq!(fake.stats().chat_requests, 3);
     client.execute("DROP MODEL fake", &[]).await.unwrap();
 }
+
+#[tokio::test]
+async fn cheap_predicates_run_before_the_model_is_asked() {
+    let fake = fake(Behaviour::default()).await;
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    use_model(&client, &fake, "fake", "").await;
+    let bodies: Vec<String> = (0..200).map(|i| format!("late parcel {i}")).collect();
+    items(&client, &bodies).await;
+    let rows = client
+        .query(
+            "SELECT id FROM items WHERE id >= 190 AND llm_filter('Is it ''late''? {0}', body) AND id % 2 = 0 ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let ids: Vec<i32> = rows.iter().map(|row| row.get(0)).collect();
+    assert_eq!(ids, vec![190, 192, 194, 196, 198]);
+    let asked = fake.stats().rows;
+    let plan = client
+        .simple_query("EXPLAIN SELECT id FROM items WHERE id >= 190 AND llm_filter('Is it ''late''? {0}', body)")
+        .await
+        .unwrap();
+    let text: Vec<String> = plan
+        .iter()
+        .filter_map(|message| match message {
+            SimpleQueryMessage::Row(row) => row.get(1).map(str::to_owned),
+            _ => None,
+        })
+        .collect();
+    let physical = text.last().cloned().unwrap_or_default();
+    let async_at = physical.find("AsyncFuncExec").expect("an AsyncFuncExec");
+    let cheap_at = physical
+        .rfind("FilterExec: id@0 >= 190")
+        .expect("the cheap filter");
+    assert!(
+        cheap_at > async_at,
+        "the cheap filter runs below the LM call:\n{physical}"
+    );
+    assert_eq!(
+        asked, 5,
+        "only the rows passing the cheap conjuncts are asked"
+    );
+}
