@@ -262,21 +262,29 @@ impl Client {
     }
 }
 
-/// `Retry-After` in seconds (or OpenAI's `retry-after-ms`).
+/// The wait a server asks for: OpenAI's `retry-after-ms`, or `Retry-After` in seconds or as an
+/// HTTP date. At most an hour, so a broken header cannot stall a query for good.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    const LONGEST: Duration = Duration::from_secs(3600);
     if let Some(ms) = headers
         .get("retry-after-ms")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<f64>().ok())
+        .filter(|ms| ms.is_finite())
     {
-        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0).min(LONGEST));
     }
-    headers
-        .get(RETRY_AFTER)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<f64>().ok())
-        .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
-        .map(|seconds| Duration::from_secs_f64(seconds.min(3600.0)))
+    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = text.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0)
+            .then(|| Duration::from_secs_f64(seconds).min(LONGEST));
+    }
+    let at = httpdate::parse_http_date(text).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+            .min(LONGEST),
+    )
 }
 
 #[cfg(test)]
@@ -318,10 +326,20 @@ mod tests {
         headers.insert("retry-after-ms", HeaderValue::from_static("150"));
         assert_eq!(retry_after(&headers), Some(Duration::from_millis(150)));
         headers.clear();
+        // A date in the past: no wait beyond the backoff.
         headers.insert(
             RETRY_AFTER,
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
+        assert_eq!(retry_after(&headers), Some(Duration::ZERO));
+        let soon = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(30));
+        headers.insert(RETRY_AFTER, HeaderValue::from_str(&soon).unwrap());
+        let wait = retry_after(&headers).unwrap();
+        assert!(
+            wait > Duration::from_secs(28) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&headers), None);
     }
 }
