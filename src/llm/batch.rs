@@ -153,11 +153,6 @@ pub fn row_key(task_identity: &[u8; 32], args: &[String]) -> CacheKey {
     hasher.finalize().into()
 }
 
-/// The cache key of one row's answer: everything that decides it.
-pub fn cache_key(task: &LmTask, model: &ModelOptions, args: &[String]) -> CacheKey {
-    row_key(&task_identity(task, model), args)
-}
-
 /// The cache key of one embedding.
 pub fn embedding_key(model: &ModelOptions, text: &str) -> CacheKey {
     let identity = json!({
@@ -394,6 +389,10 @@ mod tests {
                 ["items"]["properties"]["answer"],
             json!({"type": "boolean"})
         );
+    }
+
+    fn cache_key(task: &LmTask, model: &ModelOptions, args: &[String]) -> CacheKey {
+        row_key(&task_identity(task, model), args)
     }
 
     #[test]

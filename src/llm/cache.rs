@@ -176,11 +176,6 @@ impl AnswerCache {
         )
     }
 
-    /// Empties the memory tier (the disk tier is kept): for tests and benchmarks of a restart.
-    pub fn clear_memory(&self) {
-        self.memory.invalidate_all();
-    }
-
     /// Waits for moka's pending bookkeeping so that sizes are exact.
     pub async fn settle(&self) {
         self.memory.run_pending_tasks().await;

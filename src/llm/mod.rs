@@ -289,6 +289,15 @@ impl Runtime {
         Arc::new(QueryUsage::new(id, sql, progress_interval_ms))
     }
 
+    /// The usage record of the running query, or a throwaway one for a call made outside a
+    /// server query (a bare DataFusion session).
+    fn usage_of(&self, settings: &LmSettings) -> Arc<QueryUsage> {
+        settings
+            .usage
+            .clone()
+            .unwrap_or_else(|| self.start_query(None, 0))
+    }
+
     /// Remembers a finished query that used a model.
     pub fn finish_query(&self, usage: &QueryUsage) {
         if usage.used() {
@@ -666,14 +675,8 @@ impl LmRuntime for Runtime {
         task: &LmTask,
         rows: Vec<Option<Vec<String>>>,
     ) -> Result<Vec<Option<Value>>> {
-        let local_usage;
-        let usage = match &settings.usage {
-            Some(usage) => usage.as_ref(),
-            None => {
-                local_usage = self.start_query(None, 0);
-                local_usage.as_ref()
-            }
-        };
+        let usage = self.usage_of(settings);
+        let usage = usage.as_ref();
         let (unique, positions) = dedup(&rows);
         usage
             .rows_total
@@ -825,14 +828,8 @@ impl LmRuntime for Runtime {
         model: Option<&str>,
         texts: Vec<Option<String>>,
     ) -> Result<Vec<Option<Vec<f32>>>> {
-        let local_usage;
-        let usage = match &settings.usage {
-            Some(usage) => usage.as_ref(),
-            None => {
-                local_usage = self.start_query(None, 0);
-                local_usage.as_ref()
-            }
-        };
+        let usage = self.usage_of(settings);
+        let usage = usage.as_ref();
         let (unique, positions) = dedup(&texts);
         usage
             .rows_total

@@ -290,14 +290,7 @@ impl QueryHandler {
     fn start_lm_query(&self, session: &ConnectionSession, sql: &str) -> Arc<QueryUsage> {
         let state = session.ctx.state_ref();
         let mut state = state.write();
-        let options = state.config_mut().options_mut();
-        if options.extensions.get::<LmSettings>().is_none() {
-            options.extensions.insert(LmSettings::default());
-        }
-        let settings = options
-            .extensions
-            .get_mut::<LmSettings>()
-            .expect("inserted above");
+        let settings = LmSettings::of_mut(state.config_mut().options_mut());
         let usage = self.runtime().start_query(
             settings.log_prompts.then(|| sql.to_owned()),
             settings.progress_interval_ms,

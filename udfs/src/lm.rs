@@ -200,6 +200,17 @@ impl LmSettings {
             .unwrap_or_default()
     }
 
+    /// The session's settings, to change them (registered with their defaults if missing).
+    pub fn of_mut(options: &mut datafusion::config::ConfigOptions) -> &mut LmSettings {
+        if options.extensions.get::<LmSettings>().is_none() {
+            options.extensions.insert(LmSettings::default());
+        }
+        options
+            .extensions
+            .get_mut::<LmSettings>()
+            .expect("registered above")
+    }
+
     /// The value of one setting, as `SHOW` prints it.
     pub fn get(&self, name: &str) -> Option<String> {
         Some(match name {

@@ -83,14 +83,7 @@ impl LmSettingsHook {
     fn run(&self, action: Action, ctx: &SessionContext) -> PgWireResult<Response> {
         let state = ctx.state_ref();
         let mut state = state.write();
-        let options = state.config_mut().options_mut();
-        if options.extensions.get::<LmSettings>().is_none() {
-            options.extensions.insert(LmSettings::default());
-        }
-        let settings = options
-            .extensions
-            .get_mut::<LmSettings>()
-            .expect("inserted above");
+        let settings = LmSettings::of_mut(state.config_mut().options_mut());
         match action {
             Action::Set(name, value) => {
                 if name == "model"

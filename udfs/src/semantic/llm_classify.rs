@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, AsArray, StringArray};
+use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{exec_err, plan_err, ScalarValue};
@@ -11,7 +11,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::{prompt_and_rows, RuntimeRef};
+use super::{prompt_and_rows, text_column_of, RuntimeRef};
 use crate::lm::{AnswerKind, LmRuntime, LmSettings, LmTask};
 
 /// `llm_classify(arg, ARRAY['label', ...] [, prompt]) → text`: the one label that fits the row.
@@ -142,10 +142,6 @@ impl AsyncScalarUDFImpl for LlmClassify {
         };
         let settings = LmSettings::of(&args.config_options);
         let answers = self.runtime.0.complete_rows(&settings, &task, rows).await?;
-        let values: StringArray = answers
-            .iter()
-            .map(|answer| answer.as_ref().and_then(|value| value.as_str()))
-            .collect();
-        Ok(ColumnarValue::Array(Arc::new(values)))
+        Ok(text_column_of(&answers))
     }
 }

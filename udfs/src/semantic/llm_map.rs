@@ -1,7 +1,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::StringArray;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::exec_err;
 use datafusion::error::Result;
@@ -10,7 +9,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::{check_arity, prompt_and_rows, RuntimeRef};
+use super::{check_arity, prompt_and_rows, text_column_of, RuntimeRef};
 use crate::lm::{AnswerKind, LmRuntime, LmSettings, LmTask};
 
 /// `llm_map(prompt, arg, ...) → text` (alias `llm_complete`): the model's answer to the prompt
@@ -73,10 +72,6 @@ impl AsyncScalarUDFImpl for LlmMap {
         };
         let settings = LmSettings::of(&args.config_options);
         let answers = self.runtime.0.complete_rows(&settings, &task, rows).await?;
-        let values: StringArray = answers
-            .iter()
-            .map(|answer| answer.as_ref().and_then(|value| value.as_str()))
-            .collect();
-        Ok(ColumnarValue::Array(Arc::new(values)))
+        Ok(text_column_of(&answers))
     }
 }

@@ -12,7 +12,7 @@ mod llm_score;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{exec_err, plan_err, ScalarValue};
@@ -122,6 +122,15 @@ pub(crate) fn prompt_and_rows(
         })
         .collect();
     Ok((prompt, rows))
+}
+
+/// Text answers as the function's result column (NULL where there is no answer).
+pub(crate) fn text_column_of(answers: &[Option<serde_json::Value>]) -> ColumnarValue {
+    let values: StringArray = answers
+        .iter()
+        .map(|answer| answer.as_ref().and_then(|value| value.as_str()))
+        .collect();
+    ColumnarValue::Array(Arc::new(values))
 }
 
 /// An argument as a text array with one value per row.
