@@ -71,6 +71,7 @@ impl Engine {
             .with_runtime_env(Arc::new(RuntimeEnv::default()))
             .with_catalog_list(catalogs)
             .with_default_features()
+            .with_optimizer_rule(Arc::new(crate::planner::lm_positions::LmCallPositions))
             .with_physical_optimizer_rule(Arc::new(checked_arithmetic::CheckedArithmetic))
             .with_physical_optimizer_rule(Arc::new(
                 crate::planner::cheap_first::CheapPredicatesFirst,

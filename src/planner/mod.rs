@@ -3,4 +3,9 @@
 //!
 //! - `cheap_first`: conjuncts of a filter that do not need an LM result run below the LM call.
 
+//! - `lm_positions`: LM calls where DataFusion cannot evaluate them (ORDER BY, GROUP BY,
+//!   aggregate and window arguments, nested calls, join conditions) move into a projection or a
+//!   filter where it can.
+
 pub mod cheap_first;
+pub mod lm_positions;

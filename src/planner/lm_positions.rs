@@ -1,0 +1,261 @@
+//! Logical optimizer rule: LM calls in positions DataFusion's async path cannot run move into a
+//! projection below, where it can.
+//!
+//! DataFusion evaluates an async function (every LM function is one) only at the top of a
+//! projection or filter expression: it plans an `AsyncFuncExec` that computes the call for a
+//! whole batch, then refers to its result. Anywhere else (`ORDER BY llm_score(...)`,
+//! `GROUP BY llm_classify(...)`, an aggregate or window argument, `llm_map(llm_map(...))`, a
+//! join condition) the call would reach a synchronous path and fail with an internal error.
+//! This rule rewrites such plans:
+//!
+//! - in a sort, aggregate, window, or as an argument of another LM call: the call is computed
+//!   by a projection below the node (`input.*, call AS __semsql_lm_N`), the node refers to the
+//!   column, and the node's output keeps its names (an alias, or a projection above);
+//! - in the ON clause of an inner join: the LM conjuncts become a filter above the join, so the
+//!   model sees the candidate pairs in batches rather than being called pair by pair;
+//! - where neither works (an outer join's ON, an equi-join key, other nodes): a plan error that
+//!   names a rewrite that works.
+//!
+//! The rule runs last in every optimizer pass, so filters that `PushDownFilter` pushes back
+//! into a join are lifted out again before planning.
+
+use std::sync::Arc;
+
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{plan_err, Column, DFSchemaRef};
+use datafusion::error::Result;
+use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
+use datafusion::logical_expr::{Expr, Filter, JoinType, LogicalPlan, Projection};
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+
+/// Prefix of the columns the rule adds; never visible in a query's result.
+const LM_COLUMN_PREFIX: &str = "__semsql_lm_";
+
+#[derive(Debug, Default)]
+pub struct LmCallPositions;
+
+impl OptimizerRule for LmCallPositions {
+    fn name(&self) -> &str {
+        "lm_call_positions"
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        plan.transform_up(rewrite_node)
+    }
+}
+
+/// Whether an expression is a call of an async (LM) function.
+fn is_async_call(expr: &Expr) -> bool {
+    matches!(expr, Expr::ScalarFunction(call) if call.func.as_async().is_some())
+}
+
+fn contains_async_call(expr: &Expr) -> bool {
+    expr.exists(|e| Ok(is_async_call(e))).unwrap_or(false)
+}
+
+/// The outermost async calls in `expr`, each once.
+fn outermost_async_calls(expr: &Expr, calls: &mut Vec<Expr>) {
+    let _ = expr.apply(|e| {
+        if is_async_call(e) {
+            if !calls.contains(e) {
+                calls.push(e.clone());
+            }
+            return Ok(TreeNodeRecursion::Jump);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+}
+
+/// The async calls in `expr` that DataFusion cannot run where they are: those inside the
+/// arguments of another async call (for projections and filters, whose outermost calls run).
+fn nested_async_calls(expr: &Expr, calls: &mut Vec<Expr>) {
+    let mut outer = Vec::new();
+    outermost_async_calls(expr, &mut outer);
+    for call in &outer {
+        if let Expr::ScalarFunction(function) = call {
+            for arg in &function.args {
+                outermost_async_calls(arg, calls);
+            }
+        }
+    }
+}
+
+fn function_name(call: &Expr) -> String {
+    match call {
+        Expr::ScalarFunction(function) => function.func.name().to_owned(),
+        _ => "an LM function".to_owned(),
+    }
+}
+
+fn rewrite_node(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let mut calls = Vec::new();
+    match &plan {
+        LogicalPlan::Projection(projection) => {
+            projection
+                .expr
+                .iter()
+                .for_each(|e| nested_async_calls(e, &mut calls));
+        }
+        LogicalPlan::Filter(filter) => nested_async_calls(&filter.predicate, &mut calls),
+        LogicalPlan::Sort(_) | LogicalPlan::Aggregate(_) | LogicalPlan::Window(_) => {
+            plan.expressions()
+                .iter()
+                .for_each(|e| outermost_async_calls(e, &mut calls));
+        }
+        LogicalPlan::Join(_) => return lift_join_condition(plan),
+        other => {
+            let mut found = Vec::new();
+            other
+                .expressions()
+                .iter()
+                .for_each(|e| outermost_async_calls(e, &mut found));
+            if let Some(call) = found.first() {
+                return plan_err!(
+                    "{} cannot run in this part of the query ({}); compute it in the SELECT list \
+                     of a subquery and use the subquery's column here",
+                    function_name(call),
+                    other.display()
+                );
+            }
+            return Ok(Transformed::no(plan));
+        }
+    }
+    if calls.is_empty() {
+        return Ok(Transformed::no(plan));
+    }
+    compute_below(plan, calls).map(Transformed::yes)
+}
+
+/// Computes `calls` in a projection below `plan` (which has one input) and makes `plan` refer
+/// to their columns, keeping its output schema.
+fn compute_below(plan: LogicalPlan, calls: Vec<Expr>) -> Result<LogicalPlan> {
+    let input = plan.inputs()[0].clone();
+    let original_schema = Arc::clone(plan.schema());
+    let taken: Vec<String> = input
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let mut next = 0;
+    let mut named = Vec::with_capacity(calls.len());
+    for call in calls {
+        let name = loop {
+            let candidate = format!("{LM_COLUMN_PREFIX}{next}");
+            next += 1;
+            if !taken.contains(&candidate) {
+                break candidate;
+            }
+        };
+        named.push((call, name));
+    }
+    let mut below: Vec<Expr> = columns_of(input.schema());
+    below.extend(
+        named
+            .iter()
+            .map(|(call, name)| call.clone().alias(name.as_str())),
+    );
+    // The projection below may hold a call whose own arguments call a model: the rule visits it
+    // too, so nesting of any depth unwinds one level per projection.
+    let below = rewrite_node(LogicalPlan::Projection(Projection::try_new(
+        below,
+        Arc::new(input),
+    )?))?
+    .data;
+
+    let replace = |expr: Expr| -> Result<Expr> {
+        expr.transform_down(|e| match named.iter().find(|(call, _)| *call == e) {
+            Some((_, name)) => Ok(Transformed::new(
+                Expr::Column(Column::new_unqualified(name.as_str())),
+                true,
+                TreeNodeRecursion::Jump,
+            )),
+            None => Ok(Transformed::no(e)),
+        })
+        .map(|t| t.data)
+    };
+    let keeps_names = matches!(
+        plan,
+        LogicalPlan::Projection(_) | LogicalPlan::Aggregate(_) | LogicalPlan::Window(_)
+    );
+    let original_exprs = plan.expressions();
+    let new_exprs = original_exprs
+        .iter()
+        .map(|expr| {
+            let rewritten = replace(expr.clone())?;
+            if keeps_names && rewritten != *expr && !matches!(expr, Expr::Alias(_)) {
+                // The node's output column keeps the name the query refers to.
+                return Ok(rewritten.alias(expr.schema_name().to_string()));
+            }
+            Ok(rewritten)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let rebuilt = plan.with_new_exprs(new_exprs, vec![below])?;
+    if keeps_names {
+        return Ok(rebuilt);
+    }
+    // Sort and filter pass their input's columns through, the added ones included: a
+    // projection above restores the original output.
+    Ok(LogicalPlan::Projection(Projection::try_new(
+        columns_of(&original_schema),
+        Arc::new(rebuilt),
+    )?))
+}
+
+fn columns_of(schema: &DFSchemaRef) -> Vec<Expr> {
+    schema
+        .iter()
+        .map(|(qualifier, field)| Expr::Column(Column::new(qualifier.cloned(), field.name())))
+        .collect()
+}
+
+/// `a JOIN b ON cheap AND llm_filter(...)`: the LM conjuncts become a filter above the join,
+/// which the physical plan evaluates over the join's candidate pairs, many pairs per request.
+fn lift_join_condition(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let LogicalPlan::Join(mut join) = plan else {
+        unreachable!("called for joins only");
+    };
+    if let Some((key, _)) = join
+        .on
+        .iter()
+        .find(|(left, right)| contains_async_call(left) || contains_async_call(right))
+    {
+        let mut calls = Vec::new();
+        outermost_async_calls(key, &mut calls);
+        return plan_err!(
+            "{} cannot be an equi-join key; compute it in the SELECT list of a subquery on \
+             one side and join on that column",
+            calls.first().map(function_name).unwrap_or_default()
+        );
+    }
+    let Some(filter) = join.filter.take() else {
+        return Ok(Transformed::no(LogicalPlan::Join(join)));
+    };
+    let (lm, rest): (Vec<Expr>, Vec<Expr>) = split_conjunction_owned(filter)
+        .into_iter()
+        .partition(contains_async_call);
+    if lm.is_empty() {
+        join.filter = conjunction(rest);
+        return Ok(Transformed::no(LogicalPlan::Join(join)));
+    }
+    if join.join_type != JoinType::Inner {
+        let mut calls = Vec::new();
+        outermost_async_calls(&lm[0], &mut calls);
+        return plan_err!(
+            "{} in the ON clause of a {} JOIN is not supported; use an inner JOIN (or put \
+             the condition in WHERE), or compute the matches in a subquery and outer-join to it",
+            calls.first().map(function_name).unwrap_or_default(),
+            join.join_type.to_string().to_uppercase()
+        );
+    }
+    join.filter = conjunction(rest);
+    let join = LogicalPlan::Join(join);
+    let predicate = conjunction(lm).expect("at least one LM conjunct");
+    let filtered = LogicalPlan::Filter(Filter::try_new(predicate, Arc::new(join))?);
+    // The new filter may itself nest LM calls.
+    Ok(Transformed::yes(rewrite_node(filtered)?.data))
+}
