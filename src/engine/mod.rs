@@ -76,6 +76,9 @@ impl Engine {
             .with_physical_optimizer_rule(Arc::new(
                 crate::planner::cheap_first::CheapPredicatesFirst,
             ))
+            .with_physical_optimizer_rule(Arc::new(
+                crate::planner::semantic_nodes::SemanticNodes::new(runtime.clone()),
+            ))
             .build();
         let ctx = SessionContext::new_with_state(state);
         setup_pg_catalog(&ctx, CATALOG, EmptyContextProvider).map_err(|err| *err)?;

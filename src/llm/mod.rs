@@ -355,9 +355,7 @@ impl Runtime {
         let cost = (spent.input_tokens as f64 * model.options.price_per_1k_input
             + spent.output_tokens as f64 * model.options.price_per_1k_output)
             / 1000.0;
-        usage
-            .cost_micros
-            .fetch_add((cost * 1e6).round() as u64, Ordering::Relaxed);
+        usage.add(|u| &u.cost_micros, (cost * 1e6).round() as u64);
     }
 
     /// Sends one batch of rows (ids index `unique`) and reads what it can of the answer.
@@ -405,9 +403,7 @@ impl Runtime {
                 },
             )
             .await?;
-        usage
-            .rows_sent
-            .fetch_add(ids.len() as u64, Ordering::Relaxed);
+        usage.add(|u| &u.rows_sent, ids.len() as u64);
         let truncated = answer.finish_reason.as_deref() == Some("length");
         match batch::parse_answers(&answer.content, ids, &task.answer) {
             Ok(outcomes) => Ok((outcomes, truncated)),
@@ -450,7 +446,7 @@ impl Runtime {
                     RowOutcome::Invalid(reason) if alone => done.push((id, Err(reason))),
                     RowOutcome::Missing(reason) if alone => {
                         if alone_before < model.options.max_retries {
-                            usage.retries.fetch_add(1, Ordering::Relaxed);
+                            usage.add(|u| &u.retries, 1);
                             pending.push((vec![id], alone_before + 1));
                         } else {
                             done.push((id, Err(reason)));
@@ -505,7 +501,7 @@ impl Runtime {
                     claim.publish(*id, answer);
                 }
                 let done: u64 = answered.iter().map(|(id, _)| job.multiplicity[*id]).sum();
-                job.usage.rows_done.fetch_add(done, Ordering::Relaxed);
+                job.usage.add(|u| &u.rows_done, done);
                 Ok::<_, LmError>(answered)
             })
             .buffer_unordered(job.model.options.concurrency);
@@ -678,13 +674,9 @@ impl LmRuntime for Runtime {
         let usage = self.usage_of(settings);
         let usage = usage.as_ref();
         let (unique, positions) = dedup(&rows);
-        usage
-            .rows_total
-            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+        usage.add(|u| &u.rows_total, rows.len() as u64);
         if unique.is_empty() {
-            usage
-                .rows_done
-                .fetch_add(rows.len() as u64, Ordering::Relaxed);
+            usage.add(|u| &u.rows_done, rows.len() as u64);
             return Ok(vec![None; rows.len()]);
         }
         let model = self
@@ -695,9 +687,9 @@ impl LmRuntime for Runtime {
         for position in positions.iter().flatten() {
             multiplicity[*position] += 1;
         }
-        usage.rows_done.fetch_add(
+        usage.add(
+            |u| &u.rows_done,
             (rows.len() - positions.iter().flatten().count()) as u64,
-            Ordering::Relaxed,
         );
 
         let temperature = task.temperature.unwrap_or(model.options.temperature);
@@ -722,10 +714,8 @@ impl LmRuntime for Runtime {
                     .and_then(|value| batch::validate(&value, &task.answer).ok());
                 if let Some(value) = value {
                     answers[id] = Some(Ok(value));
-                    usage.cache_hits.fetch_add(1, Ordering::Relaxed);
-                    usage
-                        .rows_done
-                        .fetch_add(multiplicity[id], Ordering::Relaxed);
+                    usage.add(|u| &u.cache_hits, 1);
+                    usage.add(|u| &u.rows_done, multiplicity[id]);
                 }
             }
         }
@@ -770,10 +760,8 @@ impl LmRuntime for Runtime {
             match receiver.wait_for(Option::is_some).await {
                 Ok(answer) => {
                     answers[id] = answer.clone();
-                    usage.cache_hits.fetch_add(1, Ordering::Relaxed);
-                    usage
-                        .rows_done
-                        .fetch_add(multiplicity[id], Ordering::Relaxed);
+                    usage.add(|u| &u.cache_hits, 1);
+                    usage.add(|u| &u.rows_done, multiplicity[id]);
                 }
                 // The other call failed or was cancelled: ask ourselves.
                 Err(_) => orphaned.push(id),
@@ -831,9 +819,7 @@ impl LmRuntime for Runtime {
         let usage = self.usage_of(settings);
         let usage = usage.as_ref();
         let (unique, positions) = dedup(&texts);
-        usage
-            .rows_total
-            .fetch_add(texts.len() as u64, Ordering::Relaxed);
+        usage.add(|u| &u.rows_total, texts.len() as u64);
         if unique.is_empty() {
             return Ok(vec![None; texts.len()]);
         }
@@ -851,7 +837,7 @@ impl LmRuntime for Runtime {
             for (id, cached) in self.cache.get_many(&keys).await.into_iter().enumerate() {
                 if let Some(vector) = cached.and_then(|bytes| decode_vector(&bytes)) {
                     vectors[id] = Some(vector);
-                    usage.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    usage.add(|u| &u.cache_hits, 1);
                 }
             }
         }
@@ -913,9 +899,7 @@ impl LmRuntime for Runtime {
                     },
                 )
                 .await?;
-            usage
-                .rows_sent
-                .fetch_add(ids.len() as u64, Ordering::Relaxed);
+            usage.add(|u| &u.rows_sent, ids.len() as u64);
             if cacheable {
                 let entries = ids
                     .iter()
@@ -941,9 +925,7 @@ impl LmRuntime for Runtime {
             ))
             .into_datafusion());
         }
-        usage
-            .rows_done
-            .fetch_add(texts.len() as u64, Ordering::Relaxed);
+        usage.add(|u| &u.rows_done, texts.len() as u64);
         Ok(positions
             .into_iter()
             .map(|position| position.and_then(|id| vectors[id].clone()))

@@ -150,17 +150,11 @@ impl Lane {
             let result = send().await;
             let latency = started.elapsed();
             drop(permit);
-            usage
-                .lm_wait_micros
-                .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+            usage.add(|u| &u.lm_wait_micros, latency.as_micros() as u64);
             match result {
                 Ok((value, spent)) => {
-                    usage
-                        .input_tokens
-                        .fetch_add(spent.input_tokens, Ordering::Relaxed);
-                    usage
-                        .output_tokens
-                        .fetch_add(spent.output_tokens, Ordering::Relaxed);
+                    usage.add(|u| &u.input_tokens, spent.input_tokens);
+                    usage.add(|u| &u.output_tokens, spent.output_tokens);
                     log(Attempt {
                         outcome: Ok(&spent),
                         latency,
@@ -185,7 +179,7 @@ impl Lane {
                             error.message
                         )));
                     }
-                    usage.retries.fetch_add(1, Ordering::Relaxed);
+                    usage.add(|u| &u.retries, 1);
                     tokio::time::sleep(self.backoff(attempt, error.retry_after)).await;
                     attempt += 1;
                 }
@@ -214,9 +208,10 @@ fn reserve_budget(
     usage: &QueryUsage,
     estimated_tokens: u64,
 ) -> Result<(), LmError> {
-    let sent = usage.requests.fetch_add(1, Ordering::Relaxed);
+    // Budgets are the query's, whichever plan node is asking.
+    let query = usage.root();
+    let sent = query.requests.load(Ordering::Relaxed);
     if settings.max_llm_requests > 0 && sent >= settings.max_llm_requests {
-        usage.requests.fetch_sub(1, Ordering::Relaxed);
         return Err(LmError::budget(format!(
             "the query would send more than semsql.max_llm_requests = {} requests; \
              raise it or narrow the query",
@@ -224,10 +219,9 @@ fn reserve_budget(
         )));
     }
     if settings.max_llm_tokens > 0 {
-        let spent = usage.input_tokens.load(Ordering::Relaxed)
-            + usage.output_tokens.load(Ordering::Relaxed);
+        let spent = query.input_tokens.load(Ordering::Relaxed)
+            + query.output_tokens.load(Ordering::Relaxed);
         if spent + estimated_tokens > settings.max_llm_tokens {
-            usage.requests.fetch_sub(1, Ordering::Relaxed);
             return Err(LmError::budget(format!(
                 "the next request (about {estimated_tokens} tokens) would take the query past \
                  semsql.max_llm_tokens = {} ({spent} tokens spent so far); raise it or narrow \
@@ -236,6 +230,7 @@ fn reserve_budget(
             )));
         }
     }
+    usage.add(|u| &u.requests, 1);
     Ok(())
 }
 

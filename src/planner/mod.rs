@@ -7,5 +7,10 @@
 //!   aggregate and window arguments, nested calls, join conditions) move into a projection or a
 //!   filter where it can.
 
+//! - `semantic_nodes` + `semantic_exec`: LM calls run in our own plan node, which orders them
+//!   by cost, narrows rows by the filter above after each call and stops early under a LIMIT.
+
 pub mod cheap_first;
 pub mod lm_positions;
+pub mod semantic_exec;
+pub mod semantic_nodes;

@@ -883,7 +883,7 @@ async fn cheap_predicates_run_before_the_model_is_asked() {
         })
         .collect();
     let physical = text.last().cloned().unwrap_or_default();
-    let async_at = physical.find("AsyncFuncExec").expect("an AsyncFuncExec");
+    let async_at = physical.find("SemanticExec").expect("a SemanticExec");
     let cheap_at = physical
         .rfind("FilterExec: id@0 >= 190")
         .expect("the cheap filter");

@@ -353,6 +353,9 @@ pub struct QueryUsage {
     pub rows_done: AtomicU64,
     /// The models this query used.
     pub models: Mutex<Vec<String>>,
+    /// The query's record when this one counts a part of it (one plan node): every count
+    /// added here is added there too.
+    pub parent: Option<Arc<QueryUsage>>,
 }
 
 impl QueryUsage {
@@ -373,13 +376,47 @@ impl QueryUsage {
             rows_total: AtomicU64::new(0),
             rows_done: AtomicU64::new(0),
             models: Mutex::new(Vec::new()),
+            parent: None,
         }
     }
 
+    /// A record for one part of the query `parent` counts (a plan node's calls).
+    pub fn child_of(parent: &Arc<QueryUsage>) -> Self {
+        Self {
+            parent: Some(Arc::clone(parent)),
+            ..Self::new(parent.query_id, None, 0)
+        }
+    }
+
+    /// The whole query's record.
+    pub fn root(&self) -> &QueryUsage {
+        let mut usage = self;
+        while let Some(parent) = &usage.parent {
+            usage = parent;
+        }
+        usage
+    }
+
+    /// Adds `n` to one counter here and in every enclosing record; returns the previous value
+    /// here.
+    pub fn add(&self, counter: impl Fn(&QueryUsage) -> &AtomicU64, n: u64) -> u64 {
+        let previous = counter(self).fetch_add(n, Ordering::Relaxed);
+        let mut usage = self;
+        while let Some(parent) = &usage.parent {
+            counter(parent).fetch_add(n, Ordering::Relaxed);
+            usage = parent;
+        }
+        previous
+    }
+
     pub fn note_model(&self, name: &str) {
-        let mut models = self.models.lock().expect("usage lock");
-        if !models.iter().any(|known| known == name) {
-            models.push(name.to_owned());
+        let mut usage = Some(self);
+        while let Some(record) = usage {
+            let mut models = record.models.lock().expect("usage lock");
+            if !models.iter().any(|known| known == name) {
+                models.push(name.to_owned());
+            }
+            usage = record.parent.as_deref();
         }
     }
 
