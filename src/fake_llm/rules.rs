@@ -10,7 +10,8 @@
 //! - number in [min, max]: the share of quoted terms the row contains, scaled to the range;
 //! - labels: the first label the row's text contains, else the last label;
 //! - object: each property of the schema filled from the text (strings: its first word,
-//!   numbers: its word count, booleans: whether it contains a quoted term, arrays: its words).
+//!   numbers: its word count, booleans: whether it contains a quoted term, arrays: its words,
+//!   or their lengths for arrays of numbers).
 //!
 //! Any other chat request gets `ECHO: <user message>`.
 
@@ -136,10 +137,16 @@ fn answer(kind: &Kind, task: &str, args: &[String]) -> Value {
             let words: Vec<&str> = text.split_whitespace().collect();
             if let Some(properties) = schema["properties"].as_object() {
                 for (name, property) in properties {
-                    let value = match property["type"].as_str() {
+                    let value = match type_of(property) {
                         Some("integer") | Some("number") => json!(words.len()),
                         Some("boolean") => json!(contains),
-                        Some("array") => json!(words),
+                        Some("array") => match type_of(&property["items"]) {
+                            Some("integer") | Some("number") => json!(words
+                                .iter()
+                                .map(|word| word.chars().count())
+                                .collect::<Vec<_>>()),
+                            _ => json!(words),
+                        },
                         _ => json!(words.first().copied().unwrap_or("")),
                     };
                     object.insert(name.clone(), value);
@@ -147,6 +154,18 @@ fn answer(kind: &Kind, task: &str, args: &[String]) -> Value {
             }
             Value::Object(object)
         }
+    }
+}
+
+/// A JSON schema property's type, ignoring "null" in a list of types.
+fn type_of(property: &Value) -> Option<&str> {
+    match &property["type"] {
+        Value::String(name) => Some(name.as_str()),
+        Value::Array(names) => names
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|name| *name != "null"),
+        _ => None,
     }
 }
 

@@ -290,16 +290,105 @@ pub fn validate(value: &Value, answer: &AnswerKind) -> Result<Value, String> {
                 .map(|label| Value::String(label.clone()))
                 .ok_or_else(|| format!("{text:?} is not one of the labels {labels:?}"))
         }
-        AnswerKind::Object(_) => match value {
-            Value::Object(_) => Ok(value.clone()),
+        AnswerKind::Object(schema) => match value {
+            Value::Object(_) => conform(value, schema, "the answer"),
             _ => Err(format!("expected a JSON object, got {}", got())),
         },
+    }
+}
+
+/// `value` checked against the part of JSON Schema semsql writes (types, possibly with
+/// "null"; object properties, all required; array items), keeping only the properties the
+/// schema names. An integer written as `3.0` is accepted as 3.
+fn conform(value: &Value, schema: &Value, path: &str) -> Result<Value, String> {
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(name) => vec![name.as_str()],
+        Value::Array(names) => names.iter().filter_map(Value::as_str).collect(),
+        _ => return Ok(value.clone()),
+    };
+    let wrong = || {
+        let mut shown = value.to_string();
+        if shown.len() > 60 {
+            let end = (0..=60)
+                .rev()
+                .find(|&i| shown.is_char_boundary(i))
+                .unwrap_or(0);
+            shown.truncate(end);
+            shown.push('…');
+        }
+        Err(format!(
+            "{path} should be {}, got {shown}",
+            types.join(" or ")
+        ))
+    };
+    let accepts = |name: &str| types.contains(&name);
+    match value {
+        Value::Null if accepts("null") => Ok(Value::Null),
+        Value::Bool(_) if accepts("boolean") => Ok(value.clone()),
+        Value::String(_) if accepts("string") => Ok(value.clone()),
+        Value::Number(number) if accepts("integer") => match number.as_f64() {
+            Some(float) if number.is_i64() || (float.fract() == 0.0 && float.abs() < 9e15) => {
+                Ok(json!(float as i64))
+            }
+            _ => wrong(),
+        },
+        Value::Number(_) if accepts("number") => Ok(value.clone()),
+        Value::Array(items) if accepts("array") => items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| conform(item, &schema["items"], &format!("{path}[{index}]")))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        Value::Object(object) if accepts("object") => {
+            let mut kept = serde_json::Map::new();
+            if let Some(properties) = schema["properties"].as_object() {
+                for (name, property) in properties {
+                    let Some(field) = object.get(name) else {
+                        return Err(format!("{path} has no field {name:?}"));
+                    };
+                    kept.insert(name.clone(), conform(field, property, name)?);
+                }
+            }
+            Ok(Value::Object(kept))
+        }
+        _ => wrong(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn objects_are_checked_against_their_schema() {
+        let schema = json!({"type": "object", "properties": {
+            "year": {"type": ["integer", "null"]},
+            "tags": {"type": ["array", "null"], "items": {"type": "string"}}}});
+        let kind = AnswerKind::Object(schema);
+        assert_eq!(
+            validate(&json!({"year": 1999.0, "tags": ["a"], "extra": 1}), &kind).unwrap(),
+            json!({"year": 1999, "tags": ["a"]})
+        );
+        assert_eq!(
+            validate(&json!({"year": null, "tags": null}), &kind).unwrap(),
+            json!({"year": null, "tags": null})
+        );
+        for (bad, message) in [
+            (
+                json!({"year": "1999", "tags": []}),
+                "year should be integer or null",
+            ),
+            (
+                json!({"year": 1999.5, "tags": []}),
+                "year should be integer",
+            ),
+            (json!({"tags": []}), "has no field \"year\""),
+            (json!({"year": 1, "tags": [1]}), "tags[0] should be string"),
+        ] {
+            let error = validate(&bad, &kind).unwrap_err();
+            assert!(error.contains(message), "{bad}: {error}");
+        }
+    }
 
     #[test]
     fn answers_are_matched_by_id_and_checked() {

@@ -41,9 +41,7 @@ use datafusion::physical_plan::metrics::{
     Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
 };
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties,
-};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::StreamExt;
 use semsql_udfs::lm::{LmSettings, QueryUsage, UsageSnapshot};
 
@@ -136,10 +134,7 @@ impl DisplayAs for SemanticExec {
                 let about = &self.descriptions[index];
                 let estimate = match self.estimated_rows {
                     Some(rows) if self.work.fetch.is_none() && about.rows_per_request > 0 => {
-                        format!(
-                            ", ≤ {} requests",
-                            rows.div_ceil(about.rows_per_request)
-                        )
+                        format!(", ≤ {} requests", rows.div_ceil(about.rows_per_request))
                     }
                     _ => String::new(),
                 };
@@ -276,7 +271,10 @@ impl ExecutionPlan for SemanticExec {
             }
         })
         .fuse();
-        Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema(), stream)))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema(),
+            stream,
+        )))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
@@ -311,9 +309,8 @@ impl NodeMetrics {
 
     /// Adds what was spent since `before`.
     fn record(&self, now: &UsageSnapshot, before: Option<&UsageSnapshot>) {
-        let delta = |pick: fn(&UsageSnapshot) -> u64| {
-            (pick(now) - before.map(pick).unwrap_or(0)) as usize
-        };
+        let delta =
+            |pick: fn(&UsageSnapshot) -> u64| (pick(now) - before.map(pick).unwrap_or(0)) as usize;
         self.requests.add(delta(|u| u.requests));
         self.rows_sent.add(delta(|u| u.rows_sent));
         self.cache_hits.add(delta(|u| u.cache_hits));

@@ -142,14 +142,7 @@ impl SemanticNodes {
         let children = plan
             .children()
             .into_iter()
-            .map(|child| {
-                self.rewrite(
-                    Arc::clone(child),
-                    child_fetch,
-                    child_gates.clone(),
-                    config,
-                )
-            })
+            .map(|child| self.rewrite(Arc::clone(child), child_fetch, child_gates.clone(), config))
             .collect::<Result<Vec<_>>>()?;
         if children.is_empty() {
             return Ok(plan);
@@ -196,14 +189,16 @@ impl SemanticNodes {
         let settings = LmSettings::of(config);
         let descriptions = calls
             .iter()
-            .map(|_| self.describe(&settings))
+            .map(|call| self.describe(&settings, chosen_model(&call.func)))
             .collect();
         SemanticExec::try_new(calls, input, order, gates, fetch, descriptions)
     }
 
     /// The model a call would use and how many rows it packs per request.
-    fn describe(&self, settings: &LmSettings) -> CallDescription {
-        let name = if settings.model.is_empty() {
+    fn describe(&self, settings: &LmSettings, chosen: Option<String>) -> CallDescription {
+        let name = if let Some(chosen) = chosen {
+            chosen
+        } else if settings.model.is_empty() {
             self.runtime.default_model().unwrap_or("(none)").to_owned()
         } else {
             settings.model.clone()
@@ -218,6 +213,20 @@ impl SemanticNodes {
             rows_per_request,
         }
     }
+}
+
+/// The model a call names with `llm_model(...)`, if any.
+fn chosen_model(call: &Arc<dyn PhysicalExpr>) -> Option<String> {
+    let function = call.downcast_ref::<ScalarFunctionExpr>()?;
+    function.args().iter().find_map(|arg| {
+        let literal = arg.downcast_ref::<Literal>()?;
+        if !semsql_udfs::semantic::is_options_type(&literal.value().data_type()) {
+            return None;
+        }
+        semsql_udfs::semantic::CallOptions::from_scalar(literal.value())
+            .ok()?
+            .model
+    })
 }
 
 /// A planning-time guess at a call's cost per row: its prompt's length plus a typical size for

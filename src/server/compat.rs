@@ -6,14 +6,17 @@
 //!   returns as a string and tokio-postgres refuses to read as `i32`. Only bare literals are
 //!   narrowed: arithmetic stays in `int8`, because DataFusion's integer arithmetic wraps on
 //!   overflow instead of failing, and in `int4` that would happen at 2^31.
+//! - `(expression).field` (PostgreSQL's field selection from a composite value, e.g.
+//!   `(llm_extract(...)).year`) becomes `(expression)['field']`, which DataFusion plans; it
+//!   refuses the dot form on anything but a column.
 //! - `SHOW MODELS` is a query over `semsql.models`, so it works in both protocols and can be
 //!   filtered like any table.
 
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    CastKind, DataType, Expr, Query, SelectItem, SetExpr, UnaryOperator, Value, VisitMut,
-    VisitorMut,
+    AccessExpr, CastKind, DataType, Expr, Query, SelectItem, SetExpr, Subscript, UnaryOperator,
+    Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -32,10 +35,12 @@ pub fn rewrite(sql: &str) -> Option<String> {
     }
     let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
     let mut visitor = NarrowIntegerLiterals { changed: false };
+    let mut fields = FieldSelection { changed: false };
     for statement in &mut statements {
         let _ = statement.visit(&mut visitor);
+        let _ = statement.visit(&mut fields);
     }
-    visitor.changed.then(|| {
+    (visitor.changed || fields.changed).then(|| {
         statements
             .iter()
             .map(ToString::to_string)
@@ -103,6 +108,33 @@ impl VisitorMut for NarrowIntegerLiterals {
     }
 }
 
+/// `(expr).field` → `(expr)['field']`.
+struct FieldSelection {
+    changed: bool,
+}
+
+impl VisitorMut for FieldSelection {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::CompoundFieldAccess { root, access_chain } = expr {
+            if matches!(root.as_ref(), Expr::Nested(_)) {
+                for access in access_chain.iter_mut() {
+                    if let AccessExpr::Dot(Expr::Identifier(field)) = access {
+                        *access = AccessExpr::Subscript(Subscript::Index {
+                            index: Expr::Value(
+                                Value::SingleQuotedString(field.value.clone()).into(),
+                            ),
+                        });
+                        self.changed = true;
+                    }
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +149,15 @@ mod tests {
             rewrite("select -5 as x, 'a'").as_deref(),
             Some("SELECT CAST(-5 AS INT) AS x, 'a'")
         );
+    }
+
+    #[test]
+    fn field_selection_from_an_expression_uses_brackets() {
+        assert_eq!(
+            rewrite("SELECT (f(x)).year, t.a FROM t").as_deref(),
+            Some("SELECT (f(x))['year'], t.a FROM t")
+        );
+        assert_eq!(rewrite("SELECT t.a.b FROM t"), None);
     }
 
     #[test]

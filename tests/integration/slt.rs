@@ -58,6 +58,9 @@ impl sqllogictest::AsyncDB for InProcess {
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
         let err = |e: &dyn std::fmt::Display| SltError(e.to_string());
+        // The server's rewrites of the SQL text apply here too.
+        let rewritten = semsql::server::compat::rewrite(sql);
+        let sql = rewritten.as_deref().unwrap_or(sql);
         let frame = self.ctx.sql(sql).await.map_err(|e| err(&e))?;
         if matches!(
             frame.logical_plan(),

@@ -11,8 +11,8 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::{prompt_and_rows, text_column_of, RuntimeRef};
-use crate::lm::{AnswerKind, LmRuntime, LmSettings, LmTask};
+use super::{data_types, prompt_and_rows, text_column_of, CallArgs, RuntimeRef};
+use crate::lm::{AnswerKind, LmRuntime, LmSettings};
 
 /// `llm_classify(arg, ARRAY['label', ...] [, prompt]) → text`: the one label that fits the row.
 /// The answer is always one of the labels: any other answer fails the query naming the row (or
@@ -53,6 +53,7 @@ impl ScalarUDFImpl for LlmClassify {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        let arg_types = data_types(arg_types);
         if !(2..=3).contains(&arg_types.len()) {
             return plan_err!("llm_classify takes 2 or 3 arguments: {USAGE}");
         }
@@ -116,8 +117,9 @@ fn labels(arg: &ColumnarValue) -> Result<Vec<String>> {
 #[async_trait]
 impl AsyncScalarUDFImpl for LlmClassify {
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let labels = labels(&args.args[1])?;
-        let instruction = match args.args.get(2) {
+        let call = CallArgs::of(self.name(), &args)?;
+        let labels = labels(&call.args[1])?;
+        let instruction = match call.args.get(2) {
             Some(prompt) => {
                 let (prompt, _) = prompt_and_rows(self.name(), std::slice::from_ref(prompt), 1)?;
                 prompt
@@ -128,18 +130,13 @@ impl AsyncScalarUDFImpl for LlmClassify {
             self.name(),
             &[
                 ColumnarValue::Scalar(ScalarValue::Utf8(Some(String::new()))),
-                args.args[0].clone(),
+                call.args[0].clone(),
             ],
             args.number_rows,
         )?;
-        let task = LmTask {
-            function: "llm_classify",
-            model: None,
-            instruction,
-            answer: AnswerKind::Label(labels),
-            temperature: None,
-            max_tokens: None,
-        };
+        let task = call
+            .options
+            .task("llm_classify", instruction, AnswerKind::Label(labels));
         let settings = LmSettings::of(&args.config_options);
         let answers = self.runtime.0.complete_rows(&settings, &task, rows).await?;
         Ok(text_column_of(&answers))

@@ -10,8 +10,8 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::{check_arity, prompt_and_rows, RuntimeRef};
-use crate::lm::{AnswerKind, LmRuntime, LmSettings, LmTask};
+use super::{check_arity, CallArgs, RuntimeRef};
+use crate::lm::{AnswerKind, LmRuntime, LmSettings};
 
 /// `llm_filter(prompt, arg, ...) → boolean`: asks the model whether the prompt holds for the
 /// row. `{0}`, `{1}`, ... in the prompt stand for the arguments.
@@ -60,15 +60,11 @@ impl ScalarUDFImpl for LlmFilter {
 #[async_trait]
 impl AsyncScalarUDFImpl for LlmFilter {
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let (instruction, rows) = prompt_and_rows(self.name(), &args.args, args.number_rows)?;
-        let task = LmTask {
-            function: "llm_filter",
-            model: None,
-            instruction,
-            answer: AnswerKind::Boolean,
-            temperature: None,
-            max_tokens: None,
-        };
+        let call = CallArgs::of(self.name(), &args)?;
+        let (instruction, rows) = call.prompt_and_rows(self.name(), args.number_rows)?;
+        let task = call
+            .options
+            .task("llm_filter", instruction, AnswerKind::Boolean);
         let settings = LmSettings::of(&args.config_options);
         let answers = self.runtime.0.complete_rows(&settings, &task, rows).await?;
         let values: BooleanArray = answers

@@ -9,8 +9,8 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::{check_arity, prompt_and_rows, text_column_of, RuntimeRef};
-use crate::lm::{AnswerKind, LmRuntime, LmSettings, LmTask};
+use super::{check_arity, text_column_of, CallArgs, RuntimeRef};
+use crate::lm::{AnswerKind, LmRuntime, LmSettings};
 
 /// `llm_map(prompt, arg, ...) → text` (alias `llm_complete`): the model's answer to the prompt
 /// for each row. `{0}`, `{1}`, ... in the prompt stand for the arguments.
@@ -61,15 +61,9 @@ impl ScalarUDFImpl for LlmMap {
 #[async_trait]
 impl AsyncScalarUDFImpl for LlmMap {
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let (instruction, rows) = prompt_and_rows(self.name(), &args.args, args.number_rows)?;
-        let task = LmTask {
-            function: self.name,
-            model: None,
-            instruction,
-            answer: AnswerKind::Text,
-            temperature: None,
-            max_tokens: None,
-        };
+        let call = CallArgs::of(self.name(), &args)?;
+        let (instruction, rows) = call.prompt_and_rows(self.name(), args.number_rows)?;
+        let task = call.options.task(self.name, instruction, AnswerKind::Text);
         let settings = LmSettings::of(&args.config_options);
         let answers = self.runtime.0.complete_rows(&settings, &task, rows).await?;
         Ok(text_column_of(&answers))

@@ -10,8 +10,8 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::{check_arity, prompt_and_rows, RuntimeRef};
-use crate::lm::{AnswerKind, LmRuntime, LmSettings, LmTask};
+use super::{check_arity, CallArgs, RuntimeRef};
+use crate::lm::{AnswerKind, LmRuntime, LmSettings};
 
 /// `llm_score(prompt, arg, ...) → double precision`: how well the row fits the prompt, from 0
 /// (not at all) to 1 (fully), so that `ORDER BY llm_score(...) DESC LIMIT k` ranks rows.
@@ -61,17 +61,15 @@ impl ScalarUDFImpl for LlmScore {
 #[async_trait]
 impl AsyncScalarUDFImpl for LlmScore {
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let (instruction, rows) = prompt_and_rows(self.name(), &args.args, args.number_rows)?;
-        let task = LmTask {
-            function: "llm_score",
-            model: None,
-            instruction: format!(
+        let call = CallArgs::of(self.name(), &args)?;
+        let (instruction, rows) = call.prompt_and_rows(self.name(), args.number_rows)?;
+        let task = call.options.task(
+            "llm_score",
+            format!(
                 "{instruction}\nScore how well the row fits this, from 0 (not at all) to 1 (fully)."
             ),
-            answer: AnswerKind::Number { min: 0.0, max: 1.0 },
-            temperature: None,
-            max_tokens: None,
-        };
+            AnswerKind::Number { min: 0.0, max: 1.0 },
+        );
         let settings = LmSettings::of(&args.config_options);
         let answers = self.runtime.0.complete_rows(&settings, &task, rows).await?;
         let values: Float64Array = answers

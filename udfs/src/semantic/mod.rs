@@ -5,8 +5,10 @@
 //! arguments travel as each row's data.
 
 mod llm_classify;
+mod llm_extract;
 mod llm_filter;
 mod llm_map;
+pub mod llm_model;
 mod llm_score;
 
 use std::hash::{Hash, Hasher};
@@ -15,25 +17,29 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{Float64Type, Int64Type};
 use datafusion::common::{exec_err, plan_err, ScalarValue};
 use datafusion::error::Result;
 use datafusion::logical_expr::async_udf::AsyncScalarUDF;
-use datafusion::logical_expr::{ColumnarValue, ScalarUDF};
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF};
 
 pub use llm_classify::LlmClassify;
+pub use llm_extract::LlmExtract;
 pub use llm_filter::LlmFilter;
 pub use llm_map::LlmMap;
+pub use llm_model::LlmModel;
 pub use llm_score::LlmScore;
 
-use crate::lm::LmRuntime;
+use crate::lm::{AnswerKind, LmRuntime, LmTask};
 
 /// The names of every function here, aliases included.
-pub const NAMES: [&str; 5] = [
+pub const NAMES: [&str; 6] = [
     "llm_filter",
     "llm_map",
     "llm_complete",
     "llm_classify",
     "llm_score",
+    "llm_extract",
 ];
 
 pub fn functions(runtime: Arc<dyn LmRuntime>) -> Vec<Arc<ScalarUDF>> {
@@ -50,7 +56,9 @@ pub fn functions(runtime: Arc<dyn LmRuntime>) -> Vec<Arc<ScalarUDF>> {
         Arc::new(
             AsyncScalarUDF::new(Arc::new(LlmClassify::new(runtime.clone()))).into_scalar_udf(),
         ),
-        Arc::new(AsyncScalarUDF::new(Arc::new(LlmScore::new(runtime))).into_scalar_udf()),
+        Arc::new(AsyncScalarUDF::new(Arc::new(LlmScore::new(runtime.clone()))).into_scalar_udf()),
+        Arc::new(AsyncScalarUDF::new(Arc::new(LlmExtract::new(runtime))).into_scalar_udf()),
+        Arc::new(ScalarUDF::new_from_impl(LlmModel::new())),
     ]
 }
 
@@ -73,6 +81,7 @@ impl Hash for RuntimeRef {
 
 /// Checks that a call has a prompt and at least `min_args` arguments after it.
 pub(crate) fn check_arity(name: &str, arg_types: &[DataType], min_args: usize) -> Result<()> {
+    let arg_types = data_types(arg_types);
     if arg_types.len() < 1 + min_args {
         return plan_err!(
             "{name} needs a prompt and at least {min_args} argument(s), e.g. \
@@ -80,6 +89,134 @@ pub(crate) fn check_arity(name: &str, arg_types: &[DataType], min_args: usize) -
         );
     }
     Ok(())
+}
+
+/// A call's arguments without its options, and the options.
+pub(crate) struct CallArgs {
+    pub args: Vec<ColumnarValue>,
+    /// The arguments' names as the query wrote them (`body`, `reviews.title`).
+    pub names: Vec<String>,
+    pub options: CallOptions,
+}
+
+impl CallArgs {
+    pub fn of(name: &str, args: &ScalarFunctionArgs) -> Result<Self> {
+        let mut data = Vec::with_capacity(args.args.len());
+        let mut names = Vec::with_capacity(args.args.len());
+        let mut options = None;
+        for (arg, field) in args.args.iter().zip(args.arg_fields.iter()) {
+            if is_options_type(field.data_type()) {
+                if options.is_some() {
+                    return exec_err!("{name}: llm_model(...) is given twice");
+                }
+                options = Some(CallOptions::from_arg(name, arg)?);
+            } else {
+                data.push(arg.clone());
+                names.push(field.name().clone());
+            }
+        }
+        Ok(Self {
+            args: data,
+            names,
+            options: options.unwrap_or_default(),
+        })
+    }
+
+    /// The prompt and each row's arguments as text (see [`prompt_and_rows`]); a prompt without
+    /// placeholders gets the arguments appended as labelled context.
+    pub fn prompt_and_rows(
+        &self,
+        name: &str,
+        number_rows: usize,
+    ) -> Result<(String, Vec<Option<Vec<String>>>)> {
+        let (prompt, rows) = prompt_and_rows(name, &self.args, number_rows)?;
+        Ok((
+            with_context_labels(prompt, &self.names[1.min(self.names.len())..]),
+            rows,
+        ))
+    }
+}
+
+/// `prompt` as given when it refers to its arguments (`{0}`, ...); otherwise with the
+/// arguments appended as labelled context, so `llm_filter('Is it positive?', body)` asks about
+/// the body.
+pub(crate) fn with_context_labels(prompt: String, names: &[String]) -> String {
+    let refers = (0..names.len()).any(|index| prompt.contains(&format!("{{{index}}}")));
+    if refers || names.is_empty() {
+        return prompt;
+    }
+    let context: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(index, name)| {
+            let label = name.rsplit('.').next().unwrap_or(name);
+            format!("{label}: {{{index}}}")
+        })
+        .collect();
+    format!("{prompt}\n{}", context.join("\n"))
+}
+
+/// Per-call choices made with `llm_model(name [, temperature [, max_tokens]])` as an extra
+/// argument of any LM function.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallOptions {
+    pub model: Option<String>,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u32>,
+}
+
+impl CallOptions {
+    fn from_arg(name: &str, arg: &ColumnarValue) -> Result<Self> {
+        match arg {
+            ColumnarValue::Scalar(value) => Self::from_scalar(value),
+            ColumnarValue::Array(_) => {
+                exec_err!("{name}: llm_model(...) must be constant (the same model for every row)")
+            }
+        }
+    }
+
+    /// The options in the struct value `llm_model(...)` returns.
+    pub fn from_scalar(value: &ScalarValue) -> Result<Self> {
+        let ScalarValue::Struct(array) = value else {
+            return exec_err!("llm_model(...) options are not a struct");
+        };
+        let column = |index: usize| array.column(index);
+        let model = column(0).as_string::<i32>();
+        let temperature = column(1).as_primitive::<Float64Type>();
+        let max_tokens = column(2).as_primitive::<Int64Type>();
+        Ok(Self {
+            model: (!model.is_null(0)).then(|| model.value(0).to_owned()),
+            temperature: (!temperature.is_null(0)).then(|| temperature.value(0)),
+            max_tokens: (!max_tokens.is_null(0)).then(|| max_tokens.value(0) as u32),
+        })
+    }
+
+    /// The task for these options.
+    pub fn task(&self, function: &'static str, instruction: String, answer: AnswerKind) -> LmTask {
+        LmTask {
+            function,
+            model: self.model.clone(),
+            instruction,
+            answer,
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+        }
+    }
+}
+
+/// Whether an argument's type is the options struct `llm_model(...)` returns.
+pub fn is_options_type(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Struct(fields)
+        if fields.first().is_some_and(|f| f.name() == llm_model::MODEL_FIELD))
+}
+
+/// The argument types without the options argument.
+pub(crate) fn data_types(arg_types: &[DataType]) -> Vec<DataType> {
+    arg_types
+        .iter()
+        .filter(|t| !is_options_type(t))
+        .cloned()
+        .collect()
 }
 
 /// The call's prompt and each row's arguments as text; a row with a NULL argument is `None`.
