@@ -896,3 +896,79 @@ async fn cheap_predicates_run_before_the_model_is_asked() {
         "only the rows passing the cheap conjuncts are asked"
     );
 }
+
+/// The number after `name=` in an EXPLAIN ANALYZE line.
+fn metric(plan: &str, name: &str) -> u64 {
+    let at = plan
+        .find(&format!("{name}="))
+        .unwrap_or_else(|| panic!("{name} in {plan}"));
+    plan[at + name.len() + 1..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn lm_predicates_are_gated_and_limits_stop_early() {
+    let fake = fake(Behaviour::default()).await;
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    use_model(&client, &fake, "fake", "").await;
+    client.batch_execute("SET semsql.cache = 'off'").await.unwrap();
+    let bodies: Vec<String> = (0..400)
+        .map(|i| match i % 4 {
+            0 => format!("late parcel {i}"),
+            1 => format!("parcel {i}"),
+            _ => format!("fine {i}"),
+        })
+        .collect();
+    items(&client, &bodies).await;
+
+    // Two LM predicates: the cheaper-looking one runs on every row, the other only on the
+    // 100 rows that passed it.
+    let both = "SELECT id FROM items WHERE llm_filter('Does this long row of text mention a ''parcel''? {0}', body) AND llm_filter('Is it ''late''? {0}', body)";
+    let rows = client.query(both, &[]).await.unwrap();
+    assert_eq!(rows.len(), 100);
+    assert_eq!(fake.stats().rows, 400 + 100, "the second question only about survivors");
+
+    // EXPLAIN ANALYZE counts what the fake server saw.
+    fake.reset();
+    let plan = client
+        .simple_query(&format!("EXPLAIN ANALYZE {both}"))
+        .await
+        .unwrap();
+    let text: String = plan
+        .iter()
+        .filter_map(|message| match message {
+            SimpleQueryMessage::Row(row) => row.get(1).map(str::to_owned),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let node = text
+        .lines()
+        .find(|line| line.contains("SemanticExec"))
+        .expect("a SemanticExec line");
+    assert!(node.contains("model fake, 16 rows/request"), "{node}");
+    assert_eq!(metric(node, "lm_rows_sent"), fake.stats().rows);
+    assert_eq!(metric(node, "lm_requests"), fake.stats().chat_requests);
+
+    // LIMIT: an oracle reading rows 100.. in order would ask 37 rows to find 10 late ones.
+    fake.reset();
+    let rows = client
+        .query(
+            "SELECT id FROM items WHERE id >= 100 AND llm_filter('Is it ''late''? {0}', body) LIMIT 10",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 10);
+    assert!(rows.iter().all(|row| row.get::<_, i32>(0) % 4 == 0));
+    let asked = fake.stats().rows;
+    assert!(
+        asked <= 2 * 37,
+        "LIMIT 10 asked {asked} rows; an oracle asks 37"
+    );
+}
