@@ -9,6 +9,7 @@
 //!   node right below it, which then counts the rows passing that filter's conjuncts itself;
 //! - a filter right above an LM node (through repartitioning or coalescing only) hands it its
 //!   conjuncts as gates.
+//!
 //! Anything else (sorts, aggregates, joins) needs all of its input: nothing passes below it.
 
 use std::sync::Arc;

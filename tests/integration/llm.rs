@@ -916,7 +916,10 @@ async fn lm_predicates_are_gated_and_limits_stop_early() {
     let server = TestServer::start().await;
     let client = server.client().await;
     use_model(&client, &fake, "fake", "").await;
-    client.batch_execute("SET semsql.cache = 'off'").await.unwrap();
+    client
+        .batch_execute("SET semsql.cache = 'off'")
+        .await
+        .unwrap();
     let bodies: Vec<String> = (0..400)
         .map(|i| match i % 4 {
             0 => format!("late parcel {i}"),
@@ -931,7 +934,11 @@ async fn lm_predicates_are_gated_and_limits_stop_early() {
     let both = "SELECT id FROM items WHERE llm_filter('Does this long row of text mention a ''parcel''? {0}', body) AND llm_filter('Is it ''late''? {0}', body)";
     let rows = client.query(both, &[]).await.unwrap();
     assert_eq!(rows.len(), 100);
-    assert_eq!(fake.stats().rows, 400 + 100, "the second question only about survivors");
+    assert_eq!(
+        fake.stats().rows,
+        400 + 100,
+        "the second question only about survivors"
+    );
 
     // EXPLAIN ANALYZE counts what the fake server saw.
     fake.reset();

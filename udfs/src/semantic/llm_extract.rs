@@ -23,7 +23,7 @@ use crate::lm::{AnswerKind, LmRuntime, LmSettings};
 /// SELECT (llm_extract('From the plot: {0}', plot, 'hero text, year int, tags text[]')).year
 /// FROM movies;
 ///
-/// SELECT e.* FROM (SELECT llm_extract('Parse {0}', body,
+/// SELECT e['product'], e['refund'] FROM (SELECT llm_extract('Parse {0}', body,
 ///     '{"type": "object", "properties": {"product": {"type": "string"},
 ///       "refund": {"type": "boolean", "description": "asks for a refund"}}}') AS e
 ///   FROM reviews) t;
@@ -31,8 +31,8 @@ use crate::lm::{AnswerKind, LmRuntime, LmSettings};
 ///
 /// Field types: `text`, `int`/`bigint`, `float`/`double`/`numeric`, `boolean`, and arrays of
 /// them (`text[]`); in a JSON schema `string`, `integer`, `number`, `boolean` and `array` with
-/// `items` (columns in the order of `"required"` when it lists them, else by name). Every field is asked for and may be NULL (`null` in the answer) when the row does
-/// not say. Each answer is checked against the schema: a missing field or a value of the wrong
+/// `items` (columns in the order of `"required"` when it lists them, else by name). Every
+/// field is asked for and may be NULL (`null` in the answer) when the row does not say. Each answer is checked against the schema: a missing field or a value of the wrong
 /// type is asked again, then fails the query naming the row (or gives NULL under
 /// `SET semsql.on_llm_error = 'null'`). Fields the schema does not name are dropped. A NULL
 /// argument gives NULL without a request.

@@ -18,7 +18,17 @@ use crate::lm::{AnswerKind, LmRuntime, LmSettings};
 ///
 /// ```sql
 /// SELECT id FROM reviews WHERE llm_filter('The review complains about shipping: {0}', body);
+/// -- a semantic join: the pairs are asked in batches, many pairs per request
+/// SELECT r.id, m.title FROM reviews r JOIN movies m
+///   ON llm_filter('The review {0} is about the movie {1}', r.body, m.title);
 /// ```
+///
+/// It works in WHERE, in an inner JOIN's ON (the cheap conditions join first; the LM condition
+/// runs over the joined pairs), in CASE and in the SELECT list. In WHERE, cheap conditions run
+/// first, several LM conditions run cheapest first each on the rows the others kept, and under a
+/// LIMIT the work stops once enough rows have passed. A prompt without `{0}` gets the arguments
+/// appended as labelled context (`body: ...`). Any LM function takes `llm_model(...)` as an
+/// extra last argument to choose the model, temperature and output limit for the call.
 ///
 /// A NULL argument gives NULL without a request. The model must answer `true` or `false`; an
 /// answer that is neither fails the query naming the row (or gives NULL under
