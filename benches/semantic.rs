@@ -25,7 +25,7 @@ const LATENCY_MS: u64 = 20;
 
 /// Row `i`'s text: every third row is about a late parcel.
 fn body(i: usize) -> String {
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         format!("Review {i}: the parcel arrived late, box dented.")
     } else {
         format!("Review {i}: arrived on time, works as described.")
