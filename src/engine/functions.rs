@@ -28,6 +28,9 @@ pub fn register(ctx: &SessionContext, runtime: Arc<crate::llm::Runtime>) {
     for function in semsql_udfs::functions(runtime) {
         ctx.register_udf(function.as_ref().clone());
     }
+    for function in semsql_udfs::aggregate_functions() {
+        ctx.register_udaf(function.as_ref().clone());
+    }
     // psql's \df filters on it; every function we have lives in a schema on the search path.
     ctx.register_udf(create_udf(
         "pg_function_is_visible",

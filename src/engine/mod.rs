@@ -71,7 +71,13 @@ impl Engine {
             .with_runtime_env(Arc::new(RuntimeEnv::default()))
             .with_catalog_list(catalogs)
             .with_default_features()
-            .with_optimizer_rule(Arc::new(crate::planner::lm_positions::LmCallPositions))
+            .with_optimizer_rule(Arc::new(
+                crate::planner::lm_positions::LmCallPositions::new(
+                    semsql_udfs::functions(runtime.clone())
+                        .into_iter()
+                        .find(|f| f.name() == "llm_agg_reduce"),
+                ),
+            ))
             .with_physical_optimizer_rule(Arc::new(checked_arithmetic::CheckedArithmetic))
             .with_physical_optimizer_rule(Arc::new(
                 crate::planner::cheap_first::CheapPredicatesFirst,

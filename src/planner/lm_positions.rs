@@ -25,14 +25,23 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{plan_err, Column, DFSchemaRef};
 use datafusion::error::Result;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction_owned};
-use datafusion::logical_expr::{Expr, Filter, JoinType, LogicalPlan, Projection};
+use datafusion::logical_expr::{Expr, Filter, JoinType, LogicalPlan, Projection, ScalarUDF};
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
 /// Prefix of the columns the rule adds; never visible in a query's result.
 const LM_COLUMN_PREFIX: &str = "__semsql_lm_";
 
 #[derive(Debug, Default)]
-pub struct LmCallPositions;
+pub struct LmCallPositions {
+    /// `llm_agg_reduce` as registered (it holds the runtime); without it `llm_agg` is refused.
+    reducer: Option<Arc<ScalarUDF>>,
+}
+
+impl LmCallPositions {
+    pub fn new(reducer: Option<Arc<ScalarUDF>>) -> Self {
+        Self { reducer }
+    }
+}
 
 impl OptimizerRule for LmCallPositions {
     fn name(&self) -> &str {
@@ -44,7 +53,15 @@ impl OptimizerRule for LmCallPositions {
         plan: LogicalPlan,
         _config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        plan.transform_up(rewrite_node)
+        plan.transform_up(|node| match &node {
+            LogicalPlan::Aggregate(aggregate) if aggregate.aggr_expr.iter().any(is_llm_agg) => {
+                match &self.reducer {
+                    Some(reducer) => split_llm_agg(node, reducer).map(Transformed::yes),
+                    None => plan_err!("llm_agg needs an LM runtime"),
+                }
+            }
+            _ => rewrite_node(node),
+        })
     }
 }
 
@@ -211,6 +228,85 @@ fn columns_of(schema: &DFSchemaRef) -> Vec<Expr> {
         .iter()
         .map(|(qualifier, field)| Expr::Column(Column::new(qualifier.cloned(), field.name())))
         .collect()
+}
+
+/// Whether an aggregate expression is `llm_agg(...)` (maybe aliased).
+fn is_llm_agg(expr: &Expr) -> bool {
+    match expr {
+        Expr::Alias(alias) => is_llm_agg(&alias.expr),
+        Expr::AggregateFunction(function) => function.func.name() == "llm_agg",
+        _ => false,
+    }
+}
+
+/// `llm_agg(prompt, x)` needs a model per group, which an accumulator cannot call: the
+/// aggregate collects `array_agg(x)` instead, and a projection above reduces each group's list
+/// with `llm_agg_reduce(prompt, list)`, one batched LM call for all the groups.
+fn split_llm_agg(plan: LogicalPlan, reducer: &Arc<ScalarUDF>) -> Result<LogicalPlan> {
+    let LogicalPlan::Aggregate(aggregate) = plan else {
+        unreachable!("called for aggregates only");
+    };
+    let original_schema = Arc::clone(&aggregate.schema);
+    let group_count = original_schema.fields().len() - aggregate.aggr_expr.len();
+    let mut new_aggr = Vec::with_capacity(aggregate.aggr_expr.len());
+    let mut reductions: Vec<Option<(Expr, String)>> = Vec::new();
+    for (index, expr) in aggregate.aggr_expr.iter().enumerate() {
+        let inner = match expr {
+            Expr::Alias(alias) => alias.expr.as_ref(),
+            other => other,
+        };
+        match inner {
+            Expr::AggregateFunction(function) if function.func.name() == "llm_agg" => {
+                let [prompt, value] = function.params.args.as_slice() else {
+                    return plan_err!("llm_agg takes a prompt and a value: llm_agg(prompt, value)");
+                };
+                if !matches!(prompt, Expr::Literal(..)) {
+                    return plan_err!("llm_agg: the prompt must be a constant text");
+                }
+                let name = format!("{LM_COLUMN_PREFIX}agg_{index}");
+                let mut params = function.params.clone();
+                params.args = vec![value.clone()];
+                let list =
+                    Expr::AggregateFunction(datafusion::logical_expr::expr::AggregateFunction {
+                        func: datafusion::functions_aggregate::array_agg::array_agg_udaf(),
+                        params,
+                    });
+                new_aggr.push(list.alias(name.as_str()));
+                reductions.push(Some((prompt.clone(), name)));
+            }
+            _ => {
+                new_aggr.push(expr.clone());
+                reductions.push(None);
+            }
+        }
+    }
+    let rebuilt = LogicalPlan::Aggregate(datafusion::logical_expr::Aggregate::try_new(
+        Arc::clone(&aggregate.input),
+        aggregate.group_expr.clone(),
+        new_aggr,
+    )?);
+    let rebuilt_columns = columns_of(rebuilt.schema());
+    let mut above = Vec::with_capacity(rebuilt_columns.len());
+    for (index, column) in rebuilt_columns.into_iter().enumerate() {
+        let (qualifier, field) = original_schema.qualified_field(index);
+        let reduction = index
+            .checked_sub(group_count)
+            .and_then(|aggr| reductions[aggr].as_ref());
+        above.push(match reduction {
+            Some((prompt, _)) => {
+                Expr::ScalarFunction(datafusion::logical_expr::expr::ScalarFunction::new_udf(
+                    Arc::clone(reducer),
+                    vec![prompt.clone(), column],
+                ))
+                .alias_qualified(qualifier.cloned(), field.name())
+            }
+            None => column.alias_qualified(qualifier.cloned(), field.name()),
+        });
+    }
+    Ok(LogicalPlan::Projection(Projection::try_new(
+        above,
+        Arc::new(rebuilt),
+    )?))
 }
 
 /// `a JOIN b ON cheap AND llm_filter(...)`: the LM conjuncts become a filter above the join,

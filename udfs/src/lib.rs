@@ -16,6 +16,11 @@ pub fn functions(runtime: Arc<dyn lm::LmRuntime>) -> Vec<Arc<ScalarUDF>> {
     semantic::functions(runtime)
 }
 
+/// Every aggregate function this crate provides.
+pub fn aggregate_functions() -> Vec<Arc<datafusion::logical_expr::AggregateUDF>> {
+    semantic::aggregate_functions()
+}
+
 /// The names of the functions that call a language model (the server reports usage and
 /// progress for the queries that call one).
 pub fn lm_function_names() -> &'static [&'static str] {

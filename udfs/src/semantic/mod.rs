@@ -4,6 +4,7 @@
 //! prompt must be a constant: it is the instruction shared by every row of a request, while the
 //! arguments travel as each row's data.
 
+mod llm_agg;
 mod llm_classify;
 mod llm_extract;
 mod llm_filter;
@@ -21,8 +22,9 @@ use datafusion::arrow::datatypes::{Float64Type, Int64Type};
 use datafusion::common::{exec_err, plan_err, ScalarValue};
 use datafusion::error::Result;
 use datafusion::logical_expr::async_udf::AsyncScalarUDF;
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF};
+use datafusion::logical_expr::{AggregateUDF, ColumnarValue, ScalarFunctionArgs, ScalarUDF};
 
+pub use llm_agg::{LlmAgg, LlmAggReduce};
 pub use llm_classify::LlmClassify;
 pub use llm_extract::LlmExtract;
 pub use llm_filter::LlmFilter;
@@ -33,7 +35,8 @@ pub use llm_score::LlmScore;
 use crate::lm::{AnswerKind, LmRuntime, LmTask};
 
 /// The names of every function here, aliases included.
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 7] = [
+    "llm_agg",
     "llm_filter",
     "llm_map",
     "llm_complete",
@@ -57,9 +60,15 @@ pub fn functions(runtime: Arc<dyn LmRuntime>) -> Vec<Arc<ScalarUDF>> {
             AsyncScalarUDF::new(Arc::new(LlmClassify::new(runtime.clone()))).into_scalar_udf(),
         ),
         Arc::new(AsyncScalarUDF::new(Arc::new(LlmScore::new(runtime.clone()))).into_scalar_udf()),
-        Arc::new(AsyncScalarUDF::new(Arc::new(LlmExtract::new(runtime))).into_scalar_udf()),
+        Arc::new(AsyncScalarUDF::new(Arc::new(LlmExtract::new(runtime.clone()))).into_scalar_udf()),
+        Arc::new(AsyncScalarUDF::new(Arc::new(LlmAggReduce::new(runtime))).into_scalar_udf()),
         Arc::new(ScalarUDF::new_from_impl(LlmModel::new())),
     ]
+}
+
+/// The aggregate functions (the planner rewrites them into a list aggregate and an LM call).
+pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
+    vec![Arc::new(AggregateUDF::new_from_impl(LlmAgg::new()))]
 }
 
 /// The runtime a function holds; functions compare equal by name, whatever runtime they hold,
