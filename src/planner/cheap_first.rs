@@ -21,14 +21,9 @@ use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceC
 use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 use datafusion::physical_plan::ExecutionPlan;
 
-type Conjuncts = Vec<Arc<dyn PhysicalExpr>>;
+use super::is_row_mover;
 
-/// Nodes that pass rows on unchanged (same schema, same rows, maybe regrouped).
-const ROW_MOVERS: [&str; 3] = [
-    "RepartitionExec",
-    "CoalesceBatchesExec",
-    "CoalescePartitionsExec",
-];
+type Conjuncts = Vec<Arc<dyn PhysicalExpr>>;
 
 #[derive(Debug, Default)]
 pub struct CheapPredicatesFirst;
@@ -47,7 +42,7 @@ impl PhysicalOptimizerRule for CheapPredicatesFirst {
             // (repartitioning, coalescing); the cheap filter goes below all of them.
             let mut passing = Vec::new();
             let mut below_filter = Arc::clone(filter.input());
-            while ROW_MOVERS.contains(&below_filter.name()) && below_filter.children().len() == 1 {
+            while is_row_mover(&below_filter) {
                 let child = Arc::clone(below_filter.children()[0]);
                 passing.push(below_filter);
                 below_filter = child;

@@ -10,7 +10,22 @@
 //! - `semantic_nodes` + `semantic_exec`: LM calls run in our own plan node, which orders them
 //!   by cost, narrows rows by the filter above after each call and stops early under a LIMIT.
 
+use std::sync::Arc;
+
+use datafusion::physical_plan::ExecutionPlan;
+
 pub mod cheap_first;
 pub mod lm_positions;
 pub mod semantic_exec;
 pub mod semantic_nodes;
+
+/// Whether `plan` passes every row on unchanged, with the same columns (maybe regrouped into
+/// other batches or partitions): rules look through such nodes for the LM node below.
+fn is_row_mover(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    const ROW_MOVERS: [&str; 3] = [
+        "RepartitionExec",
+        "CoalesceBatchesExec",
+        "CoalescePartitionsExec",
+    ];
+    ROW_MOVERS.contains(&plan.name()) && plan.children().len() == 1
+}

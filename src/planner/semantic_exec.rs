@@ -28,6 +28,7 @@ use datafusion::arrow::compute::kernels::boolean::and;
 use datafusion::arrow::compute::{
     concat_batches, filter_record_batch, prep_null_mask_filter, take,
 };
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -68,6 +69,8 @@ struct Work {
     gates: Vec<Gate>,
     fetch: Option<usize>,
     input_width: usize,
+    /// The output: the input's columns, then one per call.
+    schema: SchemaRef,
 }
 
 #[derive(Debug)]
@@ -105,6 +108,7 @@ impl SemanticExec {
         Ok(Self {
             work: Arc::new(Work {
                 input_width: input.schema().fields().len(),
+                schema: equivalent.schema(),
                 calls,
                 order,
                 gates,
@@ -116,10 +120,6 @@ impl SemanticExec {
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
         })
-    }
-
-    pub fn fetch(&self) -> Option<usize> {
-        self.work.fetch
     }
 }
 
@@ -420,13 +420,7 @@ async fn evaluate(
     options: &Arc<ConfigOptions>,
 ) -> Result<(RecordBatch, usize)> {
     let rows = chunk.num_rows();
-    let output_schema = {
-        let mut fields: Vec<_> = chunk.schema().fields().iter().cloned().collect();
-        for call in &work.calls {
-            fields.push(call.return_field(chunk.schema().as_ref())?);
-        }
-        Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
-    };
+    let output_schema = &work.schema;
     let mut results: Vec<Option<ArrayRef>> = vec![None; work.calls.len()];
     let mut alive: Option<BooleanArray> = None;
 
@@ -441,7 +435,7 @@ async fn evaluate(
                 ),
             });
         }
-        Ok(RecordBatch::try_new(Arc::clone(&output_schema), columns)?)
+        Ok(RecordBatch::try_new(Arc::clone(output_schema), columns)?)
     };
     let narrow = |alive: &mut Option<BooleanArray>,
                   results: &[Option<ArrayRef>],

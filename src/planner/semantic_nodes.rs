@@ -29,15 +29,9 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::ExecutionPlan;
 use semsql_udfs::lm::LmSettings;
 
+use super::is_row_mover;
 use super::semantic_exec::{CallDescription, Gate, SemanticExec};
 use crate::llm::Runtime;
-
-/// Nodes that pass every row on with the same columns (maybe regrouped).
-const ROW_MOVERS: [&str; 3] = [
-    "RepartitionExec",
-    "CoalesceBatchesExec",
-    "CoalescePartitionsExec",
-];
 
 #[derive(Debug)]
 pub struct SemanticNodes {
@@ -91,7 +85,7 @@ fn min_fetch(a: Option<usize>, b: Option<usize>) -> Option<usize> {
 /// The LM node right below `plan` through row movers, if any.
 fn lm_node_below(plan: &Arc<dyn ExecutionPlan>) -> bool {
     let mut node = Arc::clone(plan);
-    while ROW_MOVERS.contains(&node.name()) && node.children().len() == 1 {
+    while is_row_mover(&node) {
         node = Arc::clone(node.children()[0]);
     }
     node.downcast_ref::<AsyncFuncExec>().is_some()
@@ -133,7 +127,7 @@ impl SemanticNodes {
             } else {
                 (None, None)
             }
-        } else if ROW_MOVERS.contains(&plan.name()) || plan.name() == "LocalLimitExec" {
+        } else if is_row_mover(&plan) || plan.name() == "LocalLimitExec" {
             (min_fetch(fetch, plan.fetch()), gates)
         } else if plan.downcast_ref::<ProjectionExec>().is_some() {
             (fetch, None)

@@ -61,9 +61,14 @@ pub fn functions(runtime: Arc<dyn LmRuntime>) -> Vec<Arc<ScalarUDF>> {
         ),
         Arc::new(AsyncScalarUDF::new(Arc::new(LlmScore::new(runtime.clone()))).into_scalar_udf()),
         Arc::new(AsyncScalarUDF::new(Arc::new(LlmExtract::new(runtime.clone()))).into_scalar_udf()),
-        Arc::new(AsyncScalarUDF::new(Arc::new(LlmAggReduce::new(runtime))).into_scalar_udf()),
+        llm_agg_reduce(runtime),
         Arc::new(ScalarUDF::new_from_impl(LlmModel::new())),
     ]
+}
+
+/// `llm_agg_reduce`, the LM half of `llm_agg` (the planner puts it above the aggregate).
+pub fn llm_agg_reduce(runtime: Arc<dyn LmRuntime>) -> Arc<ScalarUDF> {
+    Arc::new(AsyncScalarUDF::new(Arc::new(LlmAggReduce::new(runtime))).into_scalar_udf())
 }
 
 /// The aggregate functions (the planner rewrites them into a list aggregate and an LM call).
