@@ -3,7 +3,8 @@
 //! tokio-postgres, cache off. The baseline, measured in the same run with the same HTTP client,
 //! is one request per row or pair, one after another (what LOTUS does for these shapes).
 //!
-//! Shapes: a filter over 200 rows; top-5 of 50 by `ORDER BY llm_score(...) DESC LIMIT 5`; a
+//! Shapes: a filter over 200 rows; top-5 of 50 by `ORDER BY llm_score(...) DESC LIMIT 5` and by
+//! the `llm_rerank` tournament; a
 //! semantic join 20 × 3; `WHERE cheap AND llm_filter(...) LIMIT 10` against an oracle that asks
 //! rows in scan order until the tenth match; overhead per row: 10,000 distinct rows through
 //! `llm_filter` with the fake at 0 ms latency.
@@ -139,6 +140,11 @@ async fn main() {
     )
     .await;
     assert_eq!(top_rows, 5);
+    let (_, rerank_requests, _, rerank_wall) = measure(
+        "SELECT llm_rerank('Which review is most about ''late'' or ''dented''?', body, 5) FROM r50"
+            .into(),
+    )
+    .await;
     let (join_rows, join_requests, join_pairs, join_wall) = measure(
         "SELECT l.id, t.name FROM left20 l JOIN topics t ON llm_filter('Does {0} mention ''dented''? Topic: {1}', l.body, t.name)"
             .into(),
@@ -169,6 +175,9 @@ async fn main() {
     );
     println!(
         "| top-5 of 50 | 77–126 requests | 50 requests | {top_requests} requests, {top_wall:.3} s (pointwise llm_score) | ≤ 40 requests |"
+    );
+    println!(
+        "| top-5 of 50, listwise | 77–126 requests | — | {rerank_requests} requests, {rerank_wall:.3} s (llm_rerank tournament) | ≤ 40 requests |"
     );
     println!(
         "| join 20 × 3 | 60 requests | 60 requests | {join_requests} requests for {join_pairs} pairs, {join_wall:.3} s | ≤ 6 requests |"

@@ -72,9 +72,9 @@ impl Engine {
             .with_catalog_list(catalogs)
             .with_default_features()
             .with_optimizer_rule(Arc::new(
-                crate::planner::lm_positions::LmCallPositions::new(Some(
-                    semsql_udfs::semantic::llm_agg_reduce(runtime.clone()),
-                )),
+                crate::planner::lm_positions::LmCallPositions::new(
+                    semsql_udfs::semantic::list_reducers(runtime.clone()),
+                ),
             ))
             .with_physical_optimizer_rule(Arc::new(checked_arithmetic::CheckedArithmetic))
             .with_physical_optimizer_rule(Arc::new(

@@ -11,7 +11,9 @@
 //! - labels: the first label the row's text contains, else the last label;
 //! - object: each property of the schema filled from the text (strings: its first word,
 //!   numbers: its word count, booleans: whether it contains a quoted term, arrays: its words,
-//!   or their lengths for arrays of numbers).
+//!   or their lengths for arrays of numbers);
+//! - ranking: the row's args ordered by how many times they contain the quoted terms (most
+//!   first), then alphabetically, cut to the number asked for.
 //!
 //! Any other chat request gets `ECHO: <user message>`.
 
@@ -28,6 +30,7 @@ enum Kind {
     Number(f64, f64),
     Label(Vec<String>),
     Object(Value),
+    Ranking(usize),
 }
 
 fn tokens(text: &str) -> u64 {
@@ -60,6 +63,10 @@ fn kind(system: &str) -> Option<Kind> {
         described.strip_prefix("exactly one of these labels, as a JSON string: ")
     {
         serde_json::from_str(labels).ok().map(Kind::Label)
+    } else if let Some(ranking) = described.strip_prefix("a JSON array of the positions") {
+        let (_, after) = ranking.split_once(" best ")?;
+        let top = after.split_whitespace().next()?;
+        Some(Kind::Ranking(top.parse().ok()?))
     } else {
         described
             .strip_prefix("a JSON object matching this JSON schema: ")
@@ -153,6 +160,23 @@ fn answer(kind: &Kind, task: &str, args: &[String]) -> Value {
                 }
             }
             Value::Object(object)
+        }
+        Kind::Ranking(top) => {
+            let occurrences = |arg: &String| {
+                let lower = arg.to_lowercase();
+                terms
+                    .iter()
+                    .map(|term| lower.matches(term.as_str()).count())
+                    .sum::<usize>()
+            };
+            let mut order: Vec<usize> = (0..args.len()).collect();
+            order.sort_by(|&a, &b| {
+                occurrences(&args[b])
+                    .cmp(&occurrences(&args[a]))
+                    .then_with(|| args[a].cmp(&args[b]))
+            });
+            order.truncate(*top);
+            json!(order)
         }
     }
 }

@@ -32,6 +32,10 @@ fn describe(answer: &AnswerKind) -> String {
             serde_json::to_string(labels).unwrap_or_default()
         ),
         AnswerKind::Object(schema) => format!("a JSON object matching this JSON schema: {schema}"),
+        AnswerKind::Ranking { top } => format!(
+            "a JSON array of the positions (0 for args[0], 1 for args[1], ...) of the row's best \
+             {top} args, or of all of them if it has fewer, best first, each position once"
+        ),
     }
 }
 
@@ -45,6 +49,7 @@ fn answer_schema(answer: &AnswerKind) -> Value {
         }
         AnswerKind::Label(labels) => json!({"type": "string", "enum": labels}),
         AnswerKind::Object(schema) => schema.clone(),
+        AnswerKind::Ranking { .. } => json!({"type": "array", "items": {"type": "integer"}}),
     }
 }
 
@@ -120,6 +125,7 @@ pub fn expected_answer_tokens(task: &LmTask, model: &ModelOptions) -> u64 {
     let per_answer = match &task.answer {
         AnswerKind::Boolean | AnswerKind::Number { .. } | AnswerKind::Label(_) => 12,
         AnswerKind::Text | AnswerKind::Object(_) => 200,
+        AnswerKind::Ranking { top } => 12 + 4 * *top as u64,
     };
     task.max_tokens
         .or(model.max_tokens)
@@ -176,11 +182,11 @@ pub enum RowOutcome {
     Invalid(String),
 }
 
-/// Reads a batched answer for the given row ids. `Err` when the answer as a whole is not the
+/// Reads a batched answer for the given rows (id and arguments). `Err` when the answer as a whole is not the
 /// JSON we asked for.
 pub fn parse_answers(
     content: &str,
-    ids: &[usize],
+    rows: &[(usize, &[String])],
     answer: &AnswerKind,
 ) -> Result<Vec<RowOutcome>, String> {
     let json = extract_json(content)?;
@@ -202,11 +208,11 @@ pub fn parse_answers(
             by_id.entry(id as usize).or_default().push(value);
         }
     }
-    Ok(ids
+    Ok(rows
         .iter()
-        .map(|id| match by_id.get(id).map(Vec::as_slice) {
+        .map(|(id, args)| match by_id.get(id).map(Vec::as_slice) {
             None | Some([]) => RowOutcome::Missing("the model gave no answer for it".to_owned()),
-            Some([value]) => match validate(value, answer) {
+            Some([value]) => match validate(value, answer, args.len()) {
                 Ok(value) => RowOutcome::Answered(value),
                 Err(reason) => RowOutcome::Invalid(reason),
             },
@@ -247,8 +253,9 @@ fn extract_json(content: &str) -> Result<Value, String> {
     ))
 }
 
-/// Checks one answer against the kind asked for; the canonical value or why it does not fit.
-pub fn validate(value: &Value, answer: &AnswerKind) -> Result<Value, String> {
+/// Checks one answer, of a row with `arg_count` arguments, against the kind asked for; the
+/// canonical value or why it does not fit.
+pub fn validate(value: &Value, answer: &AnswerKind, arg_count: usize) -> Result<Value, String> {
     let got = || {
         let text = value.to_string();
         let excerpt: String = text.chars().take(80).collect();
@@ -294,6 +301,34 @@ pub fn validate(value: &Value, answer: &AnswerKind) -> Result<Value, String> {
             Value::Object(_) => conform(value, schema, "the answer"),
             _ => Err(format!("expected a JSON object, got {}", got())),
         },
+        AnswerKind::Ranking { top } => {
+            let wanted = (*top).min(arg_count);
+            let positions = value
+                .as_array()
+                .ok_or_else(|| format!("expected an array of positions, got {}", got()))?;
+            let mut seen = vec![false; arg_count];
+            let mut ranking = Vec::with_capacity(wanted);
+            for position in positions {
+                let index = position
+                    .as_f64()
+                    .filter(|p| p.fract() == 0.0 && *p >= 0.0 && (*p as usize) < arg_count)
+                    .map(|p| p as usize)
+                    .ok_or_else(|| {
+                        format!("{position} is not a position of one of the row's {arg_count} args")
+                    })?;
+                if std::mem::replace(&mut seen[index], true) {
+                    return Err(format!("position {index} is ranked twice"));
+                }
+                ranking.push(index);
+            }
+            if ranking.len() != wanted {
+                return Err(format!(
+                    "expected the best {wanted} positions, got {}",
+                    ranking.len()
+                ));
+            }
+            Ok(json!(ranking))
+        }
     }
 }
 
@@ -366,11 +401,16 @@ mod tests {
             "tags": {"type": ["array", "null"], "items": {"type": "string"}}}});
         let kind = AnswerKind::Object(schema);
         assert_eq!(
-            validate(&json!({"year": 1999.0, "tags": ["a"], "extra": 1}), &kind).unwrap(),
+            validate(
+                &json!({"year": 1999.0, "tags": ["a"], "extra": 1}),
+                &kind,
+                1
+            )
+            .unwrap(),
             json!({"year": 1999, "tags": ["a"]})
         );
         assert_eq!(
-            validate(&json!({"year": null, "tags": null}), &kind).unwrap(),
+            validate(&json!({"year": null, "tags": null}), &kind, 1).unwrap(),
             json!({"year": null, "tags": null})
         );
         for (bad, message) in [
@@ -385,7 +425,26 @@ mod tests {
             (json!({"tags": []}), "has no field \"year\""),
             (json!({"year": 1, "tags": [1]}), "tags[0] should be string"),
         ] {
-            let error = validate(&bad, &kind).unwrap_err();
+            let error = validate(&bad, &kind, 1).unwrap_err();
+            assert!(error.contains(message), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn rankings_are_distinct_positions_of_the_rows_args() {
+        let kind = AnswerKind::Ranking { top: 2 };
+        assert_eq!(validate(&json!([3, 0]), &kind, 4).unwrap(), json!([3, 0]));
+        assert_eq!(validate(&json!([0.0]), &kind, 1).unwrap(), json!([0]));
+        for (bad, args, message) in [
+            (json!([4, 0]), 4, "not a position"),
+            (json!([-1, 0]), 4, "not a position"),
+            (json!([1, 1]), 4, "ranked twice"),
+            (json!([1]), 4, "best 2 positions, got 1"),
+            (json!([1, 2, 3]), 4, "best 2 positions, got 3"),
+            (json!({"ranking": [1, 2]}), 4, "expected an array"),
+            (json!(["1", "2"]), 4, "not a position"),
+        ] {
+            let error = validate(&bad, &kind, args).unwrap_err();
             assert!(error.contains(message), "{bad}: {error}");
         }
     }
@@ -394,7 +453,9 @@ mod tests {
     fn answers_are_matched_by_id_and_checked() {
         let content = r#"{"answers": [{"id": 2, "answer": false}, {"id": 0, "answer": true},
             {"id": 5, "answer": "maybe"}, {"id": 9, "answer": true}]}"#;
-        let outcomes = parse_answers(content, &[0, 2, 5, 7], &AnswerKind::Boolean).unwrap();
+        let args = ["x".to_owned()];
+        let rows: Vec<(usize, &[String])> = [0, 2, 5, 7].map(|id| (id, &args[..])).to_vec();
+        let outcomes = parse_answers(content, &rows, &AnswerKind::Boolean).unwrap();
         assert_eq!(outcomes[0], RowOutcome::Answered(json!(true)));
         assert_eq!(outcomes[1], RowOutcome::Answered(json!(false)));
         assert!(matches!(&outcomes[2], RowOutcome::Invalid(r) if r.contains("maybe")));
@@ -403,7 +464,8 @@ mod tests {
 
     #[test]
     fn fences_and_prose_are_read_but_broken_json_is_not() {
-        let ids = [1];
+        let args = ["x".to_owned()];
+        let ids: [(usize, &[String]); 1] = [(1, &args[..])];
         let fenced = "```json\n{\"answers\": [{\"id\": 1, \"answer\": \"x\"}]}\n```";
         let prose = "Sure! Here you go: [{\"id\": 1, \"answer\": \"x\"}] Hope that helps.";
         for content in [fenced, prose] {
@@ -424,7 +486,8 @@ mod tests {
     fn duplicate_ids_and_foreign_labels_are_unusable() {
         let content = r#"[{"id": 0, "answer": "spam"}, {"id": 0, "answer": "ham"}, {"id": 1, "answer": "eggs"}]"#;
         let labels = AnswerKind::Label(vec!["spam".into(), "ham".into()]);
-        let outcomes = parse_answers(content, &[0, 1], &labels).unwrap();
+        let args = ["x".to_owned()];
+        let outcomes = parse_answers(content, &[(0, &args[..]), (1, &args[..])], &labels).unwrap();
         assert!(matches!(&outcomes[0], RowOutcome::Missing(r) if r.contains("more than once")));
         assert!(matches!(&outcomes[1], RowOutcome::Invalid(r) if r.contains("not one of")));
     }

@@ -405,7 +405,7 @@ impl Runtime {
             .await?;
         usage.add(|u| &u.rows_sent, ids.len() as u64);
         let truncated = answer.finish_reason.as_deref() == Some("length");
-        match batch::parse_answers(&answer.content, ids, &task.answer) {
+        match batch::parse_answers(&answer.content, &rows, &task.answer) {
             Ok(outcomes) => Ok((outcomes, truncated)),
             Err(reason) => Ok((
                 ids.iter()
@@ -711,7 +711,7 @@ impl LmRuntime for Runtime {
                 // A cached value that does not parse or fit is treated as a miss.
                 let value = serde_json::from_slice::<Value>(&bytes)
                     .ok()
-                    .and_then(|value| batch::validate(&value, &task.answer).ok());
+                    .and_then(|value| batch::validate(&value, &task.answer, unique[id].len()).ok());
                 if let Some(value) = value {
                     answers[id] = Some(Ok(value));
                     usage.add(|u| &u.cache_hits, 1);

@@ -33,13 +33,26 @@ const LM_COLUMN_PREFIX: &str = "__semsql_lm_";
 
 #[derive(Debug, Default)]
 pub struct LmCallPositions {
-    /// `llm_agg_reduce` as registered (it holds the runtime); without it `llm_agg` is refused.
-    reducer: Option<Arc<ScalarUDF>>,
+    /// The LM aggregates' reducers by aggregate name (`llm_agg` → `llm_agg_reduce`, as
+    /// registered: they hold the runtime); an LM aggregate without one is refused.
+    reducers: Vec<(&'static str, Arc<ScalarUDF>)>,
 }
 
 impl LmCallPositions {
-    pub fn new(reducer: Option<Arc<ScalarUDF>>) -> Self {
-        Self { reducer }
+    pub fn new(reducers: Vec<(&'static str, Arc<ScalarUDF>)>) -> Self {
+        Self { reducers }
+    }
+
+    fn reducer_of(&self, expr: &Expr) -> Option<&Arc<ScalarUDF>> {
+        match expr {
+            Expr::Alias(alias) => self.reducer_of(&alias.expr),
+            Expr::AggregateFunction(function) => self
+                .reducers
+                .iter()
+                .find(|(name, _)| *name == function.func.name())
+                .map(|(_, reducer)| reducer),
+            _ => None,
+        }
     }
 }
 
@@ -54,11 +67,19 @@ impl OptimizerRule for LmCallPositions {
         _config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
         plan.transform_up(|node| match &node {
-            LogicalPlan::Aggregate(aggregate) if aggregate.aggr_expr.iter().any(is_llm_agg) => {
-                match &self.reducer {
-                    Some(reducer) => split_llm_agg(node, reducer).map(Transformed::yes),
-                    None => plan_err!("llm_agg needs an LM runtime"),
+            LogicalPlan::Aggregate(aggregate)
+                if aggregate
+                    .aggr_expr
+                    .iter()
+                    .any(|expr| self.reducer_of(expr).is_some()) =>
+            {
+                self.split_list_aggregates(node).map(Transformed::yes)
+            }
+            LogicalPlan::Aggregate(aggregate) => {
+                if let Some(name) = aggregate.aggr_expr.iter().find_map(lm_aggregate_name) {
+                    return plan_err!("{name} needs an LM runtime");
                 }
+                rewrite_node(node)
             }
             _ => rewrite_node(node),
         })
@@ -230,83 +251,94 @@ fn columns_of(schema: &DFSchemaRef) -> Vec<Expr> {
         .collect()
 }
 
-/// Whether an aggregate expression is `llm_agg(...)` (maybe aliased).
-fn is_llm_agg(expr: &Expr) -> bool {
+/// The name of an LM aggregate (`llm_agg`, `llm_rerank`; maybe aliased).
+fn lm_aggregate_name(expr: &Expr) -> Option<String> {
     match expr {
-        Expr::Alias(alias) => is_llm_agg(&alias.expr),
-        Expr::AggregateFunction(function) => function.func.name() == "llm_agg",
-        _ => false,
+        Expr::Alias(alias) => lm_aggregate_name(&alias.expr),
+        Expr::AggregateFunction(function) if function.func.name().starts_with("llm_") => {
+            Some(function.func.name().to_owned())
+        }
+        _ => None,
     }
 }
 
-/// `llm_agg(prompt, x)` needs a model per group, which an accumulator cannot call: the
-/// aggregate collects `array_agg(x)` instead, and a projection above reduces each group's list
-/// with `llm_agg_reduce(prompt, list)`, one batched LM call for all the groups.
-fn split_llm_agg(plan: LogicalPlan, reducer: &Arc<ScalarUDF>) -> Result<LogicalPlan> {
-    let LogicalPlan::Aggregate(aggregate) = plan else {
-        unreachable!("called for aggregates only");
-    };
-    let original_schema = Arc::clone(&aggregate.schema);
-    let group_count = original_schema.fields().len() - aggregate.aggr_expr.len();
-    let mut new_aggr = Vec::with_capacity(aggregate.aggr_expr.len());
-    let mut reductions: Vec<Option<(Expr, String)>> = Vec::new();
-    for (index, expr) in aggregate.aggr_expr.iter().enumerate() {
-        let inner = match expr {
-            Expr::Alias(alias) => alias.expr.as_ref(),
-            other => other,
+impl LmCallPositions {
+    /// `llm_agg(prompt, x)` and `llm_rerank(prompt, x, k)` need a model per group, which an
+    /// accumulator cannot call: the aggregate collects `array_agg(x)` instead, and a projection
+    /// above reduces each group's list with the reducer (`llm_agg_reduce(prompt, list)`), one
+    /// batched LM call for all the groups.
+    fn split_list_aggregates(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
+        let LogicalPlan::Aggregate(aggregate) = plan else {
+            unreachable!("called for aggregates only");
         };
-        match inner {
-            Expr::AggregateFunction(function) if function.func.name() == "llm_agg" => {
-                let [prompt, value] = function.params.args.as_slice() else {
-                    return plan_err!("llm_agg takes a prompt and a value: llm_agg(prompt, value)");
-                };
-                if !matches!(prompt, Expr::Literal(..)) {
-                    return plan_err!("llm_agg: the prompt must be a constant text");
-                }
-                let name = format!("{LM_COLUMN_PREFIX}agg_{index}");
-                let mut params = function.params.clone();
-                params.args = vec![value.clone()];
-                let list =
-                    Expr::AggregateFunction(datafusion::logical_expr::expr::AggregateFunction {
-                        func: datafusion::functions_aggregate::array_agg::array_agg_udaf(),
-                        params,
-                    });
-                new_aggr.push(list.alias(name.as_str()));
-                reductions.push(Some((prompt.clone(), name)));
-            }
-            _ => {
+        let original_schema = Arc::clone(&aggregate.schema);
+        let group_count = original_schema.fields().len() - aggregate.aggr_expr.len();
+        let mut new_aggr = Vec::with_capacity(aggregate.aggr_expr.len());
+        let mut reductions: Vec<Option<Expr>> = Vec::new();
+        for (index, expr) in aggregate.aggr_expr.iter().enumerate() {
+            let inner = match expr {
+                Expr::Alias(alias) => alias.expr.as_ref(),
+                other => other,
+            };
+            let (Expr::AggregateFunction(function), Some(reducer)) =
+                (inner, self.reducer_of(inner))
+            else {
                 new_aggr.push(expr.clone());
                 reductions.push(None);
+                continue;
+            };
+            let name = function.func.name();
+            let [prompt, value, rest @ ..] = function.params.args.as_slice() else {
+                return plan_err!("{name} takes a prompt and a value: {name}(prompt, value, ...)");
+            };
+            if !matches!(prompt, Expr::Literal(..)) {
+                return plan_err!("{name}: the prompt must be a constant text");
             }
-        }
-    }
-    let rebuilt = LogicalPlan::Aggregate(datafusion::logical_expr::Aggregate::try_new(
-        Arc::clone(&aggregate.input),
-        aggregate.group_expr.clone(),
-        new_aggr,
-    )?);
-    let rebuilt_columns = columns_of(rebuilt.schema());
-    let mut above = Vec::with_capacity(rebuilt_columns.len());
-    for (index, column) in rebuilt_columns.into_iter().enumerate() {
-        let (qualifier, field) = original_schema.qualified_field(index);
-        let reduction = index
-            .checked_sub(group_count)
-            .and_then(|aggr| reductions[aggr].as_ref());
-        above.push(match reduction {
-            Some((prompt, _)) => {
-                Expr::ScalarFunction(datafusion::logical_expr::expr::ScalarFunction::new_udf(
+            if let Some(varying) = rest.iter().find(|arg| !arg.column_refs().is_empty()) {
+                return plan_err!(
+                    "{name}: {varying} must be a constant (the same for every row of a group)"
+                );
+            }
+            let column = format!("{LM_COLUMN_PREFIX}agg_{index}");
+            let mut params = function.params.clone();
+            params.args = vec![value.clone()];
+            let list = Expr::AggregateFunction(datafusion::logical_expr::expr::AggregateFunction {
+                func: datafusion::functions_aggregate::array_agg::array_agg_udaf(),
+                params,
+            });
+            new_aggr.push(list.alias(column.as_str()));
+            let mut reducer_args = vec![prompt.clone(), Expr::Column(Column::from_name(column))];
+            reducer_args.extend(rest.iter().cloned());
+            reductions.push(Some(Expr::ScalarFunction(
+                datafusion::logical_expr::expr::ScalarFunction::new_udf(
                     Arc::clone(reducer),
-                    vec![prompt.clone(), column],
-                ))
-                .alias_qualified(qualifier.cloned(), field.name())
-            }
-            None => column.alias_qualified(qualifier.cloned(), field.name()),
-        });
+                    reducer_args,
+                ),
+            )));
+        }
+        let rebuilt = LogicalPlan::Aggregate(datafusion::logical_expr::Aggregate::try_new(
+            Arc::clone(&aggregate.input),
+            aggregate.group_expr.clone(),
+            new_aggr,
+        )?);
+        let rebuilt_columns = columns_of(rebuilt.schema());
+        let mut above = Vec::with_capacity(rebuilt_columns.len());
+        for (index, column) in rebuilt_columns.into_iter().enumerate() {
+            let (qualifier, field) = original_schema.qualified_field(index);
+            let reduction = index
+                .checked_sub(group_count)
+                .and_then(|aggr| reductions[aggr].clone());
+            above.push(
+                reduction
+                    .unwrap_or(column)
+                    .alias_qualified(qualifier.cloned(), field.name()),
+            );
+        }
+        Ok(LogicalPlan::Projection(Projection::try_new(
+            above,
+            Arc::new(rebuilt),
+        )?))
     }
-    Ok(LogicalPlan::Projection(Projection::try_new(
-        above,
-        Arc::new(rebuilt),
-    )?))
 }
 
 /// `a JOIN b ON cheap AND llm_filter(...)`: the LM conjuncts become a filter above the join,

@@ -29,6 +29,9 @@ pub enum AnswerKind {
     Label(Vec<String>),
     /// A JSON object with the given JSON schema.
     Object(Value),
+    /// The row's arguments are candidates: the 0-based positions of its best `top` arguments
+    /// (all of them when it has fewer), best first, each once.
+    Ranking { top: usize },
 }
 
 /// One semantic task over many rows.

@@ -48,7 +48,7 @@ impl Default for LlmAgg {
 impl LlmAgg {
     pub fn new() -> Self {
         Self {
-            signature: Signature::any(2, Volatility::Volatile),
+            signature: Signature::variadic_any(Volatility::Volatile),
         }
     }
 }
@@ -62,7 +62,13 @@ impl AggregateUDFImpl for LlmAgg {
         &self.signature
     }
 
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        if super::data_types(arg_types).len() != 2 {
+            return plan_err!(
+                "llm_agg takes a prompt and a value: llm_agg('What do these have in common?', \
+                 body)"
+            );
+        }
         Ok(DataType::Utf8)
     }
 
@@ -83,7 +89,7 @@ pub struct LlmAggReduce {
 impl LlmAggReduce {
     pub fn new(runtime: Arc<dyn LmRuntime>) -> Self {
         Self {
-            signature: Signature::any(2, Volatility::Volatile),
+            signature: Signature::variadic_any(Volatility::Volatile),
             runtime: RuntimeRef(runtime),
         }
     }

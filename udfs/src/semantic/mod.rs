@@ -10,6 +10,7 @@ mod llm_extract;
 mod llm_filter;
 mod llm_map;
 pub mod llm_model;
+mod llm_rerank;
 mod llm_score;
 
 use std::hash::{Hash, Hasher};
@@ -30,13 +31,15 @@ pub use llm_extract::LlmExtract;
 pub use llm_filter::LlmFilter;
 pub use llm_map::LlmMap;
 pub use llm_model::LlmModel;
+pub use llm_rerank::{LlmRerank, LlmRerankReduce};
 pub use llm_score::LlmScore;
 
 use crate::lm::{AnswerKind, LmRuntime, LmTask};
 
 /// The names of every function here, aliases included.
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 8] = [
     "llm_agg",
+    "llm_rerank",
     "llm_filter",
     "llm_map",
     "llm_complete",
@@ -61,19 +64,35 @@ pub fn functions(runtime: Arc<dyn LmRuntime>) -> Vec<Arc<ScalarUDF>> {
         ),
         Arc::new(AsyncScalarUDF::new(Arc::new(LlmScore::new(runtime.clone()))).into_scalar_udf()),
         Arc::new(AsyncScalarUDF::new(Arc::new(LlmExtract::new(runtime.clone()))).into_scalar_udf()),
-        llm_agg_reduce(runtime),
         Arc::new(ScalarUDF::new_from_impl(LlmModel::new())),
     ]
 }
 
-/// `llm_agg_reduce`, the LM half of `llm_agg` (the planner puts it above the aggregate).
-pub fn llm_agg_reduce(runtime: Arc<dyn LmRuntime>) -> Arc<ScalarUDF> {
-    Arc::new(AsyncScalarUDF::new(Arc::new(LlmAggReduce::new(runtime))).into_scalar_udf())
+/// The LM halves of the aggregates, by aggregate name: the planner computes `array_agg(arg)`
+/// per group and calls the reducer above the aggregate with `(prompt, list, other arguments)`.
+pub fn list_reducers(runtime: Arc<dyn LmRuntime>) -> Vec<(&'static str, Arc<ScalarUDF>)> {
+    vec![
+        (
+            "llm_agg",
+            Arc::new(
+                AsyncScalarUDF::new(Arc::new(LlmAggReduce::new(runtime.clone()))).into_scalar_udf(),
+            ),
+        ),
+        (
+            "llm_rerank",
+            Arc::new(
+                AsyncScalarUDF::new(Arc::new(LlmRerankReduce::new(runtime))).into_scalar_udf(),
+            ),
+        ),
+    ]
 }
 
 /// The aggregate functions (the planner rewrites them into a list aggregate and an LM call).
 pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
-    vec![Arc::new(AggregateUDF::new_from_impl(LlmAgg::new()))]
+    vec![
+        Arc::new(AggregateUDF::new_from_impl(LlmAgg::new())),
+        Arc::new(AggregateUDF::new_from_impl(LlmRerank::new())),
+    ]
 }
 
 /// The runtime a function holds; functions compare equal by name, whatever runtime they hold,
