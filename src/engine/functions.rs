@@ -26,6 +26,11 @@ pub fn version_string() -> String {
 
 pub fn register(ctx: &SessionContext, runtime: Arc<crate::llm::Runtime>) {
     for function in semsql_udfs::functions(runtime) {
+        // Ours replace DataFusion's functions of the same name (`inner_product`,
+        // `cosine_distance`) with their aliases too: sessions are rebuilt from the function
+        // list, where a surviving alias (`dot_product`) would bring DataFusion's back under
+        // the name, at random.
+        ctx.deregister_udf(function.name());
         ctx.register_udf(function.as_ref().clone());
     }
     for function in semsql_udfs::aggregate_functions() {

@@ -63,6 +63,8 @@ impl Engine {
         let config = SessionConfig::new()
             .with_option_extension(LmSettings::default())
             .set_str("datafusion.execution.time_zone", "+00:00")
+            // pgvector's operators are only tokenised by the PostgreSQL dialect.
+            .set_str("datafusion.sql_parser.dialect", "postgres")
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(CATALOG, DEFAULT_SCHEMA);
@@ -71,11 +73,13 @@ impl Engine {
             .with_runtime_env(Arc::new(RuntimeEnv::default()))
             .with_catalog_list(catalogs)
             .with_default_features()
+            .with_query_planner(Arc::new(crate::planner::constant_calls::SemsqlQueryPlanner))
             .with_optimizer_rule(Arc::new(
                 crate::planner::lm_positions::LmCallPositions::new(
                     semsql_udfs::semantic::list_reducers(runtime.clone()),
                 ),
             ))
+            .with_analyzer_rule(Arc::new(crate::planner::vector_syntax::VectorCasts::new()))
             .with_physical_optimizer_rule(Arc::new(checked_arithmetic::CheckedArithmetic))
             .with_physical_optimizer_rule(Arc::new(
                 crate::planner::cheap_first::CheapPredicatesFirst,
@@ -86,7 +90,16 @@ impl Engine {
             .build();
         let ctx = SessionContext::new_with_state(state);
         setup_pg_catalog(&ctx, CATALOG, EmptyContextProvider).map_err(|err| *err)?;
-        datafusion_postgres::pgvector::install(&ctx)?;
+        // pgvector's operators (`<->`, `<=>`, `<#>`, `<+>`) and casts, planned onto our functions.
+        let mut planners = ctx.state().expr_planners().to_vec();
+        planners.insert(
+            0,
+            Arc::new(crate::planner::vector_syntax::VectorOperators::default()),
+        );
+        let with_vectors = SessionStateBuilder::new_from_existing(ctx.state())
+            .with_expr_planners(planners)
+            .build();
+        let ctx = SessionContext::new_with_state(with_vectors);
         functions::register(&ctx, runtime.clone());
         catalog.register_schema(system::SYSTEM_SCHEMA, system::schema(runtime.clone())?)?;
 

@@ -201,6 +201,19 @@ impl TableProvider for DurableTable {
         assignments: Vec<(String, Expr)>,
         filters: Vec<Expr>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let calls_a_model = |expr: &Expr| {
+            datafusion::common::tree_node::TreeNode::exists(expr, |e| {
+                Ok(matches!(e, Expr::ScalarFunction(call) if call.func.as_async().is_some()))
+            })
+            .unwrap_or(false)
+        };
+        if let Some((column, _)) = assignments.iter().find(|(_, expr)| calls_a_model(expr)) {
+            return Err(datafusion::error::DataFusionError::NotImplemented(format!(
+                "UPDATE cannot call a model yet (SET {column} = ...); write the new rows with \
+                 INSERT INTO ... SELECT (e.g. INSERT INTO t2 SELECT id, embed(body) FROM t) or \
+                 CREATE TABLE ... AS SELECT"
+            )));
+        }
         let df_schema = DFSchema::try_from(self.shared.schema.as_ref().clone())?;
         let mut physical = Vec::with_capacity(assignments.len());
         for (column, expr) in assignments {

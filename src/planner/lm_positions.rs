@@ -86,9 +86,11 @@ impl OptimizerRule for LmCallPositions {
     }
 }
 
-/// Whether an expression is a call of an async (LM) function.
+/// Whether an expression is a call of an async (LM) function that runs in the LM node (not
+/// one computed before the query, see `constant_calls`).
 fn is_async_call(expr: &Expr) -> bool {
     matches!(expr, Expr::ScalarFunction(call) if call.func.as_async().is_some())
+        && !super::constant_calls::is_constant_lm_call(expr)
 }
 
 fn contains_async_call(expr: &Expr) -> bool {

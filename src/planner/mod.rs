@@ -1,5 +1,5 @@
 //! Planning for semantic work: rules that keep language-model calls off rows that cheap work
-//! can rule out first.
+//! can rule out first; and pgvector's syntax.
 //!
 //! - `cheap_first`: conjuncts of a filter that do not need an LM result run below the LM call.
 
@@ -10,14 +10,20 @@
 //! - `semantic_nodes` + `semantic_exec`: LM calls run in our own plan node, which orders them
 //!   by cost, narrows rows by the filter above after each call and stops early under a LIMIT.
 
+//! - `constant_calls`: `embed('constant')` computed once, before the physical plan is made.
+
+//! - `vector_syntax`: pgvector's distance operators and casts to `vector`.
+
 use std::sync::Arc;
 
 use datafusion::physical_plan::ExecutionPlan;
 
 pub mod cheap_first;
+pub mod constant_calls;
 pub mod lm_positions;
 pub mod semantic_exec;
 pub mod semantic_nodes;
+pub mod vector_syntax;
 
 /// Whether `plan` passes every row on unchanged, with the same columns (maybe regrouped into
 /// other batches or partitions): rules look through such nodes for the LM node below.

@@ -9,6 +9,8 @@
 //! - `(expression).field` (PostgreSQL's field selection from a composite value, e.g.
 //!   `(llm_extract(...)).year`) becomes `(expression)['field']`, which DataFusion plans; it
 //!   refuses the dot form on anything but a column.
+//! - pgvector's `<+>` (L1 distance) is respelled `<~+>`: sqlparser reads `<+` as `<` then `+`,
+//!   while `<~+>` is a custom operator it keeps whole (planned as `l1_distance`).
 //! - `SHOW MODELS` is a query over `semsql.models`, so it works in both protocols and can be
 //!   filtered like any table.
 
@@ -20,6 +22,35 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+
+/// How `<+>` is spelled for the parser (see the module docs).
+pub const L1_OPERATOR: &str = "<~+>";
+
+/// `sql` with every `<+>` operator (outside strings and comments) respelled [`L1_OPERATOR`].
+fn respell_l1_operator(sql: &str) -> Option<String> {
+    if !sql.contains("<+>") {
+        return None;
+    }
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let mut out = String::with_capacity(sql.len());
+    let mut changed = false;
+    let mut index = 0;
+    while index < tokens.len() {
+        if matches!(
+            (&tokens[index], tokens.get(index + 1), tokens.get(index + 2)),
+            (Token::Lt, Some(Token::Plus), Some(Token::Gt))
+        ) {
+            out.push_str(L1_OPERATOR);
+            changed = true;
+            index += 3;
+            continue;
+        }
+        out.push_str(&tokens[index].to_string());
+        index += 1;
+    }
+    changed.then_some(out)
+}
 
 /// The rewritten SQL, or `None` when nothing needed rewriting (or it does not parse: then the
 /// normal path reports the syntax error).
@@ -33,14 +64,19 @@ pub fn rewrite(sql: &str) -> Option<String> {
     if words == ["SHOW", "MODELS"] {
         return Some(SHOW_MODELS.to_owned());
     }
-    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    let respelled = respell_l1_operator(sql);
+    let sql = respelled.as_deref().unwrap_or(sql);
+    let mut statements = match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
+        Ok(statements) => statements,
+        Err(_) => return respelled,
+    };
     let mut visitor = NarrowIntegerLiterals { changed: false };
     let mut fields = FieldSelection { changed: false };
     for statement in &mut statements {
         let _ = statement.visit(&mut visitor);
         let _ = statement.visit(&mut fields);
     }
-    (visitor.changed || fields.changed).then(|| {
+    (respelled.is_some() || visitor.changed || fields.changed).then(|| {
         statements
             .iter()
             .map(ToString::to_string)
@@ -138,6 +174,16 @@ impl VisitorMut for FieldSelection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_l1_operator_is_respelled_outside_strings() {
+        let sql = "SELECT a <+> '[1,2]', '<+>' FROM t -- <+>\nORDER BY a<+>b";
+        let rewritten = rewrite(sql).unwrap();
+        assert!(rewritten.contains("a <~+> '[1,2]'"), "{rewritten}");
+        assert!(rewritten.contains("'<+>'"), "{rewritten}");
+        assert!(rewritten.contains("a <~+> b"), "{rewritten}");
+        assert_eq!(rewrite("SELECT 1 < +2"), None);
+    }
 
     #[test]
     fn bare_integer_literals_become_int4() {

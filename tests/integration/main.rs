@@ -11,4 +11,5 @@ mod llm;
 mod psql;
 mod sessions;
 mod slt;
+mod vectors;
 mod wire;

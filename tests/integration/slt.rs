@@ -61,6 +61,8 @@ impl sqllogictest::AsyncDB for InProcess {
         // The server's rewrites of the SQL text apply here too.
         let rewritten = semsql::server::compat::rewrite(sql);
         let sql = rewritten.as_deref().unwrap_or(sql);
+        let with_vectors = semsql::server::hooks::vector_insert::rewrite_sql(&self.ctx, sql).await;
+        let sql = with_vectors.as_deref().unwrap_or(sql);
         let frame = self.ctx.sql(sql).await.map_err(|e| err(&e))?;
         if matches!(
             frame.logical_plan(),

@@ -6,6 +6,7 @@
 
 pub mod lm;
 pub mod semantic;
+pub mod vector;
 
 use std::sync::Arc;
 
@@ -13,7 +14,9 @@ use datafusion::logical_expr::ScalarUDF;
 
 /// Every SQL function this crate provides, calling language models through `runtime`.
 pub fn functions(runtime: Arc<dyn lm::LmRuntime>) -> Vec<Arc<ScalarUDF>> {
-    semantic::functions(runtime)
+    let mut all = semantic::functions(runtime.clone());
+    all.extend(vector::functions(runtime));
+    all
 }
 
 /// Every aggregate function this crate provides.

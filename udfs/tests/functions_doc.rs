@@ -1,5 +1,5 @@
 //! `docs/functions.md` is generated from the documentation on each function's struct
-//! (`udfs/src/semantic/*.rs`). This test fails when the file is out of date; to regenerate it:
+//! (`udfs/src/semantic/*.rs`, `udfs/src/vector/*.rs`). This test fails when the file is out of date; to regenerate it:
 //! `SEMSQL_WRITE_DOCS=1 cargo test -p semsql-udfs --test functions_doc`.
 
 use std::path::Path;
@@ -27,25 +27,33 @@ fn struct_doc(source: &str) -> Option<String> {
 }
 
 fn generate(root: &Path) -> String {
-    let mut files: Vec<_> = std::fs::read_dir(root.join("udfs/src/semantic"))
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.file_name().unwrap() != "mod.rs")
-        .collect();
-    files.sort();
     let mut out = String::from(
         "# SQL functions\n\n\
-         Generated from the documentation on each function's struct in `udfs/src/semantic/` \
-         (`SEMSQL_WRITE_DOCS=1 cargo test -p semsql-udfs --test functions_doc`); edit it there.\n\
-         How the functions are planned and batched: [llm.md](llm.md).\n",
+         Generated from the documentation on each function's struct in `udfs/src/semantic/` and \
+         `udfs/src/vector/` (`SEMSQL_WRITE_DOCS=1 cargo test -p semsql-udfs --test functions_doc`); \
+         edit it there.\n\
+         How the LM functions are planned and batched: [llm.md](llm.md); vectors and indexes: \
+         [vectors.md](vectors.md).\n",
     );
-    for file in files {
-        let source = std::fs::read_to_string(&file).unwrap();
-        let Some(doc) = struct_doc(&source) else {
-            continue;
-        };
-        let name = file.file_stem().unwrap().to_string_lossy();
-        out.push_str(&format!("\n## {name}\n\n{doc}\n"));
+    for (folder, title) in [
+        ("semantic", "Functions that ask a language model"),
+        ("vector", "Vector functions"),
+    ] {
+        out.push_str(&format!("\n# {title}\n"));
+        let mut files: Vec<_> = std::fs::read_dir(root.join("udfs/src").join(folder))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.file_name().unwrap() != "mod.rs")
+            .collect();
+        files.sort();
+        for file in files {
+            let source = std::fs::read_to_string(&file).unwrap();
+            let Some(doc) = struct_doc(&source) else {
+                continue;
+            };
+            let name = file.file_stem().unwrap().to_string_lossy();
+            out.push_str(&format!("\n## {name}\n\n{doc}\n"));
+        }
     }
     out
 }

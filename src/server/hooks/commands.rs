@@ -63,7 +63,7 @@ fn split_drop(statement: &Statement) -> Vec<Statement> {
     }
 }
 
-fn affected_rows(batches: &[RecordBatch]) -> usize {
+pub(super) fn affected_rows(batches: &[RecordBatch]) -> usize {
     batches
         .iter()
         .filter_map(|batch| batch.column_by_name("count"))

@@ -5,6 +5,7 @@ pub mod commands;
 pub mod settings;
 pub mod show;
 pub mod transactions;
+pub mod vector_insert;
 
 use std::sync::Arc;
 
@@ -28,7 +29,7 @@ pub fn all(runtime: Arc<crate::llm::Runtime>) -> Vec<Arc<dyn QueryHook>> {
         Arc::new(commands::CommandTagHook),
         Arc::new(CursorStatementHook),
         Arc::new(SetShowHook),
-        Arc::new(datafusion_postgres::pgvector::PgVectorInsertHook),
+        Arc::new(vector_insert::VectorInsertHook),
     ]
 }
 

@@ -36,8 +36,10 @@ pub use llm_score::LlmScore;
 
 use crate::lm::{AnswerKind, LmRuntime, LmTask};
 
-/// The names of every function here, aliases included.
-pub const NAMES: [&str; 8] = [
+/// The names of every function that calls a model, aliases included (`embed` lives with the
+/// vector functions).
+pub const NAMES: [&str; 9] = [
+    "embed",
     "llm_agg",
     "llm_rerank",
     "llm_filter",

@@ -1,0 +1,194 @@
+//! `INSERT ... VALUES` into `vector` columns: each value there is read with
+//! `vector_parse(value, n)`, so pgvector's text form (`'[1,2,3]'`), float arrays and
+//! parameters all go in, and a wrong size says which sizes (`expected 3 dimensions, not 2`, as
+//! pgvector) rather than DataFusion's "no valid cast exists".
+//!
+//! The rewrite needs the target table's columns, which only a hook with the session has.
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ParamValues;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::{
+    Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
+    FunctionArguments, Ident, ObjectName, ObjectNamePart, SetExpr, Statement, TableObject, Value,
+};
+use datafusion_postgres::hooks::HookClient;
+use datafusion_postgres::QueryHook;
+use pgwire::api::results::{Response, Tag};
+use pgwire::api::ClientInfo;
+use pgwire::error::{PgWireError, PgWireResult};
+
+use super::commands::affected_rows;
+
+#[derive(Debug)]
+pub struct VectorInsertHook;
+
+/// A vector column's size: `Some(Some(n))` for `vector(n)`, `Some(None)` for `vector`.
+fn vector_size(data_type: &DataType) -> Option<Option<i32>> {
+    match data_type {
+        DataType::FixedSizeList(field, dims) if field.data_type() == &DataType::Float32 => {
+            Some(Some(*dims))
+        }
+        DataType::List(field) if field.data_type() == &DataType::Float32 => Some(None),
+        _ => None,
+    }
+}
+
+/// `vector_parse(value [, n])` in SQL.
+fn parse_call(value: SqlExpr, size: Option<i32>) -> SqlExpr {
+    let mut args = vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(value))];
+    if let Some(size) = size {
+        args.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::value(
+            Value::Number(size.to_string(), false),
+        ))));
+    }
+    SqlExpr::Function(Function {
+        name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new("vector_parse"))]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args,
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
+}
+
+/// Wraps the values bound for vector columns; whether anything changed.
+async fn rewrite_insert(ctx: &SessionContext, statement: &mut Statement) -> bool {
+    let Statement::Insert(insert) = statement else {
+        return false;
+    };
+    let TableObject::TableName(table) = &insert.table else {
+        return false;
+    };
+    let Ok(provider) = ctx.table_provider(table.to_string()).await else {
+        return false;
+    };
+    let schema = provider.schema();
+    let sizes: Vec<Option<Option<i32>>> = if insert.columns.is_empty() {
+        schema
+            .fields()
+            .iter()
+            .map(|field| vector_size(field.data_type()))
+            .collect()
+    } else {
+        insert
+            .columns
+            .iter()
+            .map(|column| {
+                let name = column.to_string();
+                schema
+                    .fields()
+                    .iter()
+                    .find(|field| field.name().eq_ignore_ascii_case(name.trim_matches('"')))
+                    .and_then(|field| vector_size(field.data_type()))
+            })
+            .collect()
+    };
+    if sizes.iter().all(Option::is_none) {
+        return false;
+    }
+    let Some(SetExpr::Values(values)) = insert.source.as_mut().map(|query| query.body.as_mut())
+    else {
+        return false;
+    };
+    let mut changed = false;
+    for row in &mut values.rows {
+        for (value, size) in row.iter_mut().zip(&sizes) {
+            let Some(size) = size else { continue };
+            let original = std::mem::replace(value, SqlExpr::value(Value::Null));
+            *value = parse_call(original, *size);
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// The same rewrite over SQL text (for callers without hooks, such as the in-process test
+/// runner): `None` when the text holds no INSERT into vector columns.
+pub async fn rewrite_sql(ctx: &SessionContext, sql: &str) -> Option<String> {
+    let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+    let mut statements =
+        datafusion::sql::sqlparser::parser::Parser::parse_sql(&dialect, sql).ok()?;
+    let mut changed = false;
+    for statement in &mut statements {
+        changed |= rewrite_insert(ctx, statement).await;
+    }
+    changed.then(|| {
+        statements
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(";\n")
+    })
+}
+
+fn api_error(err: datafusion::error::DataFusionError) -> PgWireError {
+    PgWireError::ApiError(Box::new(err))
+}
+
+#[async_trait]
+impl QueryHook for VectorInsertHook {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        session_context: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        let mut statement = statement.clone();
+        if !rewrite_insert(session_context, &mut statement).await {
+            return None;
+        }
+        let result = async {
+            let frame = session_context
+                .sql(&statement.to_string())
+                .await
+                .map_err(api_error)?;
+            let batches = frame.collect().await.map_err(api_error)?;
+            Ok(Response::Execution(
+                Tag::new("INSERT")
+                    .with_oid(0)
+                    .with_rows(affected_rows(&batches)),
+            ))
+        };
+        Some(result.await)
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        statement: &Statement,
+        session_context: &SessionContext,
+        _client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        let mut statement = statement.clone();
+        if !rewrite_insert(session_context, &mut statement).await {
+            return None;
+        }
+        let plan = session_context
+            .state()
+            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
+                statement,
+            )))
+            .await
+            .map_err(api_error);
+        Some(plan)
+    }
+
+    async fn handle_extended_query(
+        &self,
+        _statement: &Statement,
+        _logical_plan: &LogicalPlan,
+        _params: &ParamValues,
+        _session_context: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        None
+    }
+}
