@@ -77,6 +77,7 @@ impl Engine {
             .with_optimizer_rule(Arc::new(
                 crate::planner::lm_positions::LmCallPositions::new(
                     semsql_udfs::semantic::list_reducers(runtime.clone()),
+                    Some(semsql_udfs::vector::embed_function(runtime.clone())),
                 ),
             ))
             .with_analyzer_rule(Arc::new(crate::planner::vector_syntax::VectorCasts::new()))

@@ -36,11 +36,16 @@ pub struct LmCallPositions {
     /// The LM aggregates' reducers by aggregate name (`llm_agg` → `llm_agg_reduce`, as
     /// registered: they hold the runtime); an LM aggregate without one is refused.
     reducers: Vec<(&'static str, Arc<ScalarUDF>)>,
+    /// `embed`, as registered, for `semsql.join_candidates`.
+    embed: Option<Arc<ScalarUDF>>,
 }
 
 impl LmCallPositions {
-    pub fn new(reducers: Vec<(&'static str, Arc<ScalarUDF>)>) -> Self {
-        Self { reducers }
+    pub fn new(
+        reducers: Vec<(&'static str, Arc<ScalarUDF>)>,
+        embed: Option<Arc<ScalarUDF>>,
+    ) -> Self {
+        Self { reducers, embed }
     }
 
     fn reducer_of(&self, expr: &Expr) -> Option<&Arc<ScalarUDF>> {
@@ -64,9 +69,19 @@ impl OptimizerRule for LmCallPositions {
     fn rewrite(
         &self,
         plan: LogicalPlan,
-        _config: &dyn OptimizerConfig,
+        config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
+        let per_left_row = semsql_udfs::lm::LmSettings::of(&config.options()).join_candidates;
+        let candidates = self
+            .embed
+            .as_ref()
+            .filter(|_| per_left_row > 0)
+            .map(|embed| Candidates {
+                per_left_row,
+                embed,
+            });
         plan.transform_up(|node| match &node {
+            LogicalPlan::Join(_) => lift_join_condition(node, candidates),
             LogicalPlan::Aggregate(aggregate)
                 if aggregate
                     .aggr_expr
@@ -146,7 +161,7 @@ fn rewrite_node(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
                 .iter()
                 .for_each(|e| outermost_async_calls(e, &mut calls));
         }
-        LogicalPlan::Join(_) => return lift_join_condition(plan),
+        LogicalPlan::Join(_) => return lift_join_condition(plan, None),
         other => {
             let mut found = Vec::new();
             other
@@ -345,7 +360,10 @@ impl LmCallPositions {
 
 /// `a JOIN b ON cheap AND llm_filter(...)`: the LM conjuncts become a filter above the join,
 /// which the physical plan evaluates over the join's candidate pairs, many pairs per request.
-fn lift_join_condition(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+fn lift_join_condition(
+    plan: LogicalPlan,
+    candidates: Option<Candidates<'_>>,
+) -> Result<Transformed<LogicalPlan>> {
     let LogicalPlan::Join(mut join) = plan else {
         unreachable!("called for joins only");
     };
@@ -383,9 +401,114 @@ fn lift_join_condition(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
         );
     }
     join.filter = conjunction(rest);
-    let join = LogicalPlan::Join(join);
+    let output = columns_of(&join.schema);
+    let sides = candidates.and_then(|candidates| {
+        embedding_arguments(&lm[0], &join).map(|(left, right)| (candidates, left, right))
+    });
+    let pairs = match sides {
+        Some((candidates, left, right)) => nearest_pairs(join, candidates, left, right)?,
+        None => LogicalPlan::Join(join),
+    };
     let predicate = conjunction(lm).expect("at least one LM conjunct");
-    let filtered = LogicalPlan::Filter(Filter::try_new(predicate, Arc::new(join))?);
+    let filtered = LogicalPlan::Filter(Filter::try_new(predicate, Arc::new(pairs))?);
     // The new filter may itself nest LM calls.
-    Ok(Transformed::yes(rewrite_node(filtered)?.data))
+    let filtered = rewrite_node(filtered)?.data;
+    if filtered.schema().fields().len() == output.len() {
+        return Ok(Transformed::yes(filtered));
+    }
+    // Without the candidate pruning's helper columns.
+    Ok(Transformed::yes(LogicalPlan::Projection(
+        Projection::try_new(output, Arc::new(filtered))?,
+    )))
+}
+
+/// `SET semsql.join_candidates = k`: how many nearest right rows each left row keeps, and the
+/// `embed` function to compare them with.
+#[derive(Clone, Copy)]
+pub struct Candidates<'a> {
+    pub per_left_row: u64,
+    pub embed: &'a Arc<ScalarUDF>,
+}
+
+/// The arguments of the LM call in `condition` to embed for the pre-filter: the first that
+/// reads the left side only, and the first that reads the right side only.
+fn embedding_arguments(
+    condition: &Expr,
+    join: &datafusion::logical_expr::Join,
+) -> Option<(Expr, Expr)> {
+    let mut calls = Vec::new();
+    outermost_async_calls(condition, &mut calls);
+    let Some(Expr::ScalarFunction(call)) = calls.first() else {
+        return None;
+    };
+    let reads_only = |arg: &Expr, side: &LogicalPlan| {
+        let columns = arg.column_refs();
+        !columns.is_empty() && columns.iter().all(|c| side.schema().has_column(c))
+    };
+    let left = call.args.iter().find(|arg| reads_only(arg, &join.left))?;
+    let right = call.args.iter().find(|arg| reads_only(arg, &join.right))?;
+    Some((left.clone(), right.clone()))
+}
+
+/// The join's pairs, only those where the right row is among the left row's `k` nearest by
+/// cosine distance of the two arguments' embeddings: each left row is numbered, both sides'
+/// arguments embedded (one batched `embed` call per side), and the pairs of each left row
+/// ranked by distance. Adds helper columns, which the caller projects away.
+fn nearest_pairs(
+    join: datafusion::logical_expr::Join,
+    candidates: Candidates<'_>,
+    left_arg: Expr,
+    right_arg: Expr,
+) -> Result<LogicalPlan> {
+    use datafusion::functions_window::expr_fn::row_number;
+    use datafusion::logical_expr::{col, lit, ExprFunctionExt, LogicalPlanBuilder};
+
+    let row = format!("{LM_COLUMN_PREFIX}left_row");
+    let left_vector = format!("{LM_COLUMN_PREFIX}left_vector");
+    let right_vector = format!("{LM_COLUMN_PREFIX}right_vector");
+    let rank = format!("{LM_COLUMN_PREFIX}rank");
+    let embed = |arg: Expr| {
+        Expr::ScalarFunction(datafusion::logical_expr::expr::ScalarFunction::new_udf(
+            Arc::clone(candidates.embed),
+            vec![arg],
+        ))
+    };
+    let numbered = LogicalPlanBuilder::from(Arc::unwrap_or_clone(join.left))
+        .window(vec![row_number().alias(row.as_str())])?
+        .build()?;
+    let mut left_columns = columns_of(numbered.schema());
+    left_columns.push(embed(left_arg).alias(left_vector.as_str()));
+    let left = LogicalPlanBuilder::from(numbered)
+        .project(left_columns)?
+        .build()?;
+    let right = Arc::unwrap_or_clone(join.right);
+    let mut right_columns = columns_of(right.schema());
+    right_columns.push(embed(right_arg).alias(right_vector.as_str()));
+    let right = LogicalPlanBuilder::from(right)
+        .project(right_columns)?
+        .build()?;
+    let joined = LogicalPlan::Join(datafusion::logical_expr::Join::try_new(
+        Arc::new(left),
+        Arc::new(right),
+        join.on,
+        join.filter,
+        join.join_type,
+        join.join_constraint,
+        join.null_equality,
+        join.null_aware,
+    )?);
+    let distance = Expr::ScalarFunction(datafusion::logical_expr::expr::ScalarFunction::new_udf(
+        Arc::new(ScalarUDF::new_from_impl(
+            semsql_udfs::vector::CosineDistance::new(),
+        )),
+        vec![col(left_vector.as_str()), col(right_vector.as_str())],
+    ));
+    LogicalPlanBuilder::from(joined)
+        .window(vec![row_number()
+            .partition_by(vec![col(row.as_str())])
+            .order_by(vec![distance.sort(true, true)])
+            .build()?
+            .alias(rank.as_str())])?
+        .filter(col(rank.as_str()).lt_eq(lit(candidates.per_left_row)))?
+        .build()
 }

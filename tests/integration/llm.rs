@@ -979,3 +979,79 @@ async fn lm_predicates_are_gated_and_limits_stop_early() {
         "LIMIT 10 asked {asked} rows; an oracle asks 37"
     );
 }
+
+/// `SET semsql.join_candidates = k`: each left row is asked about with its k nearest right rows
+/// by embedding only, and every other pair is never sent.
+#[tokio::test]
+async fn join_candidates_limit_pairs_to_nearest_by_embedding() {
+    let fake = fake(Behaviour::default()).await;
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    use_model(&client, &fake, "fake", "").await;
+    client
+        .batch_execute(
+            "SET semsql.cache = 'off'; \
+             CREATE TABLE desserts (id INT, body TEXT); CREATE TABLE fruits (name TEXT); \
+             INSERT INTO desserts VALUES (1, 'apple pie'), (2, 'banana bread'), (3, 'cherry tart'), \
+               (4, 'grape jelly'), (5, 'peach cobbler'), (6, 'apple pie'); \
+             INSERT INTO fruits VALUES ('apple'), ('banana'), ('cherry'), ('grape'), ('peach')",
+        )
+        .await
+        .unwrap();
+    // The fake model says yes to every pair (each contains an 'e'), so the result is exactly
+    // the pairs that were asked about.
+    let join = "SELECT d.id, f.name FROM desserts d JOIN fruits f \
+                ON llm_filter('Is {0} made of {1}? ''e''', d.body, f.name) ORDER BY d.id, f.name";
+    let pairs = |rows: Vec<tokio_postgres::Row>| -> Vec<(i32, String)> {
+        rows.iter().map(|row| (row.get(0), row.get(1))).collect()
+    };
+
+    let all = pairs(client.query(join, &[]).await.unwrap());
+    assert_eq!(all.len(), 30);
+    // 25 distinct pairs: the two 'apple pie' rows ask the same questions.
+    assert_eq!(fake.stats().rows, 25);
+
+    fake.reset();
+    client
+        .batch_execute("SET semsql.join_candidates = 1")
+        .await
+        .unwrap();
+    let nearest = pairs(client.query(join, &[]).await.unwrap());
+    let expected: Vec<(i32, String)> = [
+        (1, "apple"),
+        (2, "banana"),
+        (3, "cherry"),
+        (4, "grape"),
+        (5, "peach"),
+        (6, "apple"),
+    ]
+    .iter()
+    .map(|(id, name)| (*id, (*name).to_owned()))
+    .collect();
+    assert_eq!(nearest, expected);
+    let stats = fake.stats();
+    // Five distinct pairs asked, and the ten distinct texts embedded.
+    assert_eq!(stats.rows, 5 + 10, "{stats:?}");
+
+    fake.reset();
+    client
+        .batch_execute("SET semsql.join_candidates = 2")
+        .await
+        .unwrap();
+    let two = pairs(client.query(join, &[]).await.unwrap());
+    assert_eq!(two.len(), 12);
+    assert!(expected.iter().all(|pair| two.contains(pair)));
+    assert!(two.iter().all(|pair| all.contains(pair)));
+
+    let plan: Vec<String> = client
+        .query(&format!("EXPLAIN {join}"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<_, String>(1))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("embed("), "{plan}");
+    assert!(plan.contains("__semsql_lm_rank <= "), "{plan}");
+    server.stop().await;
+}

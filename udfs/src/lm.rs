@@ -160,6 +160,9 @@ pub struct LmSettings {
     pub log_prompts: bool,
     /// How often a running query reports progress, in milliseconds; 0 never.
     pub progress_interval_ms: u64,
+    /// In a semantic join, ask about each left row's this many nearest right rows by
+    /// embedding only; 0 asks about every pair.
+    pub join_candidates: u64,
     /// The running query's usage. Set by the server for each query; shared by every call of
     /// the query (clones share it on purpose: it is the query's accounting, not a setting).
     pub usage: Option<Arc<QueryUsage>>,
@@ -176,6 +179,7 @@ impl Default for LmSettings {
             max_llm_tokens: 0,
             log_prompts: false,
             progress_interval_ms: 5000,
+            join_candidates: 0,
             usage: None,
         }
     }
@@ -183,7 +187,7 @@ impl Default for LmSettings {
 
 impl LmSettings {
     /// Every setting's name, for `SHOW` and error messages.
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 9] = [
         "model",
         "cache",
         "cache_nondeterministic",
@@ -192,6 +196,7 @@ impl LmSettings {
         "max_llm_tokens",
         "log_prompts",
         "progress_interval_ms",
+        "join_candidates",
     ];
 
     /// The settings of a running function call (defaults when the session set none).
@@ -234,6 +239,7 @@ impl LmSettings {
             "max_llm_tokens" => self.max_llm_tokens.to_string(),
             "log_prompts" => on_off(self.log_prompts),
             "progress_interval_ms" => self.progress_interval_ms.to_string(),
+            "join_candidates" => self.join_candidates.to_string(),
             _ => return None,
         })
     }
@@ -279,6 +285,7 @@ impl LmSettings {
             "max_llm_tokens" => self.max_llm_tokens = number()?,
             "log_prompts" => self.log_prompts = boolean()?,
             "progress_interval_ms" => self.progress_interval_ms = number()?,
+            "join_candidates" => self.join_candidates = number()?,
             _ => {
                 return Err(LmError::new(
                     "42704",

@@ -48,7 +48,7 @@ pub const MAX_DIMS: usize = 16_000;
 
 pub fn functions(runtime: Arc<dyn LmRuntime>) -> Vec<Arc<ScalarUDF>> {
     vec![
-        Arc::new(AsyncScalarUDF::new(Arc::new(Embed::new(runtime))).into_scalar_udf()),
+        embed_function(runtime),
         Arc::new(ScalarUDF::new_from_impl(L2Distance::new())),
         Arc::new(ScalarUDF::new_from_impl(CosineDistance::new())),
         Arc::new(ScalarUDF::new_from_impl(InnerProduct::new())),
@@ -58,6 +58,11 @@ pub fn functions(runtime: Arc<dyn LmRuntime>) -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::new_from_impl(L2Normalize::new())),
         Arc::new(ScalarUDF::new_from_impl(VectorParse::new())),
     ]
+}
+
+/// `embed`, holding the runtime (the planner uses it for `semsql.join_candidates`).
+pub fn embed_function(runtime: Arc<dyn LmRuntime>) -> Arc<ScalarUDF> {
+    Arc::new(AsyncScalarUDF::new(Arc::new(Embed::new(runtime))).into_scalar_udf())
 }
 
 /// An error with its SQLSTATE, as pgvector words it.
