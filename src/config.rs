@@ -56,6 +56,9 @@ pub struct LlmFileConfig {
     pub default_model: Option<String>,
     /// The in-memory answer cache's size, in MiB (default 64).
     pub cache_memory_mb: Option<u64>,
+    /// The folder of the local embedding model (default `models/all-MiniLM-L6-v2`, filled by
+    /// `scripts/fetch-models.sh`).
+    pub local_model_dir: Option<PathBuf>,
 }
 
 /// The configuration file's shape; every field is optional.
@@ -241,6 +244,7 @@ fn llm_config(
         models: raw_models,
         default_model: llm.default_model.clone(),
         cache_memory_bytes: llm.cache_memory_mb.unwrap_or(64) << 20,
+        local_model_dir: llm.local_model_dir.clone(),
     })
 }
 

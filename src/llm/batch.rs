@@ -170,6 +170,16 @@ pub fn embedding_key(model: &ModelOptions, text: &str) -> CacheKey {
     Sha256::digest(identity.to_string().as_bytes()).into()
 }
 
+/// The cache key of one embedding by the local model in `folder`.
+pub fn local_embedding_key(folder: &str, text: &str) -> CacheKey {
+    let identity = json!({
+        "format": PROMPT_FORMAT_VERSION,
+        "local_model": folder,
+        "input": text,
+    });
+    Sha256::digest(identity.to_string().as_bytes()).into()
+}
+
 /// What became of one row of a batch.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RowOutcome {

@@ -13,6 +13,7 @@ pub mod activity;
 pub mod batch;
 pub mod cache;
 pub mod client;
+pub mod local_embed;
 pub mod models;
 pub mod scheduler;
 pub mod statements;
@@ -46,6 +47,8 @@ pub struct LlmConfig {
     pub default_model: Option<String>,
     /// The memory tier's size.
     pub cache_memory_bytes: u64,
+    /// Where the local embedding model is (default `models/all-MiniLM-L6-v2`).
+    pub local_model_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for LlmConfig {
@@ -54,6 +57,7 @@ impl Default for LlmConfig {
             models: BTreeMap::new(),
             default_model: None,
             cache_memory_bytes: 64 << 20,
+            local_model_dir: None,
         }
     }
 }
@@ -112,6 +116,9 @@ pub struct Runtime {
     next_query_id: AtomicU64,
     /// Rows being asked about right now, by cache key (see [`Claim`]).
     inflight: Inflight,
+    /// The local embedding model's folder, and the model once loaded.
+    local_dir: std::path::PathBuf,
+    local: tokio::sync::OnceCell<Arc<local_embed::LocalEmbedder>>,
 }
 
 impl std::fmt::Debug for ModelFile {
@@ -161,7 +168,83 @@ impl Runtime {
             activity: Activity::default(),
             next_query_id: AtomicU64::new(1),
             inflight: Inflight::default(),
+            local_dir: local_embed::model_dir(config.local_model_dir.as_deref()),
+            local: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// Embeds `unique` texts with the in-process model: cached like remote embeddings (keyed by
+    /// the model's folder), computed in batches off the async threads.
+    async fn embed_locally(
+        &self,
+        settings: &LmSettings,
+        usage: &QueryUsage,
+        unique: &[String],
+    ) -> Result<Vec<Vec<f32>>> {
+        usage.note_model(local_embed::LOCAL_MODEL);
+        let embedder = self
+            .local
+            .get_or_try_init(|| async {
+                let dir = self.local_dir.clone();
+                tokio::task::spawn_blocking(move || local_embed::LocalEmbedder::load(&dir))
+                    .await
+                    .map_err(|err| LmError::service(format!("loading the local model: {err}")))?
+                    .map(Arc::new)
+            })
+            .await
+            .map_err(LmError::into_datafusion)?
+            .clone();
+        let cacheable = settings.cache != CacheMode::Off;
+        let identity = self.local_dir.display().to_string();
+        let keys: Vec<CacheKey> = unique
+            .iter()
+            .map(|text| batch::local_embedding_key(&identity, text))
+            .collect();
+        let mut vectors: Vec<Option<Vec<f32>>> = vec![None; unique.len()];
+        if cacheable {
+            for (id, cached) in self.cache.get_many(&keys).await.into_iter().enumerate() {
+                if let Some(vector) = cached.and_then(|bytes| decode_vector(&bytes)) {
+                    vectors[id] = Some(vector);
+                    usage.add(|u| &u.cache_hits, 1);
+                }
+            }
+        }
+        let missing: Vec<usize> = (0..unique.len())
+            .filter(|&id| vectors[id].is_none())
+            .collect();
+        if settings.cache == CacheMode::Replay && !missing.is_empty() {
+            return Err(LmError::new(
+                "55000",
+                format!(
+                    "embed: semsql.cache = 'replay' and {} of {} distinct texts have no cached embedding",
+                    missing.len(),
+                    unique.len()
+                ),
+            )
+            .into_datafusion());
+        }
+        for ids in missing.chunks(local_embed::BATCH) {
+            let texts: Vec<String> = ids.iter().map(|&id| unique[id].clone()).collect();
+            let model = Arc::clone(&embedder);
+            let embedded = tokio::task::spawn_blocking(move || model.embed(&texts))
+                .await
+                .map_err(|err| LmError::service(format!("local embedding model: {err}")))
+                .and_then(|result| result)
+                .map_err(LmError::into_datafusion)?;
+            usage.add(|u| &u.rows_sent, ids.len() as u64);
+            if cacheable {
+                let entries = ids
+                    .iter()
+                    .zip(&embedded)
+                    .map(|(&id, vector)| (keys[id], encode_vector(vector)))
+                    .collect();
+                self.cache.put_many(entries).await;
+            }
+            for (&id, vector) in ids.iter().zip(embedded) {
+                vectors[id] = Some(vector);
+            }
+        }
+        Ok(vectors.into_iter().map(|v| v.unwrap_or_default()).collect())
     }
 
     pub fn models(&self) -> Vec<Arc<Model>> {
@@ -823,8 +906,21 @@ impl LmRuntime for Runtime {
         if unique.is_empty() {
             return Ok(vec![None; texts.len()]);
         }
+        // The call's model, else the session's embedding model (the local one by default).
+        let name = model
+            .filter(|name| !name.is_empty())
+            .or(Some(settings.embedding_model.as_str()).filter(|name| !name.is_empty()))
+            .unwrap_or(local_embed::LOCAL_MODEL);
+        if name == local_embed::LOCAL_MODEL && self.model(name).is_none() {
+            let vectors = self.embed_locally(settings, usage, &unique).await?;
+            usage.add(|u| &u.rows_done, texts.len() as u64);
+            return Ok(positions
+                .into_iter()
+                .map(|position| position.map(|id| vectors[id].clone()))
+                .collect());
+        }
         let model = self
-            .resolve(settings, model)
+            .resolve(settings, Some(name))
             .map_err(LmError::into_datafusion)?;
         usage.note_model(&model.name);
         let cacheable = settings.cache != CacheMode::Off;

@@ -990,7 +990,7 @@ async fn join_candidates_limit_pairs_to_nearest_by_embedding() {
     use_model(&client, &fake, "fake", "").await;
     client
         .batch_execute(
-            "SET semsql.cache = 'off'; \
+            "SET semsql.cache = 'off'; SET semsql.embedding_model = 'fake'; \
              CREATE TABLE desserts (id INT, body TEXT); CREATE TABLE fruits (name TEXT); \
              INSERT INTO desserts VALUES (1, 'apple pie'), (2, 'banana bread'), (3, 'cherry tart'), \
                (4, 'grape jelly'), (5, 'peach cobbler'), (6, 'apple pie'); \

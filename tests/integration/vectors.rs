@@ -140,6 +140,7 @@ async fn embed_batches_and_caches_through_the_runtime() {
     client
         .batch_execute(&format!(
             "CREATE MODEL fake WITH (base_url = '{}', model = 'fake-1'); SET semsql.model = 'fake'; \
+             SET semsql.embedding_model = 'fake'; \
              CREATE TABLE docs (id INT, body TEXT); CREATE TABLE vecs (id INT, embedding vector(16))",
             fake.base_url()
         ))
@@ -178,5 +179,59 @@ async fn embed_batches_and_caches_through_the_runtime() {
         .await
         .unwrap_err();
     assert_eq!(sqlstate(&err), "0A000");
+    server.stop().await;
+}
+
+/// The in-process model (fetched by scripts/fetch-models.sh) gives sentence-transformers'
+/// vectors: sentence-transformers' all-MiniLM-L6-v2 scores this pair 0.755.
+#[tokio::test]
+async fn the_local_model_embeds_offline_like_sentence_transformers() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let row = client
+        .query_one(
+            "SELECT 1 - (embed('A man is eating food.') <=> embed('A man is eating a piece of bread.')), \
+                    vector_dims(embed('x')), vector_norm(embed('A man is eating food.'))",
+            &[],
+        )
+        .await
+        .expect("run scripts/fetch-models.sh first: the local embedding model is missing");
+    let similarity: f64 = row.get(0);
+    assert!(
+        (similarity - 0.755).abs() < 0.005,
+        "similarity {similarity}"
+    );
+    assert_eq!(row.get::<_, i32>(1), 384);
+    assert!((row.get::<_, f64>(2) - 1.0).abs() < 1e-5);
+    // Related texts are nearer than unrelated ones, in a batch of different lengths.
+    let nearest: String = client
+        .query_one(
+            "SELECT t FROM (VALUES ('The parcel arrived two weeks late.'), ('Great sound quality.'), \
+               ('I love this blender, it makes smoothies in seconds and is easy to clean.')) AS v(t) \
+             ORDER BY embed(t) <=> embed('late delivery') LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(nearest, "The parcel arrived two weeks late.");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_local_model_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config: semsql::config::FileConfig =
+        toml::from_str("[llm]\nlocal_model_dir = '/nonexistent/semsql-model'\n").unwrap();
+    let server = TestServer::start_in(dir.path(), config).await;
+    let client = server.client().await;
+    let err = client.query("SELECT embed('x')", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "58P01", "{err:?}");
+    assert!(
+        format!("{err:?}").contains("scripts/fetch-models.sh"),
+        "{err:?}"
+    );
+    let one: i32 = client.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
     server.stop().await;
 }

@@ -160,6 +160,9 @@ pub struct LmSettings {
     pub log_prompts: bool,
     /// How often a running query reports progress, in milliseconds; 0 never.
     pub progress_interval_ms: u64,
+    /// The model `embed()` uses when the call names none: `local` (the in-process model) by
+    /// default.
+    pub embedding_model: String,
     /// In a semantic join, ask about each left row's this many nearest right rows by
     /// embedding only; 0 asks about every pair.
     pub join_candidates: u64,
@@ -180,6 +183,7 @@ impl Default for LmSettings {
             log_prompts: false,
             progress_interval_ms: 5000,
             join_candidates: 0,
+            embedding_model: "local".to_owned(),
             usage: None,
         }
     }
@@ -187,7 +191,7 @@ impl Default for LmSettings {
 
 impl LmSettings {
     /// Every setting's name, for `SHOW` and error messages.
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 10] = [
         "model",
         "cache",
         "cache_nondeterministic",
@@ -197,6 +201,7 @@ impl LmSettings {
         "log_prompts",
         "progress_interval_ms",
         "join_candidates",
+        "embedding_model",
     ];
 
     /// The settings of a running function call (defaults when the session set none).
@@ -240,6 +245,7 @@ impl LmSettings {
             "log_prompts" => on_off(self.log_prompts),
             "progress_interval_ms" => self.progress_interval_ms.to_string(),
             "join_candidates" => self.join_candidates.to_string(),
+            "embedding_model" => self.embedding_model.clone(),
             _ => return None,
         })
     }
@@ -286,6 +292,7 @@ impl LmSettings {
             "log_prompts" => self.log_prompts = boolean()?,
             "progress_interval_ms" => self.progress_interval_ms = number()?,
             "join_candidates" => self.join_candidates = number()?,
+            "embedding_model" => self.embedding_model = value.trim().to_owned(),
             _ => {
                 return Err(LmError::new(
                     "42704",

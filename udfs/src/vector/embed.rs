@@ -15,20 +15,24 @@ use super::vector_field;
 use crate::lm::{LmRuntime, LmSettings};
 use crate::semantic::{is_options_type, CallOptions, RuntimeRef};
 
-/// `embed(text [, model]) → vector`: the text's embedding from a model's embeddings endpoint
-/// (`/v1/embeddings` of any OpenAI-compatible server, or the local model).
+/// `embed(text [, model]) → vector`: the text's embedding, by default from the local model
+/// (all-MiniLM-L6-v2, 384 dimensions, run in-process: no service needed), or from any
+/// OpenAI-compatible `/v1/embeddings` endpoint.
 ///
 /// ```sql
 /// SELECT id FROM reviews ORDER BY embedding <=> embed('late delivery') LIMIT 10;
-/// UPDATE reviews SET embedding = embed(body);
-/// SELECT embed(body, 'local') FROM reviews;          -- a model by name
+/// INSERT INTO review_vectors SELECT id, embed(body) FROM reviews;
+/// SELECT embed(body, 'openai') FROM reviews;         -- a model by name
 /// ```
 ///
-/// The model is the session's `semsql.model` unless named (as text or `llm_model('name')`);
-/// its `embedding_model` option names the model at the endpoint. Texts go through the LM
-/// runtime like every LM call: batched many per request, duplicates sent once, cached, counted
-/// in usage and budgets. NULL gives NULL without a request. A call with a constant text
-/// (`embed('late delivery')`) is evaluated once per query, before the scan.
+/// The model is the call's (a name, or `llm_model('name')`), else the session's
+/// `semsql.embedding_model` (`local` unless set). A remote model's `embedding_model` option
+/// names the model at the endpoint. Texts go through the LM runtime like every LM call: batched
+/// many per request, duplicates sent once, cached across restarts, counted in usage and
+/// budgets. NULL gives NULL without a request. A call with a constant text
+/// (`embed('late delivery')`) is evaluated once per query, before the scan. The local model
+/// pads each batch to its longest text, truncates at 256 tokens, averages the token vectors
+/// and normalises to length 1, as sentence-transformers does.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct Embed {
     signature: Signature,
