@@ -17,7 +17,9 @@
 //! - [`llm`]: the LM runtime the semantic functions (crate `semsql-udfs`) call: named models
 //!   over OpenAI-compatible HTTP, batching, dedup, the two-tier cache, rate limits, retries,
 //!   accounting and budgets.
-//! - [`planner`]: optimizer rules for semantic work (cheap predicates before LM calls).
+//! - [`planner`]: optimizer rules for semantic work (cheap predicates before LM calls) and
+//!   pgvector's syntax.
+//! - [`vector`]: vector indexes (the HNSW graph).
 //! - [`fake_llm`]: a fake OpenAI-compatible server (also the `fake-llm` binary) for tests and
 //!   benchmarks.
 
@@ -28,3 +30,4 @@ pub mod fake_llm;
 pub mod llm;
 pub mod planner;
 pub mod server;
+pub mod vector;

@@ -685,6 +685,11 @@ pub struct Handlers {
 }
 
 impl Handlers {
+    /// A session on the server's engine, as a connection to `database` gets, without the wire.
+    pub fn session(&self, database: &str) -> datafusion::prelude::SessionContext {
+        self.query.sessions.engine.session(database)
+    }
+
     pub fn new(engine: Engine, config: &Config) -> Self {
         let hooks = super::hooks::all(engine.runtime().clone());
         let any_session =

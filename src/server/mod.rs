@@ -67,6 +67,11 @@ impl Server {
         })
     }
 
+    /// A session on the server's engine without the wire (benchmarks compare the two paths).
+    pub fn session(&self, database: &str) -> datafusion::prelude::SessionContext {
+        self.handlers.session(database)
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()

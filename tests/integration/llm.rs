@@ -653,7 +653,7 @@ async fn embeddings_are_batched_deduplicated_and_cached() {
     );
     let runtime = Runtime::open(Some(dir.path()), &config).unwrap();
     let settings = LmSettings {
-        model: "emb".into(),
+        embedding_model: "emb".into(),
         ..LmSettings::default()
     };
     let texts = vec![
