@@ -11,16 +11,16 @@
 //!
 //! Run: `cargo bench --bench semantic` (prints a Markdown table for docs/benchmarks.md).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::time::Instant;
 
-use semsql::config::{Config, FileConfig, Overrides};
 use semsql::fake_llm::{Behaviour, FakeLlm};
 use semsql::llm::batch;
 use semsql::llm::client::Client;
 use semsql::llm::models::ModelOptions;
-use semsql::server::Server;
 use semsql_udfs::lm::{AnswerKind, LmTask};
-use tokio_postgres::NoTls;
 
 const LATENCY_MS: u64 = 20;
 
@@ -71,29 +71,8 @@ async fn main() {
     }
     let baseline_filter = started.elapsed().as_secs_f64();
 
-    let data_dir = tempfile::tempdir().expect("temp dir");
-    let config = Config::resolve(
-        FileConfig::default(),
-        Overrides {
-            listen: Some("127.0.0.1:0".into()),
-            data_dir: Some(data_dir.path().to_owned()),
-            ..Overrides::default()
-        },
-    )
-    .expect("config");
-    let server = Server::bind(&config).await.expect("server");
-    let addr = server.local_addr();
-    tokio::spawn(server.run(std::future::pending()));
-    let (db, connection) = tokio_postgres::connect(
-        &format!(
-            "host=127.0.0.1 port={} user=bench dbname=semsql",
-            addr.port()
-        ),
-        NoTls,
-    )
-    .await
-    .expect("connect");
-    tokio::spawn(connection);
+    let server = support::start().await;
+    let db = &server.client;
     db.batch_execute(&format!(
         "CREATE MODEL fake WITH (base_url = '{}', model = 'fake-1'); SET semsql.model = 'fake'; \
          SET semsql.cache = 'off'; SET semsql.progress_interval_ms = 0; \
@@ -117,7 +96,6 @@ async fn main() {
         }
     }
     let measure = |sql: String| {
-        let db = &db;
         let fake = &fake;
         async move {
             fake.reset();

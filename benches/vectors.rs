@@ -14,16 +14,16 @@
 //! Run: `cargo bench --bench vectors` (prints Markdown rows for docs/benchmarks.md). Smaller:
 //! `SEMSQL_BENCH_ROWS=20000 cargo bench --bench vectors`.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::HashSet;
 use std::time::Instant;
 
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int32Type;
-use semsql::config::{Config, FileConfig, Overrides};
-use semsql::server::Server;
 use semsql::vector::hnsw::Hnsw;
 use semsql::vector::Metric;
-use tokio_postgres::NoTls;
 
 const DIMS: usize = 128;
 const CLUSTERS: usize = 100;
@@ -113,30 +113,9 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let data_dir = tempfile::tempdir().expect("temp dir");
-    let config = Config::resolve(
-        FileConfig::default(),
-        Overrides {
-            listen: Some("127.0.0.1:0".into()),
-            data_dir: Some(data_dir.path().to_owned()),
-            ..Overrides::default()
-        },
-    )
-    .expect("config");
-    let server = Server::bind(&config).await.expect("server");
-    let addr = server.local_addr();
-    let session = server.session("semsql");
-    tokio::spawn(server.run(std::future::pending()));
-    let (db, connection) = tokio_postgres::connect(
-        &format!(
-            "host=127.0.0.1 port={} user=bench dbname=semsql",
-            addr.port()
-        ),
-        NoTls,
-    )
-    .await
-    .expect("connect");
-    tokio::spawn(connection);
+    let server = support::start().await;
+    let db = &server.client;
+    let session = &server.session;
 
     let mut graph_rows = Vec::new();
     println!("| data | rows | load | baseline: Rust loop | exact scan, over the wire | exact scan, in-process | recall@10 |");

@@ -173,6 +173,40 @@ impl Runtime {
         })
     }
 
+    /// The cached embeddings of `keys` (when the session caches), and the positions still to
+    /// compute; under `semsql.cache = 'replay'` a miss is an error.
+    async fn cached_embeddings(
+        &self,
+        settings: &LmSettings,
+        usage: &QueryUsage,
+        keys: &[CacheKey],
+    ) -> Result<(Vec<Option<Vec<f32>>>, Vec<usize>)> {
+        let mut vectors: Vec<Option<Vec<f32>>> = vec![None; keys.len()];
+        if settings.cache != CacheMode::Off {
+            for (id, cached) in self.cache.get_many(keys).await.into_iter().enumerate() {
+                if let Some(vector) = cached.and_then(|bytes| decode_vector(&bytes)) {
+                    vectors[id] = Some(vector);
+                    usage.add(|u| &u.cache_hits, 1);
+                }
+            }
+        }
+        let missing: Vec<usize> = (0..keys.len())
+            .filter(|&id| vectors[id].is_none())
+            .collect();
+        if settings.cache == CacheMode::Replay && !missing.is_empty() {
+            return Err(LmError::new(
+                "55000",
+                format!(
+                    "embed: semsql.cache = 'replay' and {} of {} distinct texts have no cached embedding",
+                    missing.len(),
+                    keys.len()
+                ),
+            )
+            .into_datafusion());
+        }
+        Ok((vectors, missing))
+    }
+
     /// Embeds `unique` texts with the in-process model: cached like remote embeddings (keyed by
     /// the model's folder), computed in batches off the async threads.
     async fn embed_locally(
@@ -200,29 +234,7 @@ impl Runtime {
             .iter()
             .map(|text| batch::local_embedding_key(&identity, text))
             .collect();
-        let mut vectors: Vec<Option<Vec<f32>>> = vec![None; unique.len()];
-        if cacheable {
-            for (id, cached) in self.cache.get_many(&keys).await.into_iter().enumerate() {
-                if let Some(vector) = cached.and_then(|bytes| decode_vector(&bytes)) {
-                    vectors[id] = Some(vector);
-                    usage.add(|u| &u.cache_hits, 1);
-                }
-            }
-        }
-        let missing: Vec<usize> = (0..unique.len())
-            .filter(|&id| vectors[id].is_none())
-            .collect();
-        if settings.cache == CacheMode::Replay && !missing.is_empty() {
-            return Err(LmError::new(
-                "55000",
-                format!(
-                    "embed: semsql.cache = 'replay' and {} of {} distinct texts have no cached embedding",
-                    missing.len(),
-                    unique.len()
-                ),
-            )
-            .into_datafusion());
-        }
+        let (mut vectors, missing) = self.cached_embeddings(settings, usage, &keys).await?;
         for ids in missing.chunks(local_embed::BATCH) {
             let texts: Vec<String> = ids.iter().map(|&id| unique[id].clone()).collect();
             let model = Arc::clone(&embedder);
@@ -928,29 +940,7 @@ impl LmRuntime for Runtime {
             .iter()
             .map(|text| batch::embedding_key(&model.options, text))
             .collect();
-        let mut vectors: Vec<Option<Vec<f32>>> = vec![None; unique.len()];
-        if cacheable {
-            for (id, cached) in self.cache.get_many(&keys).await.into_iter().enumerate() {
-                if let Some(vector) = cached.and_then(|bytes| decode_vector(&bytes)) {
-                    vectors[id] = Some(vector);
-                    usage.add(|u| &u.cache_hits, 1);
-                }
-            }
-        }
-        let missing: Vec<usize> = (0..unique.len())
-            .filter(|&id| vectors[id].is_none())
-            .collect();
-        if settings.cache == CacheMode::Replay && !missing.is_empty() {
-            return Err(LmError::new(
-                "55000",
-                format!(
-                    "embed: semsql.cache = 'replay' and {} of {} distinct texts have no cached embedding",
-                    missing.len(),
-                    unique.len()
-                ),
-            )
-            .into_datafusion());
-        }
+        let (mut vectors, missing) = self.cached_embeddings(settings, usage, &keys).await?;
         let model_ref = &model;
         let unique_ref = &unique;
         let keys_ref = &keys;

@@ -106,13 +106,14 @@ async fn evaluate(call: &Expr, state: &dyn Session) -> Result<ScalarValue> {
     let empty = datafusion::common::DFSchema::empty();
     let mut args = Vec::with_capacity(function.args.len());
     let mut arg_fields = Vec::with_capacity(function.args.len());
+    // The arguments read no columns: one row of nothing to evaluate them on.
+    let batch = datafusion::arrow::record_batch::RecordBatch::try_new_with_options(
+        Arc::new(datafusion::arrow::datatypes::Schema::empty()),
+        vec![],
+        &datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(1)),
+    )?;
     for arg in &function.args {
         let physical = state.create_physical_expr(arg.clone(), &empty)?;
-        let batch = datafusion::arrow::record_batch::RecordBatch::try_new_with_options(
-            Arc::new(datafusion::arrow::datatypes::Schema::empty()),
-            vec![],
-            &datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(1)),
-        )?;
         let value = match physical.evaluate(&batch)? {
             ColumnarValue::Scalar(value) => value,
             ColumnarValue::Array(array) => ScalarValue::try_from_array(&array, 0)?,

@@ -68,8 +68,9 @@ impl ExprPlanner for VectorOperators {
     }
 }
 
-/// Whether a cast target is a vector: a list of `real`, as `vector` and `vector(n)` plan to.
-fn vector_size(data_type: &DataType) -> Option<Option<i32>> {
+/// A vector type's size: `Some(Some(n))` for `vector(n)`, `Some(None)` for `vector` (a list of
+/// `real`), `None` for other types.
+pub fn vector_size(data_type: &DataType) -> Option<Option<i32>> {
     match data_type {
         DataType::FixedSizeList(field, dims) if field.data_type() == &DataType::Float32 => {
             Some(Some(*dims))

@@ -6,7 +6,6 @@
 //! The rewrite needs the target table's columns, which only a hook with the session has.
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
@@ -21,20 +20,10 @@ use pgwire::api::ClientInfo;
 use pgwire::error::{PgWireError, PgWireResult};
 
 use super::commands::affected_rows;
+use crate::planner::vector_syntax::vector_size;
 
 #[derive(Debug)]
 pub struct VectorInsertHook;
-
-/// A vector column's size: `Some(Some(n))` for `vector(n)`, `Some(None)` for `vector`.
-fn vector_size(data_type: &DataType) -> Option<Option<i32>> {
-    match data_type {
-        DataType::FixedSizeList(field, dims) if field.data_type() == &DataType::Float32 => {
-            Some(Some(*dims))
-        }
-        DataType::List(field) if field.data_type() == &DataType::Float32 => Some(None),
-        _ => None,
-    }
-}
 
 /// `vector_parse(value [, n])` in SQL.
 fn parse_call(value: SqlExpr, size: Option<i32>) -> SqlExpr {

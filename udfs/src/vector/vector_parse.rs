@@ -60,26 +60,11 @@ pub fn parse_vector(text: &str) -> Result<Vec<f32>> {
             "vector must have at least 1 dimension",
         ));
     }
-    let mut values = Vec::new();
-    for part in inner.split(',') {
-        let value: f32 = part.trim().parse().map_err(|_| syntax())?;
-        if value.is_nan() {
-            return Err(vector_error("22000", "NaN not allowed in vector"));
-        }
-        if value.is_infinite() {
-            return Err(vector_error(
-                "22000",
-                "infinite value not allowed in vector",
-            ));
-        }
-        values.push(value);
-    }
-    if values.len() > MAX_DIMS {
-        return Err(vector_error(
-            "22000",
-            format!("vector cannot have more than {MAX_DIMS} dimensions"),
-        ));
-    }
+    let values = inner
+        .split(',')
+        .map(|part| part.trim().parse::<f32>().map_err(|_| syntax()))
+        .collect::<Result<Vec<f32>>>()?;
+    check_values(&values)?;
     Ok(values)
 }
 
