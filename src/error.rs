@@ -33,6 +33,16 @@ pub enum SemsqlError {
     SchemaNotEmpty(String),
     #[error("too many connections (the limit is {0})")]
     TooManyConnections(usize),
+    #[error("relation \"{0}\" does not exist")]
+    TableNotFound(String),
+    #[error("column \"{column}\" of relation \"{table}\" does not exist")]
+    ColumnNotFound { column: String, table: String },
+    #[error("index \"{0}\" does not exist")]
+    IndexNotFound(String),
+    #[error("column \"{0}\" does not have dimensions: an hnsw index needs a vector(n) column")]
+    NoVectorDimensions(String),
+    #[error("{0}")]
+    InvalidParameter(String),
 }
 
 impl SemsqlError {
@@ -47,6 +57,11 @@ impl SemsqlError {
             SemsqlError::DuplicateTable(_) => "42P07",
             SemsqlError::SchemaNotEmpty(_) => "2BP01",
             SemsqlError::TooManyConnections(_) => "53300",
+            SemsqlError::TableNotFound(_) => "42P01",
+            SemsqlError::ColumnNotFound { .. } => "42703",
+            SemsqlError::IndexNotFound(_) => "42704",
+            SemsqlError::NoVectorDimensions(_) => "42804",
+            SemsqlError::InvalidParameter(_) => "22023",
         }
     }
 

@@ -18,9 +18,10 @@ use datafusion::logical_expr::Expr;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::unparser::expr_to_sql;
 
-use super::storage::{Definition, Manifest, SchemaEntry, Store, TableEntry};
-use super::table::{DurableTable, TableData};
+use super::storage::{Definition, IndexEntry, Manifest, SchemaEntry, Store, TableEntry};
+use super::table::{DurableTable, TableData, TableShared};
 use crate::error::SemsqlError;
+use crate::vector::index::VectorIndex;
 
 /// Schemas that live in memory only and are rebuilt at every start (pg_catalog and the like).
 const SYSTEM_SCHEMAS: &[&str] = &[
@@ -148,6 +149,14 @@ impl CatalogProvider for DurableCatalog {
                 })
                 .map_err(SemsqlError::into_datafusion)?;
             self.store.remove_data_files(&removed);
+            for table in durable.table_names() {
+                if let Some(shared) = durable.managed_table(&table) {
+                    shared
+                        .indexes()
+                        .iter()
+                        .for_each(|index| index.remove_file());
+                }
+            }
         }
         Ok(schemas.remove(name))
     }
@@ -191,11 +200,125 @@ impl DurableSchema {
                 )),
             );
         }
+        for (index_name, index) in &entry.indexes {
+            let Some(table) = tables
+                .get(&index.table)
+                .and_then(|t| t.downcast_ref::<DurableTable>())
+                .map(|t| t.shared().clone())
+            else {
+                tracing::warn!(index = %index_name, table = %index.table, "an index's table is missing; index skipped");
+                continue;
+            };
+            let opened = VectorIndex::open(
+                index_name,
+                index.clone(),
+                &table.schema,
+                &table.committed(),
+                store.index_path(&index.file),
+            )
+            .map_err(SemsqlError::into_datafusion)?;
+            table.attach_index(Arc::new(opened));
+        }
         Ok(DurableSchema {
             name: name.to_owned(),
             store,
             tables: RwLock::new(tables),
         })
+    }
+
+    /// The managed table `name`, if there is one.
+    pub fn managed_table(&self, name: &str) -> Option<Arc<TableShared>> {
+        let tables = self.tables.read().expect("schema lock");
+        let table = tables.get(name)?.downcast_ref::<DurableTable>()?;
+        Some(table.shared().clone())
+    }
+
+    /// `CREATE INDEX`: builds the graph over the committed rows, holding the table's writer
+    /// lock so no commit slips in between, saves it, then records the index. `Ok(false)` when
+    /// `if_not_exists` and an index of that name exists.
+    pub async fn create_index(
+        &self,
+        name: &str,
+        entry: IndexEntry,
+        if_not_exists: bool,
+    ) -> Result<bool, SemsqlError> {
+        let exists = |manifest: &Manifest| {
+            manifest.schemas.get(&self.name).is_some_and(|schema| {
+                schema.indexes.contains_key(name) || schema.tables.contains_key(name)
+            })
+        };
+        if exists(&self.store.manifest()) {
+            if if_not_exists {
+                return Ok(false);
+            }
+            return Err(SemsqlError::DuplicateTable(name.to_owned()));
+        }
+        let table = self
+            .managed_table(&entry.table)
+            .ok_or_else(|| SemsqlError::TableNotFound(entry.table.clone()))?;
+        let _writer = table.writer.clone().lock_owned().await;
+        let data = table.committed();
+        let path = self.store.index_path(&entry.file);
+        let (name_owned, entry_owned, schema) =
+            (name.to_owned(), entry.clone(), table.schema.clone());
+        let index = tokio::task::spawn_blocking(move || {
+            let index = VectorIndex::build(&name_owned, entry_owned, &schema, &data, path)?;
+            index.save_now();
+            Ok::<_, SemsqlError>(index)
+        })
+        .await
+        .map_err(|err| SemsqlError::Storage(format!("index build failed: {err}")))??;
+        let committed = self.store.commit(|manifest| {
+            if exists(manifest) {
+                return Err(SemsqlError::DuplicateTable(name.to_owned()));
+            }
+            manifest
+                .schemas
+                .get_mut(&self.name)
+                .ok_or_else(|| SemsqlError::SchemaNotFound(self.name.clone()))?
+                .indexes
+                .insert(name.to_owned(), entry);
+            Ok(())
+        });
+        if let Err(err) = committed {
+            index.remove_file();
+            return Err(err);
+        }
+        table.attach_index(Arc::new(index));
+        Ok(true)
+    }
+
+    /// `DROP INDEX`: `Ok(false)` when there is no index `name`.
+    pub fn drop_index(&self, name: &str) -> Result<bool, SemsqlError> {
+        let removed = self.store.commit(|manifest| {
+            Ok(manifest
+                .schemas
+                .get_mut(&self.name)
+                .and_then(|schema| schema.indexes.remove(name)))
+        })?;
+        let Some(entry) = removed else {
+            return Ok(false);
+        };
+        match self
+            .managed_table(&entry.table)
+            .and_then(|table| table.detach_index(name))
+        {
+            Some(index) => index.remove_file(),
+            None => {
+                let _ = std::fs::remove_file(self.store.index_path(&entry.file));
+            }
+        }
+        Ok(true)
+    }
+
+    /// The names of the schema's vector indexes, with their definitions.
+    pub fn indexes(&self) -> Vec<(String, IndexEntry)> {
+        self.store
+            .manifest()
+            .schemas
+            .get(&self.name)
+            .map(|schema| schema.indexes.clone().into_iter().collect())
+            .unwrap_or_default()
     }
 
     /// Persists a table DataFusion built in memory and returns its durable replacement.
@@ -322,6 +445,7 @@ impl SchemaProvider for DurableSchema {
                     .get_mut(&self.name)
                     .ok_or_else(|| SemsqlError::SchemaNotFound(self.name.clone()))?;
                 entry.definitions.remove(name);
+                entry.indexes.retain(|_, index| index.table != name);
                 Ok(entry
                     .tables
                     .remove(name)
@@ -330,6 +454,11 @@ impl SchemaProvider for DurableSchema {
             })
             .map_err(SemsqlError::into_datafusion)?;
         self.store.remove_data_files(&removed);
+        if let Some(durable) = table.downcast_ref::<DurableTable>() {
+            for index in durable.shared().indexes() {
+                index.remove_file();
+            }
+        }
         tables.remove(name);
         Ok(Some(table))
     }

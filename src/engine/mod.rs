@@ -88,6 +88,7 @@ impl Engine {
             .with_physical_optimizer_rule(Arc::new(
                 crate::planner::semantic_nodes::SemanticNodes::new(runtime.clone()),
             ))
+            .with_physical_optimizer_rule(Arc::new(crate::planner::vector_index::VectorIndexSearch))
             .build();
         let ctx = SessionContext::new_with_state(state);
         setup_pg_catalog(&ctx, CATALOG, EmptyContextProvider).map_err(|err| *err)?;

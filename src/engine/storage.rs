@@ -23,6 +23,7 @@ use crate::error::SemsqlError;
 
 const MANIFEST: &str = "catalog.json";
 const DATA_DIR: &str = "data";
+const INDEX_DIR: &str = "indexes";
 const MANIFEST_FORMAT: u32 = 1;
 
 pub type StorageResult<T> = Result<T, SemsqlError>;
@@ -55,9 +56,26 @@ pub struct Manifest {
     pub schemas: BTreeMap<String, SchemaEntry>,
 }
 
+/// A vector index, as `CREATE INDEX ... USING hnsw` defined it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    pub table: String,
+    pub column: String,
+    /// pgvector's operator class: `vector_l2_ops`, `vector_cosine_ops` or `vector_ip_ops`.
+    pub operator_class: String,
+    pub m: usize,
+    pub ef_construction: usize,
+    /// The graph's file in `indexes/`. It only saves rebuilding: a missing, damaged or stale
+    /// file is rebuilt from the table.
+    pub file: String,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SchemaEntry {
     pub tables: BTreeMap<String, TableEntry>,
+    /// Vector indexes by name (index names share the schema's namespace with tables).
+    #[serde(default)]
+    pub indexes: BTreeMap<String, IndexEntry>,
     /// Views and external tables, kept as the statements that made them and replayed at start.
     #[serde(default)]
     pub definitions: BTreeMap<String, Definition>,
@@ -82,6 +100,14 @@ impl Manifest {
             })
     }
 
+    fn referenced_index_files(&self) -> BTreeSet<String> {
+        self.schemas
+            .values()
+            .flat_map(|schema| schema.indexes.values())
+            .map(|index| index.file.clone())
+            .collect()
+    }
+
     fn referenced_files(&self) -> BTreeSet<String> {
         self.schemas
             .values()
@@ -102,12 +128,14 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) a data folder, and removes what interrupted writes left behind.
     pub fn open(dir: &Path) -> StorageResult<(Arc<Store>, Manifest)> {
-        fs::create_dir_all(dir.join(DATA_DIR)).map_err(|err| {
-            SemsqlError::Storage(format!(
-                "cannot create data directory {}: {err}",
-                dir.display()
-            ))
-        })?;
+        for sub in [DATA_DIR, INDEX_DIR] {
+            fs::create_dir_all(dir.join(sub)).map_err(|err| {
+                SemsqlError::Storage(format!(
+                    "cannot create data directory {}: {err}",
+                    dir.display()
+                ))
+            })?;
+        }
         let manifest_path = dir.join(MANIFEST);
         let manifest = if manifest_path.exists() {
             let text = fs::read_to_string(&manifest_path)?;
@@ -147,7 +175,21 @@ impl Store {
                 fs::remove_file(entry.path())?;
             }
         }
+        let indexes = manifest.referenced_index_files();
+        for entry in fs::read_dir(self.dir.join(INDEX_DIR))? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !indexes.contains(&name) {
+                tracing::info!(file = %name, "removing an index file no index names");
+                fs::remove_file(entry.path())?;
+            }
+        }
         Ok(())
+    }
+
+    /// Where the graph of the index whose file is `file` is saved.
+    pub fn index_path(&self, file: &str) -> PathBuf {
+        self.dir.join(INDEX_DIR).join(file)
     }
 
     /// A copy of the last committed manifest.

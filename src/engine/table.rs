@@ -25,8 +25,10 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use futures::StreamExt;
 
 use super::storage::Store;
-use super::transaction::{Staged, Transaction};
+use super::transaction::{RowChange, Staged, Transaction};
 use crate::error::SemsqlError;
+use crate::planner::vector_index::IndexedScanExec;
+use crate::vector::index::VectorIndex;
 
 /// A committed state of a table.
 #[derive(Debug, Clone, Default)]
@@ -45,8 +47,9 @@ pub struct TableShared {
     pub store: Arc<Store>,
     pub defaults: HashMap<String, Expr>,
     committed: RwLock<TableData>,
-    /// Held while a change to this table is being committed.
+    /// Held while a change to this table is being committed (and while an index is built).
     pub writer: Arc<tokio::sync::Mutex<()>>,
+    indexes: RwLock<Vec<Arc<VectorIndex>>>,
 }
 
 impl TableShared {
@@ -64,6 +67,22 @@ impl TableShared {
 
     pub fn publish(&self, data: TableData) {
         *self.committed.write().expect("table lock") = data;
+    }
+
+    /// The table's vector indexes.
+    pub fn indexes(&self) -> Vec<Arc<VectorIndex>> {
+        self.indexes.read().expect("table lock").clone()
+    }
+
+    pub fn attach_index(&self, index: Arc<VectorIndex>) {
+        self.indexes.write().expect("table lock").push(index);
+    }
+
+    /// Removes the index `name`, returning it.
+    pub fn detach_index(&self, name: &str) -> Option<Arc<VectorIndex>> {
+        let mut indexes = self.indexes.write().expect("table lock");
+        let position = indexes.iter().position(|index| index.name() == name)?;
+        Some(indexes.remove(position))
     }
 }
 
@@ -91,6 +110,7 @@ impl DurableTable {
                 defaults,
                 committed: RwLock::new(data),
                 writer: Arc::new(tokio::sync::Mutex::new(())),
+                indexes: RwLock::new(Vec::new()),
             }),
         }
     }
@@ -153,6 +173,8 @@ impl TableProvider for DurableTable {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let staged = session_transaction(state)?.staged_batches(&self.shared.key());
+        // An index covers committed rows only: a transaction with its own changes scans.
+        let indexed = staged.is_none() && !self.shared.indexes().is_empty();
         let batches = staged.unwrap_or_else(|| self.shared.committed().batches);
         let partitions = split_into_partitions(batches, state.config().target_partitions());
         let exec = MemorySourceConfig::try_new_exec(
@@ -160,6 +182,13 @@ impl TableProvider for DurableTable {
             self.shared.schema.clone(),
             projection.cloned(),
         )?;
+        if indexed {
+            return Ok(Arc::new(IndexedScanExec::new(
+                exec,
+                self.shared.clone(),
+                projection.cloned(),
+            )));
+        }
         Ok(exec)
     }
 
@@ -310,6 +339,7 @@ impl DataSink for WriteSink {
                     .write(&self.table, move |staged| {
                         staged.batches.extend(batches.iter().cloned());
                         staged.appended.extend(batches);
+                        staged.changes.push(RowChange::Appended(rows));
                         Ok(rows as u64)
                     })
                     .await
@@ -380,9 +410,11 @@ fn selected_rows(
 fn delete_rows(staged: &mut Staged, filter: Option<&Arc<dyn PhysicalExpr>>) -> Result<u64> {
     let mut deleted = 0u64;
     let mut kept = Vec::with_capacity(staged.batches.len());
+    let mut removed = Vec::new();
     for batch in &staged.batches {
         let selected = selected_rows(filter, batch)?;
         deleted += selected.true_count() as u64;
+        removed.extend(selected.values().iter());
         let keep = datafusion::arrow::compute::not(&selected)?;
         let remaining = filter_record_batch(batch, &keep)?;
         if remaining.num_rows() > 0 {
@@ -393,6 +425,7 @@ fn delete_rows(staged: &mut Staged, filter: Option<&Arc<dyn PhysicalExpr>>) -> R
         staged.batches = kept;
         staged.appended.clear();
         staged.rewritten = true;
+        staged.changes.push(RowChange::Removed(removed));
     }
     Ok(deleted)
 }
@@ -405,8 +438,10 @@ fn update_rows(
 ) -> Result<u64> {
     let mut updated = 0u64;
     let mut rewritten = Vec::with_capacity(staged.batches.len());
+    let mut changed = Vec::new();
     for batch in &staged.batches {
         let selected = selected_rows(filter, batch)?;
+        changed.extend(selected.values().iter());
         let count = selected.true_count();
         if count == 0 {
             rewritten.push(batch.clone());
@@ -436,6 +471,10 @@ fn update_rows(
         staged.batches = rewritten;
         staged.appended.clear();
         staged.rewritten = true;
+        staged.changes.push(RowChange::Changed {
+            rows: changed,
+            columns: assignments.iter().map(|(index, _)| *index).collect(),
+        });
     }
     Ok(updated)
 }

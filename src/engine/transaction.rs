@@ -29,6 +29,22 @@ pub struct Staged {
     pub appended: Vec<RecordBatch>,
     /// Whether rows of the base were deleted or changed (the whole table is rewritten).
     pub rewritten: bool,
+    /// What happened to the rows, in order, so that indexes can follow without a rebuild.
+    pub changes: Vec<RowChange>,
+}
+
+/// One statement's effect on a table's rows, by position in scan order.
+#[derive(Debug, Clone)]
+pub enum RowChange {
+    /// Rows added at the end.
+    Appended(usize),
+    /// Rows removed: one flag per row before the change.
+    Removed(Vec<bool>),
+    /// Rows whose `columns` were assigned: one flag per row.
+    Changed {
+        rows: Vec<bool>,
+        columns: Vec<usize>,
+    },
 }
 
 impl Staged {
@@ -39,6 +55,7 @@ impl Staged {
             batches: data.batches.clone(),
             appended: Vec::new(),
             rewritten: false,
+            changes: Vec::new(),
         }
     }
 }
@@ -150,6 +167,7 @@ async fn commit_blocking(staged: Vec<Staged>) -> Result<()> {
 fn commit_now(staged: Vec<Staged>) -> Result<(), SemsqlError> {
     struct Planned {
         staged: Staged,
+        from_version: u64,
         batches: Vec<RecordBatch>,
         files: Vec<String>,
         written: Option<String>,
@@ -196,6 +214,7 @@ fn commit_now(staged: Vec<Staged>) -> Result<(), SemsqlError> {
         };
         files.extend(written.iter().cloned());
         planned.push(Planned {
+            from_version: current.version,
             staged: s,
             batches,
             files,
@@ -222,11 +241,17 @@ fn commit_now(staged: Vec<Staged>) -> Result<(), SemsqlError> {
         }
     };
     for (p, version) in planned.into_iter().zip(versions) {
-        p.staged.table.publish(TableData {
+        let data = TableData {
             version,
             batches: p.batches,
             files: p.files,
-        });
+        };
+        // Indexes follow before the rows are published, so that a statement that sees the new
+        // rows finds its indexes caught up.
+        for index in p.staged.table.indexes() {
+            index.follow(p.from_version, &p.staged.changes, &data);
+        }
+        p.staged.table.publish(data);
         store.remove_data_files(&p.replaced);
     }
     Ok(())

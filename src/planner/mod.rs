@@ -14,6 +14,8 @@
 
 //! - `vector_syntax`: pgvector's distance operators and casts to `vector`.
 
+//! - `vector_index`: `ORDER BY distance LIMIT k` searches an HNSW index instead of every row.
+
 use std::sync::Arc;
 
 use datafusion::physical_plan::ExecutionPlan;
@@ -23,6 +25,7 @@ pub mod constant_calls;
 pub mod lm_positions;
 pub mod semantic_exec;
 pub mod semantic_nodes;
+pub mod vector_index;
 pub mod vector_syntax;
 
 /// Whether `plan` passes every row on unchanged, with the same columns (maybe regrouped into

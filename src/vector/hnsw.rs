@@ -90,6 +90,16 @@ pub struct Hnsw {
 
 const EMPTY: u32 = u32::MAX;
 
+/// The first `len` bytes of `bytes`, advancing it past them.
+fn take<'a>(bytes: &mut &'a [u8], len: usize) -> Option<&'a [u8]> {
+    if bytes.len() < len {
+        return None;
+    }
+    let (head, rest) = bytes.split_at(len);
+    *bytes = rest;
+    Some(head)
+}
+
 impl Hnsw {
     pub fn new(dims: usize, metric: Metric, m: usize, ef_construction: usize) -> Self {
         let m = m.clamp(2, 100);
@@ -369,6 +379,105 @@ impl Hnsw {
         results.into_sorted_vec()
     }
 
+    /// How many nodes are marked deleted.
+    pub fn deleted_count(&self) -> usize {
+        self.deleted.iter().filter(|&&d| d).count()
+    }
+
+    /// Appends the graph's bytes (little-endian) to `out`; [`Hnsw::decode`] reads them back.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let metric: u8 = match self.metric {
+            Metric::L2 => 0,
+            Metric::Cosine => 1,
+            Metric::InnerProduct => 2,
+        };
+        for value in [
+            self.dims as u64,
+            self.m as u64,
+            self.ef_construction as u64,
+            self.levels.len() as u64,
+            self.max_level as u64,
+            self.entry.map_or(u64::MAX, u64::from),
+            self.seed,
+        ] {
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+        out.push(metric);
+        out.extend(self.vectors.iter().flat_map(|v| v.to_le_bytes()));
+        out.extend_from_slice(&self.levels);
+        out.extend(self.deleted.iter().map(|&d| d as u8));
+        out.extend(self.layer0.iter().flat_map(|n| n.to_le_bytes()));
+        for layers in &self.upper {
+            for list in layers {
+                out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+                out.extend(list.iter().flat_map(|n| n.to_le_bytes()));
+            }
+        }
+    }
+
+    /// Reads a graph written by [`Hnsw::encode`] from the front of `bytes`, advancing it; `None`
+    /// when the bytes do not hold a consistent graph.
+    pub fn decode(bytes: &mut &[u8]) -> Option<Hnsw> {
+        let mut header = [0u64; 7];
+        for value in header.iter_mut() {
+            *value = u64::from_le_bytes(take(bytes, 8)?.try_into().ok()?);
+        }
+        let [dims, m, ef_construction, nodes, max_level, entry, seed] = header;
+        let (dims, m, nodes) = (dims as usize, m as usize, nodes as usize);
+        if dims == 0 || !(2..=100).contains(&m) || nodes > u32::MAX as usize {
+            return None;
+        }
+        let metric = match take(bytes, 1)?[0] {
+            0 => Metric::L2,
+            1 => Metric::Cosine,
+            2 => Metric::InnerProduct,
+            _ => return None,
+        };
+        let vectors = take(bytes, nodes.checked_mul(dims)?.checked_mul(4)?)?
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect();
+        let levels = take(bytes, nodes)?.to_vec();
+        let deleted = take(bytes, nodes)?.iter().map(|&d| d != 0).collect();
+        let read_nodes = |raw: &[u8]| -> Vec<u32> {
+            raw.chunks_exact(4)
+                .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+                .collect()
+        };
+        let layer0 = read_nodes(take(bytes, nodes.checked_mul(2 * m)?.checked_mul(4)?)?);
+        let mut upper = Vec::with_capacity(nodes);
+        for &level in &levels {
+            let mut layers = Vec::with_capacity(level as usize);
+            for _ in 0..level {
+                let len = u32::from_le_bytes(take(bytes, 4)?.try_into().ok()?) as usize;
+                layers.push(read_nodes(take(bytes, len.checked_mul(4)?)?));
+            }
+            upper.push(layers);
+        }
+        let entry = (entry != u64::MAX).then_some(entry as u32);
+        let in_range = |n: &u32| *n == EMPTY || (*n as usize) < nodes;
+        let consistent = entry.is_none_or(|e| (e as usize) < nodes)
+            && (nodes == 0) == entry.is_none()
+            && layer0.iter().all(in_range)
+            && upper.iter().flatten().flatten().all(in_range)
+            && levels.iter().all(|&l| (l as u64) <= max_level);
+        consistent.then_some(Hnsw {
+            dims,
+            metric,
+            m,
+            ef_construction: ef_construction as usize,
+            vectors,
+            levels,
+            layer0,
+            upper,
+            deleted,
+            entry,
+            max_level: max_level as usize,
+            seed,
+            visited: Visited::default(),
+        })
+    }
+
     /// Marks a node deleted: it still routes searches but is never returned.
     pub fn delete(&mut self, node: u32) {
         if let Some(flag) = self.deleted.get_mut(node as usize) {
@@ -506,5 +615,25 @@ mod tests {
         let found = index.search(&data[0], 3, 32, |_| true);
         assert!(found.iter().all(|(n, _)| *n != 0));
         assert_eq!(found.len(), 3);
+    }
+
+    #[test]
+    fn a_graph_survives_encoding_and_damage_is_refused() {
+        let data = points(500, 8, 7);
+        let mut index = Hnsw::new(8, Metric::Cosine, 8, 32);
+        for v in &data {
+            index.insert(v);
+        }
+        index.delete(3);
+        let mut bytes = Vec::new();
+        index.encode(&mut bytes);
+        let decoded = Hnsw::decode(&mut bytes.as_slice()).expect("decodes");
+        let query = &data[10];
+        assert_eq!(
+            decoded.search(query, 5, 40, |_| true),
+            index.search(query, 5, 40, |_| true)
+        );
+        assert_eq!(decoded.deleted_count(), 1);
+        assert!(Hnsw::decode(&mut &bytes[..bytes.len() - 3]).is_none());
     }
 }

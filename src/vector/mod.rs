@@ -1,6 +1,7 @@
 //! Vector indexes: the HNSW graph and the distance it is built for.
 
 pub mod hnsw;
+pub mod index;
 
 use semsql_udfs::vector::{dot, l2_squared};
 

@@ -166,6 +166,8 @@ pub struct LmSettings {
     /// In a semantic join, ask about each left row's this many nearest right rows by
     /// embedding only; 0 asks about every pair.
     pub join_candidates: u64,
+    /// `hnsw.ef_search` (pgvector's name): the beam width of an HNSW index search, 1 to 1000.
+    pub hnsw_ef_search: u64,
     /// The running query's usage. Set by the server for each query; shared by every call of
     /// the query (clones share it on purpose: it is the query's accounting, not a setting).
     pub usage: Option<Arc<QueryUsage>>,
@@ -183,6 +185,7 @@ impl Default for LmSettings {
             log_prompts: false,
             progress_interval_ms: 5000,
             join_candidates: 0,
+            hnsw_ef_search: 40,
             embedding_model: "local".to_owned(),
             usage: None,
         }
@@ -191,7 +194,7 @@ impl Default for LmSettings {
 
 impl LmSettings {
     /// Every setting's name, for `SHOW` and error messages.
-    pub const NAMES: [&'static str; 10] = [
+    pub const NAMES: [&'static str; 11] = [
         "model",
         "cache",
         "cache_nondeterministic",
@@ -202,7 +205,17 @@ impl LmSettings {
         "progress_interval_ms",
         "join_candidates",
         "embedding_model",
+        "hnsw.ef_search",
     ];
+
+    /// A setting's full name: ours carry `semsql.`, pgvector's keep theirs (`hnsw.ef_search`).
+    pub fn qualified(name: &str) -> String {
+        if name.starts_with("hnsw.") {
+            name.to_owned()
+        } else {
+            format!("semsql.{name}")
+        }
+    }
 
     /// The settings of a running function call (defaults when the session set none).
     pub fn of(options: &datafusion::config::ConfigOptions) -> LmSettings {
@@ -246,6 +259,7 @@ impl LmSettings {
             "progress_interval_ms" => self.progress_interval_ms.to_string(),
             "join_candidates" => self.join_candidates.to_string(),
             "embedding_model" => self.embedding_model.clone(),
+            "hnsw.ef_search" => self.hnsw_ef_search.to_string(),
             _ => return None,
         })
     }
@@ -255,7 +269,10 @@ impl LmSettings {
         let invalid = |expected: &str| {
             LmError::new(
                 "22023",
-                format!("invalid value for parameter \"semsql.{name}\": \"{value}\" (expected {expected})"),
+                format!(
+                    "invalid value for parameter \"{}\": \"{value}\" (expected {expected})",
+                    Self::qualified(name)
+                ),
             )
         };
         let lowered = value.trim().to_ascii_lowercase();
@@ -293,12 +310,17 @@ impl LmSettings {
             "progress_interval_ms" => self.progress_interval_ms = number()?,
             "join_candidates" => self.join_candidates = number()?,
             "embedding_model" => self.embedding_model = value.trim().to_owned(),
+            "hnsw.ef_search" => match number()? {
+                width @ 1..=1000 => self.hnsw_ef_search = width,
+                _ => return Err(invalid("a whole number from 1 to 1000")),
+            },
             _ => {
                 return Err(LmError::new(
                     "42704",
                     format!(
-                        "unrecognized configuration parameter \"semsql.{name}\" (known: {})",
-                        Self::NAMES.map(|n| format!("semsql.{n}")).join(", ")
+                        "unrecognized configuration parameter \"{}\" (known: {})",
+                        Self::qualified(name),
+                        Self::NAMES.map(Self::qualified).join(", ")
                     ),
                 ))
             }
@@ -333,7 +355,7 @@ impl ExtensionOptions for LmSettings {
         Self::NAMES
             .iter()
             .map(|name| ConfigEntry {
-                key: format!("semsql.{name}"),
+                key: Self::qualified(name),
                 value: self.get(name),
                 description: "",
             })

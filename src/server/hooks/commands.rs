@@ -136,8 +136,10 @@ impl QueryHook for CommandTagHook {
     ) -> Option<PgWireResult<Response>> {
         tag_of(statement)?;
         let result = async {
-            let batches = run_sql(session_context, statement).await?;
-            finish(session_context, statement, &batches).await
+            let mut statement = statement.clone();
+            super::vector_insert::rewrite_vector_values(session_context, &mut statement).await;
+            let batches = run_sql(session_context, &statement).await?;
+            finish(session_context, &statement, &batches).await
         };
         Some(result.await)
     }

@@ -2,6 +2,7 @@
 //! ("not mine") so the next hook, and finally DataFusion, gets it.
 
 pub mod commands;
+pub mod indexes;
 pub mod settings;
 pub mod show;
 pub mod transactions;
@@ -26,6 +27,7 @@ pub fn all(runtime: Arc<crate::llm::Runtime>) -> Vec<Arc<dyn QueryHook>> {
         Arc::new(transactions::TransactionHook),
         Arc::new(settings::LmSettingsHook { runtime }),
         Arc::new(show::ServerVersionHook),
+        Arc::new(indexes::IndexHook),
         Arc::new(commands::CommandTagHook),
         Arc::new(CursorStatementHook),
         Arc::new(SetShowHook),

@@ -33,9 +33,13 @@ enum Action {
     Show(String),
 }
 
-/// The setting's name without `semsql.`, if the name is one of ours.
+/// The setting's name without `semsql.`, if the name is one of ours; pgvector's `hnsw.*`
+/// settings keep their whole name.
 fn ours(name: &str) -> Option<String> {
     let lower = name.to_ascii_lowercase();
+    if lower.starts_with("hnsw.") {
+        return Some(lower);
+    }
     lower.strip_prefix("semsql.").map(str::to_owned)
 }
 
@@ -102,7 +106,10 @@ impl LmSettingsHook {
                         let default = defaults.get(&name).ok_or_else(|| {
                             lm_user_error(LmError::new(
                                 "42704",
-                                format!("unrecognized configuration parameter \"semsql.{name}\""),
+                                format!(
+                                    "unrecognized configuration parameter \"{}\"",
+                                    LmSettings::qualified(&name)
+                                ),
                             ))
                         })?;
                         settings.set_value(&name, &default).map_err(lm_user_error)?;
@@ -120,7 +127,10 @@ impl LmSettingsHook {
                 let value = settings.get(&name).ok_or_else(|| {
                     lm_user_error(LmError::new(
                         "42704",
-                        format!("unrecognized configuration parameter \"semsql.{name}\""),
+                        format!(
+                            "unrecognized configuration parameter \"{}\"",
+                            LmSettings::qualified(&name)
+                        ),
                     ))
                 })?;
                 let value = if name == "model" && value.is_empty() {
@@ -128,7 +138,7 @@ impl LmSettingsHook {
                 } else {
                     value
                 };
-                single_text_row(&format!("semsql.{name}"), &value)
+                single_text_row(&LmSettings::qualified(&name), &value)
             }
         }
     }
@@ -168,7 +178,7 @@ impl QueryHook for LmSettingsHook {
     ) -> Option<PgWireResult<LogicalPlan>> {
         match action(statement)? {
             Action::Show(name) => Some(placeholder_plan(Schema::new(vec![Field::new(
-                format!("semsql.{name}"),
+                LmSettings::qualified(&name),
                 DataType::Utf8,
                 false,
             )]))),

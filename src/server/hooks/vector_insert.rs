@@ -1,4 +1,5 @@
-//! `INSERT ... VALUES` into `vector` columns: each value there is read with
+//! `INSERT ... VALUES` into `vector` columns and `UPDATE ... SET col = value` of them: each value
+//! there is read with
 //! `vector_parse(value, n)`, so pgvector's text form (`'[1,2,3]'`), float arrays and
 //! parameters all go in, and a wrong size says which sizes (`expected 3 dimensions, not 2`, as
 //! pgvector) rather than DataFusion's "no valid cast exists".
@@ -10,8 +11,9 @@ use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{
-    Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
-    FunctionArguments, Ident, ObjectName, ObjectNamePart, SetExpr, Statement, TableObject, Value,
+    AssignmentTarget, Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArgumentList, FunctionArguments, Ident, ObjectName, ObjectNamePart, SetExpr,
+    Statement, TableFactor, TableObject, Value,
 };
 use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::QueryHook;
@@ -49,7 +51,47 @@ fn parse_call(value: SqlExpr, size: Option<i32>) -> SqlExpr {
     })
 }
 
-/// Wraps the values bound for vector columns; whether anything changed.
+/// Wraps the values an INSERT or UPDATE binds to vector columns; whether anything changed.
+pub async fn rewrite_vector_values(ctx: &SessionContext, statement: &mut Statement) -> bool {
+    match statement {
+        Statement::Update(_) => rewrite_update(ctx, statement).await,
+        _ => rewrite_insert(ctx, statement).await,
+    }
+}
+
+async fn rewrite_update(ctx: &SessionContext, statement: &mut Statement) -> bool {
+    let Statement::Update(update) = statement else {
+        return false;
+    };
+    let TableFactor::Table { name, .. } = &update.table.relation else {
+        return false;
+    };
+    let Ok(provider) = ctx.table_provider(name.to_string()).await else {
+        return false;
+    };
+    let schema = provider.schema();
+    let mut changed = false;
+    for assignment in &mut update.assignments {
+        let AssignmentTarget::ColumnName(column) = &assignment.target else {
+            continue;
+        };
+        let Some(column) = column.0.last().and_then(|part| part.as_ident()) else {
+            continue;
+        };
+        let size = schema
+            .fields()
+            .iter()
+            .find(|field| field.name().eq_ignore_ascii_case(&column.value))
+            .and_then(|field| vector_size(field.data_type()));
+        if let Some(size) = size {
+            let original = std::mem::replace(&mut assignment.value, SqlExpr::value(Value::Null));
+            assignment.value = parse_call(original, size);
+            changed = true;
+        }
+    }
+    changed
+}
+
 async fn rewrite_insert(ctx: &SessionContext, statement: &mut Statement) -> bool {
     let Statement::Insert(insert) = statement else {
         return false;
@@ -108,7 +150,7 @@ pub async fn rewrite_sql(ctx: &SessionContext, sql: &str) -> Option<String> {
         datafusion::sql::sqlparser::parser::Parser::parse_sql(&dialect, sql).ok()?;
     let mut changed = false;
     for statement in &mut statements {
-        changed |= rewrite_insert(ctx, statement).await;
+        changed |= rewrite_vector_values(ctx, statement).await;
     }
     changed.then(|| {
         statements
@@ -157,7 +199,7 @@ impl QueryHook for VectorInsertHook {
         _client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
         let mut statement = statement.clone();
-        if !rewrite_insert(session_context, &mut statement).await {
+        if !rewrite_vector_values(session_context, &mut statement).await {
             return None;
         }
         let plan = session_context

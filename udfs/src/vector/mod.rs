@@ -65,6 +65,15 @@ pub fn embed_function(runtime: Arc<dyn LmRuntime>) -> Arc<ScalarUDF> {
     Arc::new(AsyncScalarUDF::new(Arc::new(Embed::new(runtime))).into_scalar_udf())
 }
 
+/// A constant's vector (`'[1,2,3]'`, a float array or a `vector`), `None` for NULL: how an
+/// index search reads the query vector of `ORDER BY col <-> constant`.
+pub fn constant_vector(value: &datafusion::common::ScalarValue) -> Result<Option<Vec<f32>>> {
+    match Vectors::of(&ColumnarValue::Scalar(value.clone()))? {
+        Vectors::Constant(vector) => Ok(vector),
+        _ => unreachable!("a scalar reads as a constant"),
+    }
+}
+
 /// An error with its SQLSTATE, as pgvector words it.
 pub(crate) fn vector_error(sqlstate: &'static str, message: impl Into<String>) -> DataFusionError {
     DataFusionError::External(Box::new(LmError::new(sqlstate, message)))
