@@ -12,8 +12,8 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{
     AssignmentTarget, Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArgumentList, FunctionArguments, Ident, ObjectName, ObjectNamePart, SetExpr,
-    Statement, TableFactor, TableObject, Value,
+    FunctionArgumentList, FunctionArguments, Ident, ObjectName, ObjectNamePart, SetExpr, Statement,
+    TableFactor, TableObject, Value,
 };
 use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::QueryHook;
