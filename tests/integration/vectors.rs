@@ -4,7 +4,7 @@
 use std::error::Error;
 
 use semsql::fake_llm::{Behaviour, FakeLlm};
-use tokio_postgres::types::{FromSql, Type};
+use tokio_postgres::types::{FromSql, ToSql, Type};
 
 use crate::support::{sqlstate, TestServer};
 
@@ -422,6 +422,35 @@ async fn hnsw_indexes_from_sql_follow_writes_and_restarts() {
     assert!(!after_delete.contains(&7) && !after_delete.contains(&5000));
     assert!(after_delete.iter().all(|id| *id >= 5));
 
+    // A bound parameter is a constant too: text, or an array cast to vector.
+    client
+        .batch_execute("SET hnsw.iterative_scan = strict_order")
+        .await
+        .unwrap();
+    let literal = nearest_ids(&client, &top(&queries[4])).await;
+    let by_parameter = |sql: &'static str, value: Box<dyn ToSql + Sync + Send>| {
+        let client = &client;
+        async move {
+            let rows = client.query(sql, &[value.as_ref()]).await.unwrap();
+            rows.iter().map(|row| row.get(0)).collect::<Vec<i32>>()
+        }
+    };
+    let text = Box::new(vector_text(&queries[4]));
+    let by_text = by_parameter("SELECT id FROM docs ORDER BY e <=> $1 LIMIT 10", text).await;
+    assert_eq!(by_text, literal);
+    let array = Box::new(queries[4].clone());
+    let sql = "SELECT id FROM docs ORDER BY e <=> $1::vector(16) LIMIT 10";
+    assert_eq!(by_parameter(sql, array).await, literal);
+    let explained: Vec<String> = client
+        .query(
+            "EXPLAIN SELECT id FROM docs ORDER BY e <=> $1 LIMIT 10",
+            &[&vector_text(&queries[4])],
+        )
+        .await
+        .map(|rows| rows.iter().map(|row| row.get(1)).collect())
+        .unwrap_or_default();
+    eprintln!("EXPLAIN with a parameter: {explained:?}");
+
     // Inside a transaction with its own changes, the scan (not the index) sees them.
     client.batch_execute("BEGIN").await.unwrap();
     client
@@ -442,6 +471,8 @@ async fn hnsw_indexes_from_sql_follow_writes_and_restarts() {
         .contains("ef_search=200"));
     let refused = [
         ("SET hnsw.ef_search = 0", "22023"),
+        ("SET hnsw.iterative_scan = sideways", "22023"),
+        ("SET hnsw.nothing = 1", "42704"),
         ("CREATE INDEX ON docs (id)", "0A000"),
         (
             "CREATE INDEX ON docs USING ivfflat (e vector_l2_ops)",

@@ -168,6 +168,9 @@ pub struct LmSettings {
     pub join_candidates: u64,
     /// `hnsw.ef_search` (pgvector's name): the beam width of an HNSW index search, 1 to 1000.
     pub hnsw_ef_search: u64,
+    /// `hnsw.iterative_scan`: accepted for pgvector scripts (`off`, `relaxed_order`,
+    /// `strict_order`) and shown back; searches always widen in strict order.
+    pub hnsw_iterative_scan: String,
     /// The running query's usage. Set by the server for each query; shared by every call of
     /// the query (clones share it on purpose: it is the query's accounting, not a setting).
     pub usage: Option<Arc<QueryUsage>>,
@@ -186,6 +189,7 @@ impl Default for LmSettings {
             progress_interval_ms: 5000,
             join_candidates: 0,
             hnsw_ef_search: 40,
+            hnsw_iterative_scan: "off".to_owned(),
             embedding_model: "local".to_owned(),
             usage: None,
         }
@@ -194,7 +198,7 @@ impl Default for LmSettings {
 
 impl LmSettings {
     /// Every setting's name, for `SHOW` and error messages.
-    pub const NAMES: [&'static str; 11] = [
+    pub const NAMES: [&'static str; 12] = [
         "model",
         "cache",
         "cache_nondeterministic",
@@ -206,6 +210,7 @@ impl LmSettings {
         "join_candidates",
         "embedding_model",
         "hnsw.ef_search",
+        "hnsw.iterative_scan",
     ];
 
     /// A setting's full name: ours carry `semsql.`, pgvector's keep theirs (`hnsw.ef_search`).
@@ -260,6 +265,7 @@ impl LmSettings {
             "join_candidates" => self.join_candidates.to_string(),
             "embedding_model" => self.embedding_model.clone(),
             "hnsw.ef_search" => self.hnsw_ef_search.to_string(),
+            "hnsw.iterative_scan" => self.hnsw_iterative_scan.clone(),
             _ => return None,
         })
     }
@@ -313,6 +319,10 @@ impl LmSettings {
             "hnsw.ef_search" => match number()? {
                 width @ 1..=1000 => self.hnsw_ef_search = width,
                 _ => return Err(invalid("a whole number from 1 to 1000")),
+            },
+            "hnsw.iterative_scan" => match lowered.as_str() {
+                "off" | "relaxed_order" | "strict_order" => self.hnsw_iterative_scan = lowered.clone(),
+                _ => return Err(invalid("'off', 'relaxed_order' or 'strict_order'")),
             },
             _ => {
                 return Err(LmError::new(
