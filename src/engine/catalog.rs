@@ -272,12 +272,15 @@ impl DurableSchema {
             if exists(manifest) {
                 return Err(SemsqlError::DuplicateTable(name.to_owned()));
             }
-            manifest
+            let schema = manifest
                 .schemas
                 .get_mut(&self.name)
-                .ok_or_else(|| SemsqlError::SchemaNotFound(self.name.clone()))?
-                .indexes
-                .insert(name.to_owned(), entry);
+                .ok_or_else(|| SemsqlError::SchemaNotFound(self.name.clone()))?;
+            // The table may have been dropped while the graph was being built.
+            if !schema.tables.contains_key(&entry.table) {
+                return Err(SemsqlError::TableNotFound(entry.table.clone()));
+            }
+            schema.indexes.insert(name.to_owned(), entry);
             Ok(())
         });
         if let Err(err) = committed {

@@ -447,9 +447,14 @@ async fn hnsw_indexes_from_sql_follow_writes_and_restarts() {
             &[&vector_text(&queries[4])],
         )
         .await
-        .map(|rows| rows.iter().map(|row| row.get(1)).collect())
-        .unwrap_or_default();
-    eprintln!("EXPLAIN with a parameter: {explained:?}");
+        .unwrap()
+        .iter()
+        .map(|row| row.get(1))
+        .collect();
+    assert!(
+        explained.concat().contains("HnswSearchExec"),
+        "a bound parameter searches the index: {explained:?}"
+    );
 
     // Inside a transaction with its own changes, the scan (not the index) sees them.
     client.batch_execute("BEGIN").await.unwrap();

@@ -321,7 +321,9 @@ impl LmSettings {
                 _ => return Err(invalid("a whole number from 1 to 1000")),
             },
             "hnsw.iterative_scan" => match lowered.as_str() {
-                "off" | "relaxed_order" | "strict_order" => self.hnsw_iterative_scan = lowered.clone(),
+                "off" | "relaxed_order" | "strict_order" => {
+                    self.hnsw_iterative_scan = lowered.clone()
+                }
                 _ => return Err(invalid("'off', 'relaxed_order' or 'strict_order'")),
             },
             _ => {
