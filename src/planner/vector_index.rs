@@ -33,6 +33,7 @@ use datafusion::physical_plan::execution_plan::{
     Boundedness, ChildrenPropertiesMode, EmissionType, ReplaceChildrenOptions,
 };
 use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::statistics::StatisticsArgs;
@@ -137,6 +138,9 @@ pub struct HnswSearchExec {
     ef_search: usize,
     filter: Option<Arc<dyn PhysicalExpr>>,
     properties: Arc<PlanProperties>,
+    /// For EXPLAIN ANALYZE: `matching_rows` (rows that passed the filter), `exact_searches` or
+    /// `graph_searches` (which way the k rows were found), `output_rows`.
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl HnswSearchExec {
@@ -164,6 +168,7 @@ impl HnswSearchExec {
             ef_search,
             filter,
             properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
         }
     }
 
@@ -209,11 +214,15 @@ impl HnswSearchExec {
             .as_ref()
             .map_or(state.rows(), |flags| flags.iter().filter(|&&f| f).count());
         let flags = accepted.as_deref();
+        let counter = |name: &'static str| MetricBuilder::new(&self.metrics).counter(name, 0);
+        counter("matching_rows").add(accepted_count);
         let mut rows = if accepted_count == 0 {
             Vec::new()
         } else if self.exact_is_cheaper(accepted_count, state.rows()) {
+            counter("exact_searches").add(1);
             state.exact(&self.index, &self.query, self.k, flags)
         } else {
+            counter("graph_searches").add(1);
             state.search(&self.query, self.k, self.ef_search, flags)
         };
         if rows.len() < self.k {
@@ -238,6 +247,9 @@ impl HnswSearchExec {
             })
             .collect();
         let sources: Vec<&RecordBatch> = batches.iter().collect();
+        MetricBuilder::new(&self.metrics)
+            .output_rows(0)
+            .add(positions.len());
         Ok(interleave_record_batch(&sources, &positions)?)
     }
 }
@@ -290,6 +302,10 @@ impl ExecutionPlan for HnswSearchExec {
         Ok(self)
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
     fn execute(
         &self,
         partition: usize,
@@ -309,6 +325,7 @@ impl ExecutionPlan for HnswSearchExec {
             ef_search: self.ef_search,
             filter: self.filter.clone(),
             properties: Arc::clone(&self.properties),
+            metrics: self.metrics.clone(),
         };
         let stream = futures::stream::once(async move {
             tokio::task::spawn_blocking(move || search.search())

@@ -398,6 +398,18 @@ async fn hnsw_indexes_from_sql_follow_writes_and_restarts() {
     )
     .await;
     assert!(plan.contains("HnswSearchExec"), "{plan}");
+    // EXPLAIN ANALYZE says which way the rows were found.
+    let analyzed = plan_of(
+        &client,
+        &format!(
+            "ANALYZE SELECT id FROM docs WHERE id < 30 AND cat = 3 ORDER BY e <=> '{q}' LIMIT 10"
+        ),
+    )
+    .await;
+    assert!(analyzed.contains("exact_searches=1"), "{analyzed}");
+    assert!(analyzed.contains("matching_rows=4"), "{analyzed}");
+    let analyzed = plan_of(&client, &format!("ANALYZE {}", top(&queries[1]))).await;
+    assert!(analyzed.contains("graph_searches=1"), "{analyzed}");
 
     // The index follows INSERT, UPDATE and DELETE.
     client
