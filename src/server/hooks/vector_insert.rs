@@ -4,6 +4,10 @@
 //! parameters all go in, and a wrong size says which sizes (`expected 3 dimensions, not 2`, as
 //! pgvector) rather than DataFusion's "no valid cast exists".
 //!
+//! `INSERT ... SELECT` also gets its unnamed select items named after their target columns:
+//! DataFusion names the casts it adds after their input, so `INSERT INTO t SELECT 1, 1` failed
+//! with "Projections require unique expression names".
+//!
 //! The rewrite needs the target table's columns, which only a hook with the session has.
 
 use async_trait::async_trait;
@@ -12,8 +16,8 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{
     AssignmentTarget, Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArgumentList, FunctionArguments, Ident, ObjectName, ObjectNamePart, SetExpr, Statement,
-    TableFactor, TableObject, Value,
+    FunctionArgumentList, FunctionArguments, Ident, ObjectName, ObjectNamePart, SelectItem,
+    SetExpr, Statement, TableFactor, TableObject, Value,
 };
 use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::QueryHook;
@@ -103,6 +107,16 @@ async fn rewrite_insert(ctx: &SessionContext, statement: &mut Statement) -> bool
         return false;
     };
     let schema = provider.schema();
+    let targets: Vec<String> = if insert.columns.is_empty() {
+        schema.fields().iter().map(|f| f.name().clone()).collect()
+    } else {
+        insert
+            .columns
+            .iter()
+            .map(|c| c.to_string().trim_matches('"').to_owned())
+            .collect()
+    };
+    let named = name_select_items(insert.source.as_deref_mut(), &targets);
     let sizes: Vec<Option<Option<i32>>> = if insert.columns.is_empty() {
         schema
             .fields()
@@ -124,13 +138,13 @@ async fn rewrite_insert(ctx: &SessionContext, statement: &mut Statement) -> bool
             .collect()
     };
     if sizes.iter().all(Option::is_none) {
-        return false;
+        return named;
     }
     let Some(SetExpr::Values(values)) = insert.source.as_mut().map(|query| query.body.as_mut())
     else {
-        return false;
+        return named;
     };
-    let mut changed = false;
+    let mut changed = named;
     for row in &mut values.rows {
         for (value, size) in row.iter_mut().zip(&sizes) {
             let Some(size) = size else { continue };
@@ -138,6 +152,38 @@ async fn rewrite_insert(ctx: &SessionContext, statement: &mut Statement) -> bool
             *value = parse_call(original, *size);
             changed = true;
         }
+    }
+    changed
+}
+
+/// Names each unnamed expression of `INSERT ... SELECT` after its target column (plain column
+/// references keep their names); whether anything changed.
+fn name_select_items(
+    source: Option<&mut datafusion::sql::sqlparser::ast::Query>,
+    targets: &[String],
+) -> bool {
+    let Some(SetExpr::Select(select)) = source.map(|query| query.body.as_mut()) else {
+        return false;
+    };
+    if select.projection.len() != targets.len() {
+        return false;
+    }
+    let mut changed = false;
+    for (item, target) in select.projection.iter_mut().zip(targets) {
+        let SelectItem::UnnamedExpr(expr) = item else {
+            continue;
+        };
+        if matches!(
+            expr,
+            SqlExpr::Identifier(_) | SqlExpr::CompoundIdentifier(_)
+        ) {
+            continue;
+        }
+        *item = SelectItem::ExprWithAlias {
+            expr: expr.clone(),
+            alias: Ident::with_quote('"', target),
+        };
+        changed = true;
     }
     changed
 }
