@@ -19,7 +19,8 @@
 //!   accounting and budgets.
 //! - [`planner`]: optimizer rules for semantic work (cheap predicates before LM calls) and
 //!   pgvector's syntax.
-//! - [`vector`]: vector indexes (the HNSW graph).
+//! - [`vector`]: vector indexes (the HNSW graph, kept in step with the tables).
+//! - [`rewrite`]: the LLM query rewriter's verifier (static checks so far).
 //! - [`fake_llm`]: a fake OpenAI-compatible server (also the `fake-llm` binary) for tests and
 //!   benchmarks.
 
@@ -29,5 +30,6 @@ pub mod error;
 pub mod fake_llm;
 pub mod llm;
 pub mod planner;
+pub mod rewrite;
 pub mod server;
 pub mod vector;
