@@ -128,7 +128,7 @@ impl ExecutionPlan for IndexedScanExec {
 }
 
 /// The k nearest rows by one index, with the scan's columns; one partition.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct HnswSearchExec {
     index: Arc<VectorIndex>,
     table: String,
@@ -316,17 +316,7 @@ impl ExecutionPlan for HnswSearchExec {
                 "HnswSearchExec has one partition, not {partition}"
             )));
         }
-        let search = HnswSearchExec {
-            index: Arc::clone(&self.index),
-            table: self.table.clone(),
-            projection: self.projection.clone(),
-            query: self.query.clone(),
-            k: self.k,
-            ef_search: self.ef_search,
-            filter: self.filter.clone(),
-            properties: Arc::clone(&self.properties),
-            metrics: self.metrics.clone(),
-        };
+        let search = self.clone();
         let stream = futures::stream::once(async move {
             tokio::task::spawn_blocking(move || search.search())
                 .await

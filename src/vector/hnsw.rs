@@ -13,11 +13,12 @@ use std::collections::BinaryHeap;
 
 use crate::vector::Metric;
 
-/// A distance with a total order (NaN sorts last), for the heaps.
+/// A distance with a total order (NaN sorts last), for the heaps (also the index's exact
+/// search, where `node` is a row).
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Scored {
-    distance: f32,
-    node: u32,
+pub(crate) struct Scored {
+    pub(crate) distance: f32,
+    pub(crate) node: u32,
 }
 
 impl Eq for Scored {}

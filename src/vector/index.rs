@@ -22,7 +22,7 @@ use datafusion::arrow::datatypes::{DataType, Float32Type, Schema};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::hnsw::Hnsw;
+use super::hnsw::{Hnsw, Scored};
 use super::Metric;
 use crate::engine::storage::{write_atomically, IndexEntry};
 use crate::engine::table::TableData;
@@ -232,16 +232,9 @@ impl VectorIndex {
         batches: &[RecordBatch],
         mut row_nodes: Vec<u32>,
     ) {
-        let mut row = 0usize;
-        for batch in batches {
-            let vectors = batch.column(self.column).as_fixed_size_list();
-            let values = vectors.values().as_primitive::<Float32Type>().values();
-            for i in 0..batch.num_rows() {
-                if row_nodes[row] == NO_NODE && vectors.is_valid(i) {
-                    let start = vectors.value_offset(i) as usize;
-                    row_nodes[row] = state.graph.insert(&values[start..start + self.dims]);
-                }
-                row += 1;
+        for (row, vector) in column_vectors(batches, self.column, self.dims).enumerate() {
+            if let (NO_NODE, Some(vector)) = (row_nodes[row], vector) {
+                row_nodes[row] = state.graph.insert(vector);
             }
         }
         state.node_rows = vec![NO_NODE; state.graph.len()];
@@ -432,22 +425,20 @@ impl VectorIndex {
     }
 }
 
-/// A distance with a total order (NaN last), for the exact search's heap.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct OrderedDistance(f32);
-
-impl Eq for OrderedDistance {}
-
-impl PartialOrd for OrderedDistance {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for OrderedDistance {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
-    }
+/// Each row's vector of the `vector(dims)` column `column`, in scan order (`None` for NULL).
+fn column_vectors(
+    batches: &[RecordBatch],
+    column: usize,
+    dims: usize,
+) -> impl Iterator<Item = Option<&[f32]>> {
+    batches.iter().flat_map(move |batch| {
+        let vectors = batch.column(column).as_fixed_size_list();
+        let values = vectors.values().as_primitive::<Float32Type>().values();
+        (0..batch.num_rows()).map(move |i| {
+            let start = vectors.value_offset(i) as usize;
+            vectors.is_valid(i).then(|| &values[start..start + dims])
+        })
+    })
 }
 
 impl IndexState {
@@ -490,36 +481,32 @@ impl IndexState {
     ) -> Vec<usize> {
         let metric = index.metric;
         let query = metric.prepare(query);
-        let mut nearest: std::collections::BinaryHeap<(OrderedDistance, usize)> =
+        let mut nearest: std::collections::BinaryHeap<Scored> =
             std::collections::BinaryHeap::with_capacity(k + 1);
-        let mut row = 0usize;
-        for batch in &self.batches {
-            let vectors = batch.column(index.column).as_fixed_size_list();
-            let values = vectors.values().as_primitive::<Float32Type>().values();
-            for i in 0..batch.num_rows() {
-                let current = row;
-                row += 1;
-                if vectors.is_null(i) || accepted.is_some_and(|flags| !flags[current]) {
-                    continue;
-                }
-                let start = vectors.value_offset(i) as usize;
-                let vector = &values[start..start + index.dims];
-                let distance = OrderedDistance(match metric {
+        let vectors = column_vectors(&self.batches, index.column, index.dims);
+        for (row, vector) in vectors.enumerate() {
+            let Some(vector) = vector else { continue };
+            if accepted.is_some_and(|flags| !flags[row]) {
+                continue;
+            }
+            let scored = Scored {
+                distance: match metric {
                     Metric::Cosine => metric.distance(&query, &metric.prepare(vector)),
                     _ => metric.distance(&query, vector),
-                });
-                if nearest.len() < k {
-                    nearest.push((distance, current));
-                } else if nearest.peek().is_some_and(|(worst, _)| distance < *worst) {
-                    nearest.pop();
-                    nearest.push((distance, current));
-                }
+                },
+                node: row as u32,
+            };
+            if nearest.len() < k {
+                nearest.push(scored);
+            } else if nearest.peek().is_some_and(|worst| scored < *worst) {
+                nearest.pop();
+                nearest.push(scored);
             }
         }
         nearest
             .into_sorted_vec()
             .into_iter()
-            .map(|(_, row)| row)
+            .map(|scored| scored.node as usize)
             .collect()
     }
 
