@@ -453,6 +453,58 @@ impl Runtime {
         usage.add(|u| &u.cost_micros, (cost * 1e6).round() as u64);
     }
 
+    /// One free-form chat request (not a batch of rows), for the query rewriter: the model the
+    /// settings choose, its admission lane, retries and budgets, and the query's accounting and
+    /// request log under `function`.
+    pub async fn chat(
+        &self,
+        settings: &LmSettings,
+        function: &str,
+        request: &client::ChatRequest,
+    ) -> Result<ChatAnswer, LmError> {
+        let model = self.resolve(settings, None)?;
+        let usage = self.usage_of(settings);
+        let estimated = estimate_tokens(&request.system) + estimate_tokens(&request.user);
+        let prompt = settings
+            .log_prompts
+            .then(|| format!("{}\n\n{}", request.system, request.user));
+        model
+            .lane
+            .call(
+                settings,
+                &usage,
+                estimated,
+                || async {
+                    let answer = model.client.chat(&model.options.model, request).await?;
+                    let spent = Spent {
+                        input_tokens: answer.input_tokens,
+                        output_tokens: answer.output_tokens,
+                    };
+                    Ok::<_, CallError>((answer, spent))
+                },
+                |attempt| {
+                    if let Ok(spent) = attempt.outcome {
+                        self.charge(&model, &usage, spent);
+                    }
+                    self.log_request(
+                        (&model, "chat", function),
+                        &usage,
+                        0,
+                        attempt,
+                        prompt.as_deref(),
+                    )
+                },
+            )
+            .await
+    }
+
+    /// The name of the model a call with these settings uses, if any.
+    pub fn chosen_model(&self, settings: &LmSettings) -> Option<String> {
+        self.resolve(settings, None)
+            .ok()
+            .map(|model| model.name.clone())
+    }
+
     /// Sends one batch of rows (ids index `unique`) and reads what it can of the answer.
     async fn ask_batch(
         &self,

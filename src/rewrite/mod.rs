@@ -1,10 +1,347 @@
-//! The LLM query rewriter (issue 6), behind a verifier that never accepts a wrong rewrite.
+//! The LLM query rewriter (LITHE-style), behind a verifier that never accepts a wrong rewrite.
 //!
-//! Built so far: [`verify::static_checks`], the checks that need neither data nor a model (V0
-//! syntax, V1 plan and output schema, V2 no-op), and [`mutants::mutants`], the wrong versions of
-//! a query that the result check's test databases must tell apart from it. Candidate generation, the result and speed
-//! checks, the rewrite cache and `EXPLAIN REWRITE` are not built yet; nothing calls this module
-//! from SQL.
+//! A search ([`Rewriter::search`]) asks the session's model for rewrites with an ensemble of
+//! prompts ([`prompts`]), then checks every candidate without a model:
+//! - V0–V2 ([`verify::static_checks`]): one query, no new tables or side effects, the same
+//!   output schema, ORDER BY and LIMIT, not a no-op;
+//! - V3 ([`results`]): the same rows on the data and on synthetic databases that tell the
+//!   original apart from its [`mutants`];
+//! - V4 ([`timing`]): interleaved timed runs, accepted at a median speedup ≥ 1.5× with every
+//!   pair ≥ 1.2×.
+//!
+//! The fastest accepted candidate is the rewrite; the outcome, accepted or not, goes into the
+//! [`cache`]. `semsql.rewrite` chooses what the server does with it (see `docs/rewrite.md`):
+//! `off`, `advise` (EXPLAIN REWRITE, and a NOTICE when a known rewrite exists) or `auto` (slow
+//! queries are searched in the background; later runs use the accepted rewrite).
 
+pub mod cache;
 pub mod mutants;
+pub mod prompts;
+pub mod results;
+pub mod statistics;
+pub mod timing;
 pub mod verify;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::error::{DataFusionError, Result};
+use datafusion::prelude::SessionContext;
+use futures::stream::{self, StreamExt};
+use semsql_udfs::lm::{LmError, LmSettings};
+
+use crate::llm::Runtime;
+use cache::{Entry, RewriteCache};
+use prompts::{extract_sql, Prompt};
+use verify::Verdict;
+
+/// What `semsql.rewrite` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Off,
+    Advise,
+    Auto,
+}
+
+impl Mode {
+    pub fn of(settings: &LmSettings) -> Mode {
+        match settings.rewrite.as_str() {
+            "off" => Mode::Off,
+            "auto" => Mode::Auto,
+            _ => Mode::Advise,
+        }
+    }
+}
+
+/// One candidate and what the checks said of it.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The prompt that produced it.
+    pub prompt: &'static str,
+    /// The query, when the answer held one.
+    pub sql: Option<String>,
+    pub checks: Vec<(&'static str, Verdict)>,
+    pub estimated_rows: Option<u64>,
+    /// The median of its timed runs, and its median speedup over the original.
+    pub measured_ms: Option<f64>,
+    pub speedup: Option<f64>,
+}
+
+impl Candidate {
+    pub fn accepted(&self) -> bool {
+        self.checks.len() == 5 && self.checks.iter().all(|(_, v)| *v == Verdict::Pass)
+    }
+
+    /// `accepted`, `untested` or `rejected`.
+    pub fn verdict(&self) -> &'static str {
+        if self.accepted() {
+            "accepted"
+        } else if self
+            .checks
+            .iter()
+            .any(|(_, v)| matches!(v, Verdict::Untested(_)))
+        {
+            "untested"
+        } else {
+            "rejected"
+        }
+    }
+
+    /// Each check's verdict on one line: `V0 syntax: pass; V1 plan: fail (…)`.
+    pub fn checks_text(&self) -> String {
+        self.checks
+            .iter()
+            .map(|(name, verdict)| match verdict {
+                Verdict::Pass => format!("{name}: pass"),
+                Verdict::Fail(why) => format!("{name}: fail ({why})"),
+                Verdict::Untested(why) => format!("{name}: untested ({why})"),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// What one search did.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub original: String,
+    pub original_estimated_rows: Option<u64>,
+    pub original_ms: Option<f64>,
+    pub candidates: Vec<Candidate>,
+    /// The index of the accepted rewrite in `candidates`.
+    pub chosen: Option<usize>,
+    /// The search's cost: LM requests, tokens (input + output) and seconds.
+    pub requests: u64,
+    pub tokens: u64,
+    pub seconds: f64,
+    /// Why the search stopped early, if it did (a cap or an error of the model).
+    pub notes: Vec<String>,
+}
+
+/// The server's rewriter: the model runtime it asks and the cache of what it found.
+#[derive(Debug)]
+pub struct Rewriter {
+    runtime: Arc<Runtime>,
+    pub cache: RewriteCache,
+}
+
+/// A seed for the sampled databases: fixed, so a verdict can be reproduced.
+const SAMPLE_SEED: u64 = 0x5e75_9117;
+
+impl Rewriter {
+    pub fn new(runtime: Arc<Runtime>) -> Self {
+        Self {
+            runtime,
+            cache: RewriteCache::default(),
+        }
+    }
+
+    fn settings(ctx: &SessionContext) -> LmSettings {
+        LmSettings::of(ctx.state().config().options())
+    }
+
+    /// The cache key of `sql` in this session: `(normalized text, full key)`.
+    pub async fn key(&self, ctx: &SessionContext, sql: &str) -> Result<(String, String)> {
+        let normalized = cache::normalize(sql)
+            .ok_or_else(|| DataFusionError::Plan("the rewriter takes one query".into()))?;
+        let settings = Self::settings(ctx);
+        let model = self.runtime.chosen_model(&settings).unwrap_or_default();
+        let data = cache::data_key(ctx, sql).await?;
+        let key = cache::key(&normalized, &data, &model);
+        Ok((normalized, key))
+    }
+
+    /// The cached decision for `sql`, if any; cheap when the text was never searched.
+    pub async fn cached(&self, ctx: &SessionContext, sql: &str) -> Option<Entry> {
+        let normalized = cache::normalize(sql)?;
+        if !self.cache.has_text(&normalized) {
+            return None;
+        }
+        let (normalized, key) = self.key(ctx, sql).await.ok()?;
+        self.cache.get(&normalized, &key)
+    }
+
+    /// Runs the whole pipeline for `sql` and records the outcome in the cache.
+    pub async fn search(&self, ctx: &SessionContext, sql: &str) -> Result<Report> {
+        let (normalized, key) = self.key(ctx, sql).await?;
+        let report = self.search_uncached(ctx, sql).await?;
+        let entry = match report.chosen {
+            Some(index) => Entry::Accepted {
+                sql: report.candidates[index].sql.clone().unwrap_or_default(),
+                speedup: report.candidates[index].speedup.unwrap_or(1.0),
+            },
+            None => Entry::Rejected,
+        };
+        self.cache.put(&normalized, &key, entry);
+        Ok(report)
+    }
+
+    async fn search_uncached(&self, ctx: &SessionContext, sql: &str) -> Result<Report> {
+        let started = Instant::now();
+        let mut settings = Self::settings(ctx);
+        let deadline = started + Duration::from_millis(settings.rewrite_timeout_ms);
+        // The search is its own query for accounting, with the rewrite caps as its budget.
+        let usage = self.runtime.start_query(None, 0);
+        settings.usage = Some(usage.clone());
+        settings.max_llm_requests = settings.rewrite_max_requests;
+        settings.max_llm_tokens = settings.rewrite_max_tokens;
+        let statistics = statistics::statistics_block(ctx, sql).await?;
+        let mut notes = Vec::new();
+
+        let prompts: Vec<Prompt> = Prompt::ALL
+            .into_iter()
+            .take(settings.rewrite_max_requests as usize)
+            .collect();
+        let concurrency = 2;
+        let answers: Vec<(Prompt, std::result::Result<String, String>)> = stream::iter(prompts)
+            .map(|prompt| {
+                let settings = &settings;
+                let statistics = &statistics;
+                async move {
+                    let request = prompt.request(sql, statistics);
+                    let function = format!("rewrite:{}", prompt.name());
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    let answer = tokio::time::timeout(
+                        remaining,
+                        self.runtime.chat(settings, &function, &request),
+                    )
+                    .await;
+                    let answer = match answer {
+                        Err(_) => Err("the search's time ran out".to_owned()),
+                        Ok(Err(LmError { message, .. })) => Err(message),
+                        Ok(Ok(answer)) => Ok(answer.content),
+                    };
+                    (prompt, answer)
+                }
+            })
+            .buffered(concurrency)
+            .collect()
+            .await;
+
+        let mut candidates = Vec::new();
+        for (prompt, answer) in answers {
+            let mut candidate = Candidate {
+                prompt: prompt.name(),
+                sql: None,
+                checks: Vec::new(),
+                estimated_rows: None,
+                measured_ms: None,
+                speedup: None,
+            };
+            match answer {
+                Err(why) => {
+                    notes.push(format!("{}: {why}", prompt.name()));
+                    candidate
+                        .checks
+                        .push(("V0 syntax", Verdict::Fail(format!("no answer: {why}"))));
+                }
+                Ok(text) => match extract_sql(&text) {
+                    None => candidate.checks.push((
+                        "V0 syntax",
+                        Verdict::Fail("the answer holds no SQL query".into()),
+                    )),
+                    Some(found) => {
+                        candidate.checks = verify::static_checks(ctx, sql, &found).await.verdicts;
+                        candidate.sql = Some(found);
+                    }
+                },
+            }
+            candidates.push(candidate);
+        }
+
+        // V3: the databases are made once, and only when some candidate got this far.
+        let mut result_check = None;
+        for candidate in candidates.iter_mut() {
+            if candidate.checks.len() != 3
+                || !candidate.checks.iter().all(|(_, v)| *v == Verdict::Pass)
+            {
+                continue;
+            }
+            if Instant::now() > deadline {
+                candidate.checks.push((
+                    "V3 results",
+                    Verdict::Untested("the search's time ran out".into()),
+                ));
+                continue;
+            }
+            if result_check.is_none() {
+                result_check = Some(results::ResultCheck::prepare(ctx, sql, SAMPLE_SEED).await);
+            }
+            let verdict = match result_check.as_ref().expect("made above") {
+                Ok(check) => check.verdict(candidate.sql.as_deref().unwrap_or("")).await,
+                Err(err) => {
+                    Verdict::Untested(format!("the test databases could not be made: {err}"))
+                }
+            };
+            candidate.checks.push(("V3 results", verdict));
+        }
+
+        // V4 on the real data, with LM answers replayed from the cache.
+        let replay = {
+            let mut state = ctx.state();
+            let session_settings = LmSettings::of_mut(state.config_mut().options_mut());
+            session_settings.cache = semsql_udfs::lm::CacheMode::Replay;
+            SessionContext::new_with_state(state)
+        };
+        let mut original_ms = None;
+        for candidate in candidates.iter_mut() {
+            if candidate.checks.len() != 4
+                || !candidate.checks.iter().all(|(_, v)| *v == Verdict::Pass)
+            {
+                continue;
+            }
+            let candidate_sql = candidate.sql.clone().unwrap_or_default();
+            candidate.estimated_rows = timing::estimated_rows(&replay, &candidate_sql).await;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let verdict = match tokio::time::timeout(
+                remaining,
+                timing::compare_speed(&replay, sql, &candidate_sql),
+            )
+            .await
+            {
+                Err(_) => Verdict::Untested("the search's time ran out".into()),
+                Ok(Err(err)) => Verdict::Fail(format!("a timed run failed: {err}")),
+                Ok(Ok(timing)) => {
+                    original_ms = Some(timing.original_ms);
+                    candidate.measured_ms = timing.candidate_ms;
+                    candidate.speedup = timing.median_speedup;
+                    timing.verdict
+                }
+            };
+            candidate.checks.push(("V4 speed", verdict));
+        }
+        for candidate in candidates.iter_mut() {
+            if candidate.estimated_rows.is_none() {
+                if let Some(candidate_sql) = candidate.sql.as_deref() {
+                    if candidate.checks.first().map(|(_, v)| v) == Some(&Verdict::Pass) {
+                        candidate.estimated_rows =
+                            timing::estimated_rows(&replay, candidate_sql).await;
+                    }
+                }
+            }
+        }
+        let chosen = candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.accepted())
+            .max_by(|(_, a), (_, b)| {
+                a.speedup
+                    .unwrap_or(0.0)
+                    .total_cmp(&b.speedup.unwrap_or(0.0))
+            })
+            .map(|(index, _)| index);
+        let spent = usage.snapshot();
+        self.runtime.finish_query(&usage);
+        Ok(Report {
+            original: sql.to_owned(),
+            original_estimated_rows: timing::estimated_rows(&replay, sql).await,
+            original_ms,
+            candidates,
+            chosen,
+            requests: spent.requests,
+            tokens: spent.input_tokens + spent.output_tokens,
+            seconds: started.elapsed().as_secs_f64(),
+            notes,
+        })
+    }
+}

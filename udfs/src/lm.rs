@@ -171,6 +171,16 @@ pub struct LmSettings {
     /// `hnsw.iterative_scan`: accepted for pgvector scripts (`off`, `relaxed_order`,
     /// `strict_order`) and shown back; searches always widen in strict order.
     pub hnsw_iterative_scan: String,
+    /// `semsql.rewrite`: `off` (no LM query rewriting at all), `advise` (EXPLAIN REWRITE, and a
+    /// NOTICE when a verified rewrite of a query is known) or `auto` (slow queries get a
+    /// background search; later runs use the accepted rewrite).
+    pub rewrite: String,
+    /// In `auto`, a query running longer than this many milliseconds gets a rewrite search.
+    pub rewrite_min_ms: u64,
+    /// Caps on one rewrite search: LM requests, tokens (input and output) and wall time.
+    pub rewrite_max_requests: u64,
+    pub rewrite_max_tokens: u64,
+    pub rewrite_timeout_ms: u64,
     /// The running query's usage. Set by the server for each query; shared by every call of
     /// the query (clones share it on purpose: it is the query's accounting, not a setting).
     pub usage: Option<Arc<QueryUsage>>,
@@ -190,6 +200,11 @@ impl Default for LmSettings {
             join_candidates: 0,
             hnsw_ef_search: 40,
             hnsw_iterative_scan: "off".to_owned(),
+            rewrite: "advise".to_owned(),
+            rewrite_min_ms: 1000,
+            rewrite_max_requests: 8,
+            rewrite_max_tokens: 40_000,
+            rewrite_timeout_ms: 120_000,
             embedding_model: "local".to_owned(),
             usage: None,
         }
@@ -198,7 +213,7 @@ impl Default for LmSettings {
 
 impl LmSettings {
     /// Every setting's name, for `SHOW` and error messages.
-    pub const NAMES: [&'static str; 12] = [
+    pub const NAMES: [&'static str; 17] = [
         "model",
         "cache",
         "cache_nondeterministic",
@@ -211,6 +226,11 @@ impl LmSettings {
         "embedding_model",
         "hnsw.ef_search",
         "hnsw.iterative_scan",
+        "rewrite",
+        "rewrite_min_ms",
+        "rewrite_max_requests",
+        "rewrite_max_tokens",
+        "rewrite_timeout_ms",
     ];
 
     /// A setting's full name: ours carry `semsql.`, pgvector's keep theirs (`hnsw.ef_search`).
@@ -266,6 +286,11 @@ impl LmSettings {
             "embedding_model" => self.embedding_model.clone(),
             "hnsw.ef_search" => self.hnsw_ef_search.to_string(),
             "hnsw.iterative_scan" => self.hnsw_iterative_scan.clone(),
+            "rewrite" => self.rewrite.clone(),
+            "rewrite_min_ms" => self.rewrite_min_ms.to_string(),
+            "rewrite_max_requests" => self.rewrite_max_requests.to_string(),
+            "rewrite_max_tokens" => self.rewrite_max_tokens.to_string(),
+            "rewrite_timeout_ms" => self.rewrite_timeout_ms.to_string(),
             _ => return None,
         })
     }
@@ -325,6 +350,20 @@ impl LmSettings {
                     self.hnsw_iterative_scan = lowered.clone()
                 }
                 _ => return Err(invalid("'off', 'relaxed_order' or 'strict_order'")),
+            },
+            "rewrite" => match lowered.as_str() {
+                "off" | "advise" | "auto" => self.rewrite = lowered.clone(),
+                _ => return Err(invalid("'off', 'advise' or 'auto'")),
+            },
+            "rewrite_min_ms" => self.rewrite_min_ms = number()?,
+            "rewrite_max_requests" => match number()? {
+                0 => return Err(invalid("a whole number ≥ 1")),
+                n => self.rewrite_max_requests = n,
+            },
+            "rewrite_max_tokens" => self.rewrite_max_tokens = number()?,
+            "rewrite_timeout_ms" => match number()? {
+                0 => return Err(invalid("a whole number ≥ 1")),
+                n => self.rewrite_timeout_ms = n,
             },
             _ => {
                 return Err(LmError::new(

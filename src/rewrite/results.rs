@@ -1,0 +1,730 @@
+//! V3, the result check: the original and a candidate must return the same rows (as bags, or in
+//! order under ORDER BY; floats within a tolerance) on the real data at small scale and on
+//! synthetic databases made from it:
+//!
+//! - key-closed samples: the columns the query compares for equality form key classes; a class
+//!   keeps a random half of its values (all of them when it has few), and a table keeps the rows
+//!   whose keys all stayed, so joins still find their partners (foreign-key closure without
+//!   declared keys);
+//! - a sample with a fifth of every nullable column's values made NULL;
+//! - a sample with a third of every table's rows duplicated;
+//! - a sample with one table empty, for each table.
+//!
+//! The databases are only trusted when they tell the original apart from its mutants (a dropped
+//! conjunct, LEFT→INNER, a dropped DISTINCT; see [`super::mutants`]): a mutant that returns the
+//! original's rows everywhere makes the verdict "untested", never "equivalent". A mutant whose
+//! optimized plan is the original's is equivalent by construction and not asked about.
+//!
+//! Everything runs without a model: language-model functions answer from the cache only
+//! (`semsql.cache = replay`); an answer missing from it fails the run.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Float32Array, Float64Array};
+use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
+    MemorySchemaProvider,
+};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{DataFusionError, ResolvedTableReference, TableReference};
+use datafusion::datasource::MemTable;
+use datafusion::error::Result;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator};
+use datafusion::prelude::SessionContext;
+use semsql_udfs::lm::{CacheMode, LmSettings};
+
+use super::mutants::mutants;
+use super::verify::Verdict;
+
+/// At most this many rows of a table are read to make the test databases; the real data is one
+/// of them only when every table the query reads fits.
+pub const MAX_ROWS_PER_TABLE: usize = 200_000;
+
+/// A share in hundredths, for the hash-based choices below.
+const KEEP_PERCENT: u64 = 50;
+const NULL_PERCENT: u64 = 20;
+const DUPLICATE_PERCENT: u64 = 33;
+/// A key class with at most this many values keeps them all (nations, regions, flags).
+const SMALL_DOMAIN: usize = 64;
+
+/// One table's rows in a test database.
+#[derive(Debug, Clone)]
+struct TableData {
+    schema: SchemaRef,
+    batch: RecordBatch,
+}
+
+/// A named database: the query's tables, each with its rows.
+#[derive(Debug, Clone)]
+struct TestDatabase {
+    name: String,
+    tables: BTreeMap<ResolvedTableReference, TableData>,
+}
+
+/// A query's output, ready to compare.
+#[derive(Debug, Clone, PartialEq)]
+enum Cell {
+    Null,
+    Float(f64),
+    Text(String),
+}
+
+type Rows = Vec<Vec<Cell>>;
+
+/// The result check's databases for one original query, with the original's results on each
+/// and what its mutants showed.
+pub struct ResultCheck {
+    base: SessionContext,
+    ordered: bool,
+    databases: Vec<(TestDatabase, SessionContext, Rows)>,
+    /// The real data, when small enough to run on as it is: its session and the original's rows.
+    real: Option<Rows>,
+    /// Mutants the databases could not tell apart from the original.
+    pub undistinguished: Vec<String>,
+    /// Mutants asked about (after dropping those equivalent by plan).
+    pub mutants_checked: usize,
+}
+
+impl ResultCheck {
+    /// Reads the tables `original` reads, makes the databases, runs the original on each and
+    /// checks that they tell its mutants apart. `ctx` is the user's session (its tables, its
+    /// functions); its LM answers are used from the cache only.
+    pub async fn prepare(ctx: &SessionContext, original: &str, seed: u64) -> Result<ResultCheck> {
+        let base = replaying(ctx)?;
+        let plan = base.state().create_logical_plan(original).await?;
+        let ordered = is_ordered(&plan);
+        let tables = scanned_tables(&base, &plan)?;
+        let mut data = BTreeMap::new();
+        let mut all_fit = true;
+        for table in &tables {
+            let frame = base.table(TableReference::from(table.clone())).await?;
+            let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+            let batches = frame
+                .limit(0, Some(MAX_ROWS_PER_TABLE + 1))?
+                .collect()
+                .await?;
+            let mut batch = concat_batches(&schema, &batches)?;
+            if batch.num_rows() > MAX_ROWS_PER_TABLE {
+                all_fit = false;
+                batch = batch.slice(0, MAX_ROWS_PER_TABLE);
+            }
+            data.insert(table.clone(), TableData { schema, batch });
+        }
+        let classes = key_classes(&plan);
+        let real = TestDatabase {
+            name: "the data".into(),
+            tables: data,
+        };
+        let mut made = Vec::new();
+        for round in 1..=2 {
+            made.push(sample(
+                &real,
+                &classes,
+                seed + round,
+                &format!("sample {round}"),
+            )?);
+        }
+        made.push(with_nulls(
+            &sample(&real, &classes, seed + 3, "sample 3")?,
+            seed,
+        )?);
+        made.push(with_duplicates(
+            &sample(&real, &classes, seed + 4, "sample 4")?,
+            seed,
+        )?);
+        for table in real.tables.keys() {
+            made.push(with_empty(&made[0], table));
+        }
+        let mut databases = Vec::new();
+        let real_rows = if all_fit {
+            Some(run(&base, original, ordered).await?)
+        } else {
+            // Too large to run on whole: its prefix is a database like the others.
+            let mut prefix = real.clone();
+            prefix.name = format!("the first {MAX_ROWS_PER_TABLE} rows of each table");
+            made.insert(0, prefix);
+            None
+        };
+        for database in made {
+            let session = session_over(&base, &database)?;
+            let rows = run(&session, original, ordered).await?;
+            databases.push((database, session, rows));
+        }
+        let mut check = ResultCheck {
+            base,
+            ordered,
+            databases,
+            real: real_rows,
+            undistinguished: Vec::new(),
+            mutants_checked: 0,
+        };
+        check.check_mutants(original, &plan).await?;
+        Ok(check)
+    }
+
+    /// Runs each mutant until a database tells it apart from the original.
+    async fn check_mutants(&mut self, original: &str, plan: &LogicalPlan) -> Result<()> {
+        let state = self.base.state();
+        let original_optimized = state.optimize(plan)?.display_indent().to_string();
+        let found = mutants(original).map_err(DataFusionError::Plan)?;
+        for mutant in found {
+            let Ok(mutant_plan) = state.create_logical_plan(&mutant.sql).await else {
+                continue;
+            };
+            match state.optimize(&mutant_plan) {
+                Ok(optimized) if optimized.display_indent().to_string() == original_optimized => {
+                    continue
+                }
+                Err(_) => continue,
+                Ok(_) => {}
+            }
+            self.mutants_checked += 1;
+            if !matches!(self.compare(&mutant.sql).await, Verdict::Fail(_)) {
+                self.undistinguished.push(mutant.change);
+            }
+        }
+        Ok(())
+    }
+
+    /// The test databases' names, for reports.
+    pub fn database_count(&self) -> usize {
+        self.databases.len() + usize::from(self.real.is_some())
+    }
+
+    /// V3 for one candidate.
+    pub async fn verdict(&self, candidate: &str) -> Verdict {
+        match self.compare(candidate).await {
+            Verdict::Pass if !self.undistinguished.is_empty() => Verdict::Untested(format!(
+                "the same rows on {} databases, but they cannot tell the original from its \
+                 mutant(s): {}",
+                self.database_count(),
+                self.undistinguished.join("; ")
+            )),
+            Verdict::Pass => Verdict::Pass,
+            other => other,
+        }
+    }
+
+    /// Pass when `candidate` returns the original's rows on every database, else Fail naming
+    /// the first database where it does not.
+    async fn compare(&self, candidate: &str) -> Verdict {
+        if let Some(expected) = &self.real {
+            if let Some(why) = self.differs(&self.base, candidate, expected).await {
+                return Verdict::Fail(format!("on the data: {why}"));
+            }
+        }
+        for (database, session, expected) in &self.databases {
+            if let Some(why) = self.differs(session, candidate, expected).await {
+                return Verdict::Fail(format!("on {}: {why}", database.name));
+            }
+        }
+        Verdict::Pass
+    }
+
+    async fn differs(
+        &self,
+        session: &SessionContext,
+        sql: &str,
+        expected: &Rows,
+    ) -> Option<String> {
+        match run(session, sql, self.ordered).await {
+            Err(err) => Some(format!("it failed: {err}")),
+            Ok(rows) => compare_rows(expected, &rows, self.ordered).err(),
+        }
+    }
+}
+
+/// The session with LM functions answering from the cache only.
+fn replaying(ctx: &SessionContext) -> Result<SessionContext> {
+    let mut state = ctx.state();
+    LmSettings::of_mut(state.config_mut().options_mut()).cache = CacheMode::Replay;
+    Ok(SessionContext::new_with_state(state))
+}
+
+/// A session like `base` whose tables are `database`'s (and nothing else).
+fn session_over(base: &SessionContext, database: &TestDatabase) -> Result<SessionContext> {
+    let catalogs = Arc::new(MemoryCatalogProviderList::new());
+    for (name, table) in &database.tables {
+        let catalog = match catalogs.catalog(&name.catalog) {
+            Some(catalog) => catalog,
+            None => {
+                let catalog: Arc<dyn CatalogProvider> = Arc::new(MemoryCatalogProvider::new());
+                catalogs.register_catalog(name.catalog.to_string(), catalog.clone());
+                catalog
+            }
+        };
+        let schema = match catalog.schema(&name.schema) {
+            Some(schema) => schema,
+            None => {
+                let schema = Arc::new(MemorySchemaProvider::new());
+                catalog.register_schema(&name.schema, schema.clone())?;
+                schema
+            }
+        };
+        let rows = MemTable::try_new(table.schema.clone(), vec![vec![table.batch.clone()]])?;
+        schema.register_table(name.table.to_string(), Arc::new(rows))?;
+    }
+    let state = SessionStateBuilder::new_from_existing(base.state())
+        .with_catalog_list(catalogs)
+        .build();
+    Ok(SessionContext::new_with_state(state))
+}
+
+async fn run(session: &SessionContext, sql: &str, ordered: bool) -> Result<Rows> {
+    let batches = session.sql(sql).await?.collect().await?;
+    let mut rows = Vec::new();
+    for batch in &batches {
+        let columns: Vec<Column> = batch
+            .columns()
+            .iter()
+            .map(Column::new)
+            .collect::<Result<_>>()?;
+        for row in 0..batch.num_rows() {
+            rows.push(columns.iter().map(|c| c.cell(row)).collect());
+        }
+    }
+    if !ordered {
+        rows.sort_by(|a: &Vec<Cell>, b| sort_key(a).cmp(&sort_key(b)));
+    }
+    Ok(rows)
+}
+
+/// One output column, read as cells.
+enum Column<'a> {
+    Float(&'a ArrayRef),
+    Other(&'a ArrayRef, ArrayFormatter<'a>),
+}
+
+impl<'a> Column<'a> {
+    fn new(array: &'a ArrayRef) -> Result<Self> {
+        Ok(match array.data_type() {
+            DataType::Float32 | DataType::Float64 => Column::Float(array),
+            _ => Column::Other(
+                array,
+                ArrayFormatter::try_new(array, &FormatOptions::default())?,
+            ),
+        })
+    }
+
+    fn cell(&self, row: usize) -> Cell {
+        match self {
+            Column::Float(array) if array.is_null(row) => Cell::Null,
+            Column::Float(array) => {
+                Cell::Float(match array.as_any().downcast_ref::<Float64Array>() {
+                    Some(values) => values.value(row),
+                    None => array
+                        .as_any()
+                        .downcast_ref::<Float32Array>()
+                        .map_or(f64::NAN, |values| values.value(row) as f64),
+                })
+            }
+            Column::Other(array, _) if array.is_null(row) => Cell::Null,
+            Column::Other(_, format) => Cell::Text(format.value(row).to_string()),
+        }
+    }
+}
+
+/// A row's order for bag comparison: floats rounded, so values within the tolerance sort
+/// together (or, at a rounding edge, apart: a false "differs", never a false "equal").
+fn sort_key(row: &[Cell]) -> Vec<(u8, String)> {
+    row.iter()
+        .map(|cell| match cell {
+            Cell::Null => (0, String::new()),
+            Cell::Float(value) => (1, format!("{value:.6e}")),
+            Cell::Text(text) => (2, text.clone()),
+        })
+        .collect()
+}
+
+fn same_cell(a: &Cell, b: &Cell) -> bool {
+    match (a, b) {
+        (Cell::Float(x), Cell::Float(y)) => {
+            x == y || (x.is_nan() && y.is_nan()) || (x - y).abs() <= 1e-9 * x.abs().max(y.abs())
+        }
+        _ => a == b,
+    }
+}
+
+fn compare_rows(expected: &Rows, got: &Rows, ordered: bool) -> std::result::Result<(), String> {
+    if expected.len() != got.len() {
+        return Err(format!("{} rows instead of {}", got.len(), expected.len()));
+    }
+    for (index, (want, have)) in expected.iter().zip(got).enumerate() {
+        if want.len() != have.len() || !want.iter().zip(have).all(|(a, b)| same_cell(a, b)) {
+            return Err(format!(
+                "row {}{} is {have:?} instead of {want:?}",
+                index + 1,
+                if ordered { "" } else { " (sorted)" }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the query's output order is part of its meaning (an outermost ORDER BY).
+fn is_ordered(plan: &LogicalPlan) -> bool {
+    let mut node = plan;
+    loop {
+        match node {
+            LogicalPlan::Sort(_) => return true,
+            LogicalPlan::Projection(p) => node = &p.input,
+            LogicalPlan::SubqueryAlias(a) => node = &a.input,
+            LogicalPlan::Limit(l) => node = &l.input,
+            _ => return false,
+        }
+    }
+}
+
+/// The tables a plan reads, subqueries included, fully qualified.
+pub fn scanned_tables(
+    ctx: &SessionContext,
+    plan: &LogicalPlan,
+) -> Result<BTreeSet<ResolvedTableReference>> {
+    let state = ctx.state();
+    let options = &state.config().options().catalog;
+    let mut tables = BTreeSet::new();
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            tables.insert(scan.table_name.clone());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(tables
+        .into_iter()
+        .map(|table| table.resolve(&options.default_catalog, &options.default_schema))
+        .collect())
+}
+
+/// Column names compared for equality with another column anywhere in the plan, grouped into
+/// classes (names joined directly or through others share a class).
+fn key_classes(plan: &LogicalPlan) -> HashMap<String, usize> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut collect = |expr: &Expr| {
+        let _ = expr.apply(|e| {
+            if let Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Eq,
+                right,
+            }) = e
+            {
+                if let (Expr::Column(a), Expr::Column(b)) = (left.as_ref(), right.as_ref()) {
+                    pairs.push((a.name.clone(), b.name.clone()));
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+    };
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::Join(join) = node {
+            for (left, right) in &join.on {
+                collect(&Expr::BinaryExpr(BinaryExpr::new(
+                    Box::new(left.clone()),
+                    Operator::Eq,
+                    Box::new(right.clone()),
+                )));
+            }
+        }
+        let _ = node.apply_expressions(|expr| {
+            collect(expr);
+            Ok(TreeNodeRecursion::Continue)
+        });
+        Ok(TreeNodeRecursion::Continue)
+    });
+    // Union-find over names.
+    let mut parent: HashMap<String, String> = HashMap::new();
+    fn root(parent: &mut HashMap<String, String>, name: &str) -> String {
+        let up = parent
+            .entry(name.to_owned())
+            .or_insert_with(|| name.to_owned())
+            .clone();
+        if up == name {
+            return up;
+        }
+        let top = root(parent, &up);
+        parent.insert(name.to_owned(), top.clone());
+        top
+    }
+    for (a, b) in &pairs {
+        let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
+        if ra != rb {
+            parent.insert(ra, rb);
+        }
+    }
+    let names: Vec<String> = parent.keys().cloned().collect();
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    let mut classes = HashMap::new();
+    for name in names {
+        let top = root(&mut parent, &name);
+        let next = ids.len();
+        let id = *ids.entry(top).or_insert(next);
+        classes.insert(name, id);
+    }
+    classes
+}
+
+fn chance(seed: u64, what: &str, value: &str, percent: u64) -> bool {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (seed, what, value).hash(&mut hasher);
+    hasher.finish() % 100 < percent
+}
+
+fn text_column(array: &ArrayRef) -> Result<ArrayRef> {
+    Ok(cast(array, &DataType::Utf8)?)
+}
+
+fn texts(array: &ArrayRef) -> Result<Vec<Option<String>>> {
+    let text = text_column(array)?;
+    let text = text
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::StringArray>()
+        .ok_or_else(|| DataFusionError::Internal("cast to Utf8 gave no strings".into()))?;
+    Ok((0..text.len())
+        .map(|i| (!text.is_null(i)).then(|| text.value(i).to_owned()))
+        .collect())
+}
+
+/// A key-closed sample of `database`.
+fn sample(
+    database: &TestDatabase,
+    classes: &HashMap<String, usize>,
+    seed: u64,
+    name: &str,
+) -> Result<TestDatabase> {
+    // Each class's values across the tables, to see whether the domain is small.
+    let mut domains: HashMap<usize, BTreeSet<String>> = HashMap::new();
+    let mut keyed: BTreeMap<ResolvedTableReference, Vec<(usize, Vec<Option<String>>)>> =
+        BTreeMap::new();
+    for (table, data) in &database.tables {
+        for (index, field) in data.schema.fields().iter().enumerate() {
+            if let Some(&class) = classes.get(field.name()) {
+                let values = texts(data.batch.column(index))?;
+                domains
+                    .entry(class)
+                    .or_default()
+                    .extend(values.iter().flatten().cloned());
+                keyed
+                    .entry(table.clone())
+                    .or_default()
+                    .push((class, values));
+            }
+        }
+    }
+    let mut tables = BTreeMap::new();
+    for (table, data) in &database.tables {
+        let rows = data.batch.num_rows();
+        let sampled_keys: Vec<&(usize, Vec<Option<String>>)> = keyed
+            .get(table)
+            .map(|keys| {
+                keys.iter()
+                    .filter(|(class, _)| domains[class].len() > SMALL_DOMAIN)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let keep: BooleanArray = (0..rows)
+            .map(|row| {
+                let kept = if sampled_keys.is_empty() {
+                    rows <= SMALL_DOMAIN
+                        || chance(seed, &table.to_string(), &row.to_string(), KEEP_PERCENT)
+                } else {
+                    sampled_keys
+                        .iter()
+                        .all(|(class, values)| match &values[row] {
+                            Some(value) => chance(seed, &class.to_string(), value, KEEP_PERCENT),
+                            None => true,
+                        })
+                };
+                Some(kept)
+            })
+            .collect();
+        tables.insert(
+            table.clone(),
+            TableData {
+                schema: data.schema.clone(),
+                batch: filter_record_batch(&data.batch, &keep)?,
+            },
+        );
+    }
+    Ok(TestDatabase {
+        name: name.to_owned(),
+        tables,
+    })
+}
+
+/// `database` with a share of every nullable column's values made NULL.
+fn with_nulls(database: &TestDatabase, seed: u64) -> Result<TestDatabase> {
+    let mut out = database.clone();
+    out.name = format!("{} with NULLs", database.name);
+    for (table, data) in out.tables.iter_mut() {
+        let mut columns = data.batch.columns().to_vec();
+        for (index, field) in data.schema.fields().iter().enumerate() {
+            if !field.is_nullable() {
+                continue;
+            }
+            let keep: BooleanArray = (0..data.batch.num_rows())
+                .map(|row| {
+                    Some(!chance(
+                        seed,
+                        &format!("{table}.{}", field.name()),
+                        &row.to_string(),
+                        NULL_PERCENT,
+                    ))
+                })
+                .collect();
+            columns[index] = datafusion::arrow::compute::nullif(
+                &columns[index],
+                &datafusion::arrow::compute::not(&keep)?,
+            )?;
+        }
+        data.batch = RecordBatch::try_new(data.schema.clone(), columns)?;
+    }
+    Ok(out)
+}
+
+/// `database` with a share of every table's rows twice.
+fn with_duplicates(database: &TestDatabase, seed: u64) -> Result<TestDatabase> {
+    let mut out = database.clone();
+    out.name = format!("{} with duplicate rows", database.name);
+    for (table, data) in out.tables.iter_mut() {
+        let twice: BooleanArray = (0..data.batch.num_rows())
+            .map(|row| {
+                Some(chance(
+                    seed,
+                    &table.to_string(),
+                    &row.to_string(),
+                    DUPLICATE_PERCENT,
+                ))
+            })
+            .collect();
+        let extra = filter_record_batch(&data.batch, &twice)?;
+        data.batch = concat_batches(&data.schema, &[data.batch.clone(), extra])?;
+    }
+    Ok(out)
+}
+
+/// `database` with `table` empty.
+fn with_empty(database: &TestDatabase, table: &ResolvedTableReference) -> TestDatabase {
+    let mut out = database.clone();
+    out.name = format!("{} with {} empty", database.name, table.table);
+    if let Some(data) = out.tables.get_mut(table) {
+        data.batch = data.batch.slice(0, 0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn shop() -> SessionContext {
+        let ctx = SessionContext::new();
+        for sql in [
+            "CREATE TABLE customers (id INT, name TEXT, country TEXT)",
+            "INSERT INTO customers SELECT v, 'c' || v, CASE WHEN v % 3 = 0 THEN 'FR' ELSE 'DE' END \
+             FROM generate_series(1, 300) AS t(v)",
+            "CREATE TABLE orders (id INT, customer INT, total DOUBLE, status TEXT)",
+            "INSERT INTO orders SELECT v, v % 290 + 1, (v % 97) * 1.5, \
+             CASE WHEN v % 5 = 0 THEN 'open' ELSE 'done' END FROM generate_series(1, 2000) AS t(v)",
+        ] {
+            ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        }
+        ctx
+    }
+
+    const ORIGINAL: &str = "SELECT c.country, count(*) AS n, sum(o.total) AS total \
+        FROM orders o JOIN customers c ON o.customer = c.id \
+        WHERE o.status = 'open' AND o.total > 21 GROUP BY c.country";
+
+    #[tokio::test]
+    async fn equivalent_rewrites_pass_and_wrong_ones_fail() {
+        let ctx = shop().await;
+        let check = ResultCheck::prepare(&ctx, ORIGINAL, 7).await.unwrap();
+        assert!(
+            check.undistinguished.is_empty(),
+            "{:?}",
+            check.undistinguished
+        );
+        assert!(check.mutants_checked >= 2);
+        let same = "SELECT c.country, count(*) AS n, sum(o.total) AS total FROM \
+            (SELECT * FROM orders WHERE total > 21 AND status = 'open') o \
+            JOIN customers c ON c.id = o.customer GROUP BY c.country";
+        assert_eq!(check.verdict(same).await, Verdict::Pass);
+        for wrong in [
+            // a dropped predicate
+            "SELECT c.country, count(*) AS n, sum(o.total) AS total FROM orders o JOIN customers \
+             c ON o.customer = c.id WHERE o.status = 'open' GROUP BY c.country",
+            // a changed aggregate
+            "SELECT c.country, count(DISTINCT o.customer) AS n, sum(o.total) AS total FROM \
+             orders o JOIN customers c ON o.customer = c.id WHERE o.status = 'open' AND \
+             o.total > 21 GROUP BY c.country",
+            // a boundary moved
+            "SELECT c.country, count(*) AS n, sum(o.total) AS total FROM orders o JOIN customers \
+             c ON o.customer = c.id WHERE o.status = 'open' AND o.total >= 21 GROUP BY c.country",
+        ] {
+            assert!(
+                matches!(check.verdict(wrong).await, Verdict::Fail(_)),
+                "{wrong}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_mutant_the_databases_cannot_tell_apart_makes_it_untested() {
+        let ctx = shop().await;
+        for sql in [
+            "CREATE TABLE notes (id INT NOT NULL, flag TEXT NOT NULL)",
+            "INSERT INTO notes SELECT v, CASE WHEN v % 4 = 0 THEN 'x' ELSE 'y' END \
+             FROM generate_series(1, 500) AS t(v)",
+        ] {
+            ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        }
+        // Every id is positive and none can be NULL, so dropping `id >= 0` changes nothing on
+        // any test database made from this data: the check cannot vouch for that conjunct.
+        let original = "SELECT id FROM notes WHERE id >= 0 AND flag = 'x'";
+        let check = ResultCheck::prepare(&ctx, original, 7).await.unwrap();
+        assert_eq!(
+            check.undistinguished.len(),
+            1,
+            "{:?}",
+            check.undistinguished
+        );
+        assert!(check.undistinguished[0].contains("id >= 0"));
+        let verdict = check
+            .verdict("SELECT id FROM notes WHERE flag = 'x' AND id >= 0")
+            .await;
+        assert!(matches!(verdict, Verdict::Untested(_)), "{verdict:?}");
+    }
+
+    #[tokio::test]
+    async fn nulls_and_duplicates_catch_what_the_data_hides() {
+        let ctx = shop().await;
+        // NOT IN and NOT EXISTS agree until a NULL appears; the data has none.
+        let original = "SELECT id FROM customers WHERE id NOT IN (SELECT customer FROM orders)";
+        let check = ResultCheck::prepare(&ctx, original, 3).await.unwrap();
+        let not_exists = "SELECT id FROM customers c WHERE NOT EXISTS \
+            (SELECT 1 FROM orders o WHERE o.customer = c.id)";
+        assert!(matches!(check.verdict(not_exists).await, Verdict::Fail(_)));
+        // UNION and UNION ALL agree until a duplicate appears.
+        let original = "SELECT id FROM customers WHERE country = 'FR' UNION ALL \
+            SELECT id FROM customers WHERE country = 'DE'";
+        let check = ResultCheck::prepare(&ctx, original, 3).await.unwrap();
+        let union = "SELECT id FROM customers WHERE country = 'FR' UNION \
+            SELECT id FROM customers WHERE country = 'DE'";
+        assert!(matches!(check.verdict(union).await, Verdict::Fail(_)));
+    }
+
+    #[test]
+    fn floats_compare_within_a_tolerance() {
+        let a = vec![vec![Cell::Float(0.1 + 0.2)]];
+        let b = vec![vec![Cell::Float(0.3)]];
+        assert!(compare_rows(&a, &b, true).is_ok());
+        let c = vec![vec![Cell::Float(0.3001)]];
+        assert!(compare_rows(&a, &c, true).is_err());
+    }
+}
