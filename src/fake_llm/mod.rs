@@ -10,7 +10,8 @@
 //! Faults: a script of faults for the next requests (`POST /control {"script": ["429", ...]}`),
 //! random fault rates, and per-row markers in the data: a row containing `FAKE:omit` is left out
 //! of any answer with other rows, and a row containing `FAKE:garbage` always gets an answer of the
-//! wrong shape. `GET /stats` returns request counters; `POST /reset` zeroes them.
+//! wrong shape. Scripted answers (`answers` in the behaviour) answer chat requests containing
+//! given texts with fixed content. `GET /stats` returns request counters; `POST /reset` zeroes them.
 
 pub mod rules;
 
@@ -94,6 +95,17 @@ pub struct Behaviour {
     pub embedding_dims: Option<usize>,
     /// When set, requests must carry `Authorization: Bearer <api_key>`.
     pub api_key: Option<String>,
+    /// Fixed answers for chat requests, before the rules: the first whose `when` texts all
+    /// occur in the request's messages answers it (the query rewriter's tests and benchmark
+    /// script a model's rewrites this way).
+    pub answers: Vec<ScriptedAnswer>,
+}
+
+/// A fixed chat answer and the texts a request must contain to get it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ScriptedAnswer {
+    pub when: Vec<String>,
+    pub answer: String,
 }
 
 /// Counters of what the server saw.
@@ -286,6 +298,35 @@ impl Drop for FakeLlm {
     }
 }
 
+/// The scripted answer for a chat request, as a completion body, if one matches.
+fn scripted(answers: &[ScriptedAnswer], body: &Value) -> Option<Value> {
+    let messages: String = body["messages"]
+        .as_array()?
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let found = answers
+        .iter()
+        .find(|a| a.when.iter().all(|text| messages.contains(text.as_str())))?;
+    let prompt_tokens = (messages.chars().count() as u64).div_ceil(4);
+    let completion_tokens = (found.answer.chars().count() as u64).div_ceil(4);
+    Some(json!({
+        "id": "fake-scripted",
+        "object": "chat.completion",
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": found.answer},
+            "finish_reason": "stop",
+        }],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }))
+}
+
 fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
@@ -411,7 +452,10 @@ async fn handle(
             reply(StatusCode::GATEWAY_TIMEOUT, json!({}))
         }
         _ if chat => {
-            let (answer, rows) = rules::chat(&body, fault);
+            let (answer, rows) = match scripted(&behaviour.answers, &body) {
+                Some(answer) => (answer, 1),
+                None => rules::chat(&body, fault),
+            };
             state.rows.fetch_add(rows, Ordering::SeqCst);
             reply(StatusCode::OK, answer)
         }

@@ -37,10 +37,13 @@ use semsql_udfs::lm::{LmError, LmSettings, QueryUsage};
 
 use super::auth::Authenticator;
 use super::copy::{self, CopyCommand, CopyFormat};
+use super::explain_rewrite;
 use crate::config::Config;
 use crate::engine::{Engine, CATALOG};
 use crate::error::{lm_user_error, to_error_info};
 use crate::llm::{statements as model_statements, Runtime};
+use crate::rewrite::cache::Entry as RewriteEntry;
+use crate::rewrite::{Mode as RewriteMode, Rewriter};
 
 /// Where datafusion-postgres's `SET statement_timeout` keeps the value, in milliseconds.
 const STATEMENT_TIMEOUT_MS: &str = "statement_timeout_ms";
@@ -67,6 +70,7 @@ struct PendingCopy {
 struct Sessions {
     engine: Engine,
     hooks: Vec<Arc<dyn QueryHook>>,
+    rewriter: Arc<Rewriter>,
 }
 
 impl Sessions {
@@ -115,6 +119,13 @@ impl QueryParser for SessionParser {
         if model_statements::parse(sql).is_some() {
             // Checked and run when executed (see `QueryHandler::model_statement`).
             return Ok(Some((sql.to_owned(), None)));
+        }
+        if explain_rewrite::target(sql).is_some() {
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "ERROR".to_owned(),
+                "0A000".to_owned(),
+                "EXPLAIN REWRITE works in the simple query protocol only".to_owned(),
+            ))));
         }
         if copy::parse(sql).is_some() {
             return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
@@ -197,15 +208,17 @@ impl SimpleQueryHandler for QueryHandler {
             }
             return Ok(responses);
         }
+        if let Some(target) = explain_rewrite::target(query) {
+            return Ok(vec![self.explain_rewrite(client, &session, target).await?]);
+        }
         let rewritten = super::compat::rewrite(query);
+        let mut sql = rewritten.unwrap_or_else(|| query.to_owned());
+        let plan = self.rewrite_plan(client, &session, &sql).await?;
+        if let RewritePlan::UseRewrite(faster) = &plan {
+            sql = faster.clone();
+        }
         let usage = self.start_lm_query(&session, query);
-        let responses = match SimpleQueryHandler::do_query(
-            &session.service,
-            client,
-            rewritten.as_deref().unwrap_or(query),
-        )
-        .await
-        {
+        let responses = match SimpleQueryHandler::do_query(&session.service, client, &sql).await {
             Ok(responses) => responses,
             Err(err) => {
                 self.sessions.engine.runtime().finish_query(&usage);
@@ -214,10 +227,15 @@ impl SimpleQueryHandler for QueryHandler {
         };
         let mut reported = Vec::with_capacity(responses.len());
         for response in responses {
-            reported.push(
-                self.report_lm_usage(client, query, response, &usage)
-                    .await?,
-            );
+            let response = self
+                .report_lm_usage(client, query, response, &usage)
+                .await?;
+            reported.push(match &plan {
+                RewritePlan::SearchIfSlow(min_ms) => {
+                    self.search_when_slow(&session, &sql, *min_ms, response)
+                }
+                _ => response,
+            });
         }
         Ok(reported)
     }
@@ -268,9 +286,173 @@ impl ExtendedQueryHandler for QueryHandler {
     }
 }
 
+/// What the rewriter does for a query about to run (see `semsql.rewrite`).
+enum RewritePlan {
+    /// Run it as written.
+    AsWritten,
+    /// Run the accepted rewrite instead (`auto`).
+    UseRewrite(String),
+    /// Run it as written, and search for a rewrite if it takes longer than this many
+    /// milliseconds (`auto`, nothing known yet).
+    SearchIfSlow(u64),
+}
+
 impl QueryHandler {
     fn runtime(&self) -> &Arc<Runtime> {
         self.sessions.engine.runtime()
+    }
+
+    /// `EXPLAIN REWRITE <query>`.
+    async fn explain_rewrite<C>(
+        &self,
+        client: &mut C,
+        session: &ConnectionSession,
+        target: &str,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let settings = LmSettings::of(session.ctx.state().config().options());
+        if RewriteMode::of(&settings) == RewriteMode::Off {
+            return Err(lm_user_error(LmError::new(
+                "55000",
+                "the query rewriter is off: SET semsql.rewrite = 'advise' (or 'auto') to use \
+                 EXPLAIN REWRITE",
+            )));
+        }
+        let rewritten = super::compat::rewrite(target);
+        let sql = rewritten.as_deref().unwrap_or(target);
+        let report = self
+            .sessions
+            .rewriter
+            .search(&session.ctx, sql)
+            .await
+            .map_err(|err| PgWireError::ApiError(Box::new(err)))?;
+        client
+            .send(notice(explain_rewrite::summary(&report)))
+            .await?;
+        explain_rewrite::response(&report)
+    }
+
+    /// Looks the query up in the rewrite cache, as `semsql.rewrite` asks: in `auto`, a known
+    /// rewrite replaces it and an unknown query is searched if slow; in `advise`, a known
+    /// rewrite is pointed out in a NOTICE. Any failure here runs the query as written.
+    async fn rewrite_plan<C>(
+        &self,
+        client: &mut C,
+        session: &ConnectionSession,
+        sql: &str,
+    ) -> PgWireResult<RewritePlan>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let settings = LmSettings::of(session.ctx.state().config().options());
+        let mode = RewriteMode::of(&settings);
+        // EXPLAIN shows the plan that would run: the rewrite's, when `auto` would use it.
+        let (explain, query) = split_explain(sql);
+        if mode == RewriteMode::Off || !is_single_query(query) {
+            return Ok(RewritePlan::AsWritten);
+        }
+        let cached = self.sessions.rewriter.cached(&session.ctx, query).await;
+        if !explain.is_empty() {
+            return Ok(match (mode, cached) {
+                (RewriteMode::Auto, Some(RewriteEntry::Accepted { sql: faster, .. })) => {
+                    RewritePlan::UseRewrite(format!("{explain} {faster}"))
+                }
+                _ => RewritePlan::AsWritten,
+            });
+        }
+        Ok(match (mode, cached) {
+            (
+                RewriteMode::Auto,
+                Some(RewriteEntry::Accepted {
+                    sql: faster,
+                    speedup,
+                }),
+            ) => {
+                tracing::debug!(speedup, "running the verified rewrite of a query");
+                RewritePlan::UseRewrite(faster)
+            }
+            (RewriteMode::Auto, Some(RewriteEntry::Rejected)) => RewritePlan::AsWritten,
+            (RewriteMode::Auto, None) => RewritePlan::SearchIfSlow(settings.rewrite_min_ms),
+            (_, Some(RewriteEntry::Accepted { speedup, .. })) => {
+                client
+                    .send(notice(format!(
+                        "a verified rewrite of this query ran {speedup:.2}× faster; \
+                         SET semsql.rewrite = 'auto' to use it (EXPLAIN REWRITE shows it)"
+                    )))
+                    .await?;
+                RewritePlan::AsWritten
+            }
+            _ => RewritePlan::AsWritten,
+        })
+    }
+
+    /// Times the query's rows to their end; if that took `min_ms` or more, a rewrite search
+    /// starts in the background on a copy of the session (its settings and data as now).
+    fn search_when_slow(
+        &self,
+        session: &ConnectionSession,
+        sql: &str,
+        min_ms: u64,
+        response: Response,
+    ) -> Response {
+        let Response::Query(query) = response else {
+            return response;
+        };
+        let started = std::time::Instant::now();
+        let rewriter = self.sessions.rewriter.clone();
+        let ctx = SessionContext::new_with_state(session.ctx.state());
+        let sql = sql.to_owned();
+        let mut on_end = Some(move || {
+            if started.elapsed() < Duration::from_millis(min_ms) {
+                return;
+            }
+            tokio::spawn(async move {
+                let Ok((normalized, key)) = rewriter.key(&ctx, &sql).await else {
+                    return;
+                };
+                if !rewriter.cache.start_search(&key) {
+                    return;
+                }
+                match rewriter.search(&ctx, &sql).await {
+                    Ok(report) => tracing::info!(
+                        accepted = report.chosen.is_some(),
+                        candidates = report.candidates.len(),
+                        requests = report.requests,
+                        seconds = report.seconds,
+                        "background rewrite search finished"
+                    ),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "background rewrite search failed");
+                        rewriter
+                            .cache
+                            .put(&normalized, &key, RewriteEntry::Rejected);
+                    }
+                }
+                rewriter.cache.end_search(&key);
+            });
+        });
+        let QueryResponse {
+            command_tag,
+            row_schema,
+            mut data_rows,
+            ..
+        } = query;
+        let rows = stream::poll_fn(move |cx| {
+            let polled = data_rows.poll_next_unpin(cx);
+            if let std::task::Poll::Ready(None) = polled {
+                if let Some(on_end) = on_end.take() {
+                    on_end();
+                }
+            }
+            polled
+        });
+        let mut wrapped = QueryResponse::new(row_schema, rows);
+        wrapped.command_tag = command_tag;
+        Response::Query(wrapped)
     }
 
     /// `CREATE MODEL`, `ALTER MODEL`, `DROP MODEL`.
@@ -448,6 +630,40 @@ fn mentions_lm_function(sql: &str) -> bool {
             before_ok && lower[at + name.len()..].trim_start().starts_with('(')
         })
     })
+}
+
+/// `(EXPLAIN and its options, the query)`: the leading `EXPLAIN [ANALYZE] [VERBOSE]` words of
+/// `sql` (empty when there are none) and what follows them.
+fn split_explain(sql: &str) -> (&str, &str) {
+    let trimmed = sql.trim_start();
+    let mut end = 0;
+    let mut rest = trimmed;
+    for (position, word) in ["EXPLAIN", "ANALYZE", "VERBOSE"].into_iter().enumerate() {
+        let Some(head) = rest.get(..word.len()) else {
+            break;
+        };
+        let after = &rest[word.len()..];
+        if !head.eq_ignore_ascii_case(word) || !after.starts_with(char::is_whitespace) {
+            if position == 0 {
+                return ("", sql);
+            }
+            continue;
+        }
+        rest = after.trim_start();
+        end = trimmed.len() - rest.len();
+    }
+    (trimmed[..end].trim_end(), &trimmed[end..])
+}
+
+/// Whether `sql` is one SELECT (or WITH … SELECT) statement, the only kind the rewriter takes.
+fn is_single_query(sql: &str) -> bool {
+    let first = sql
+        .trim_start()
+        .split(|c: char| c.is_whitespace() || c == '(')
+        .next()
+        .unwrap_or("");
+    (first.eq_ignore_ascii_case("select") || first.eq_ignore_ascii_case("with"))
+        && !sql.trim().trim_end_matches(';').contains(';')
 }
 
 fn is_explain_analyze(sql: &str) -> bool {
@@ -694,7 +910,12 @@ impl Handlers {
         let hooks = super::hooks::all(engine.runtime().clone());
         let any_session =
             DfSessionService::new_with_hooks(Arc::new(engine.session(CATALOG)), hooks.clone());
-        let sessions = Arc::new(Sessions { engine, hooks });
+        let rewriter = Arc::new(Rewriter::new(engine.runtime().clone()));
+        let sessions = Arc::new(Sessions {
+            engine,
+            hooks,
+            rewriter,
+        });
         let connections = Arc::new(ConnectionManager::new());
         Handlers {
             query: Arc::new(QueryHandler {
@@ -741,5 +962,30 @@ impl PgWireServerHandlers for Handlers {
 
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
         self.cancel.clone()
+    }
+}
+
+#[cfg(test)]
+mod rewrite_text_tests {
+    use super::*;
+
+    #[test]
+    fn explain_prefixes_are_split_off() {
+        assert_eq!(split_explain("SELECT 1"), ("", "SELECT 1"));
+        assert_eq!(split_explain("explain select 1"), ("explain", "select 1"));
+        assert_eq!(
+            split_explain("EXPLAIN ANALYZE VERBOSE WITH a AS (SELECT 1) SELECT * FROM a"),
+            (
+                "EXPLAIN ANALYZE VERBOSE",
+                "WITH a AS (SELECT 1) SELECT * FROM a"
+            )
+        );
+        assert_eq!(
+            split_explain("EXPLAIN VERBOSE SELECT 1"),
+            ("EXPLAIN VERBOSE", "SELECT 1")
+        );
+        assert!(is_single_query("WITH a AS (SELECT 1) SELECT * FROM a;"));
+        assert!(!is_single_query("SELECT 1; SELECT 2"));
+        assert!(!is_single_query("INSERT INTO t SELECT 1"));
     }
 }

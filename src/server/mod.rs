@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod compat;
 pub mod copy;
+pub mod explain_rewrite;
 pub mod handler;
 pub mod hooks;
 
