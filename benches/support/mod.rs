@@ -12,6 +12,9 @@ pub struct BenchServer {
     /// each bench compiles this module on its own).
     #[allow(dead_code)]
     pub session: datafusion::prelude::SessionContext,
+    /// The server's port, for benchmarks that open their own connections.
+    #[allow(dead_code)]
+    pub port: u16,
     _data_dir: tempfile::TempDir,
 }
 
@@ -43,6 +46,7 @@ pub async fn start() -> BenchServer {
     BenchServer {
         client,
         session,
+        port: addr.port(),
         _data_dir: data_dir,
     }
 }

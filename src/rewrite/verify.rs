@@ -12,9 +12,10 @@
 
 use std::collections::BTreeSet;
 
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, DFSchema};
 use datafusion::error::Result;
-use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::logical_expr::{Expr, LogicalPlan, SortExpr, Volatility};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
@@ -86,7 +87,12 @@ fn footprint(plan: &LogicalPlan) -> Result<Footprint> {
                 node = &l.input;
             }
             LogicalPlan::Sort(s) if order.is_none() => {
-                order = Some(s.expr.iter().map(|e| e.to_string()).collect());
+                order = Some(
+                    s.expr
+                        .iter()
+                        .map(|e| sort_key(e, s.input.schema()))
+                        .collect(),
+                );
                 if let Some(fetch) = s.fetch {
                     limit.get_or_insert((String::new(), fetch.to_string()));
                 }
@@ -101,6 +107,34 @@ fn footprint(plan: &LogicalPlan) -> Result<Footprint> {
         order,
         limit,
     })
+}
+
+/// A sort key as compared between original and candidate: a column of the sorted rows by its
+/// position (`#2 DESC NULLS FIRST`), since a rewrite may name the table differently (`supplier.x`
+/// in one, `e.x` in the other); any other expression by its text without table qualifiers.
+fn sort_key(key: &SortExpr, input: &DFSchema) -> String {
+    let direction = format!(
+        "{} NULLS {}",
+        if key.asc { "ASC" } else { "DESC" },
+        if key.nulls_first { "FIRST" } else { "LAST" }
+    );
+    if let Expr::Column(column) = &key.expr {
+        if let Some(index) = input.maybe_index_of_column(column) {
+            return format!("#{index} {direction}");
+        }
+    }
+    let unqualified = key
+        .expr
+        .clone()
+        .transform(|e| {
+            Ok(match e {
+                Expr::Column(c) => Transformed::yes(Expr::Column(Column::new_unqualified(c.name))),
+                other => Transformed::no(other),
+            })
+        })
+        .map(|t| t.data.to_string())
+        .unwrap_or_else(|_| key.expr.to_string());
+    format!("{unqualified} {direction}")
 }
 
 /// An optimized plan as text, for comparing two plans: the names the optimizer makes up
@@ -268,6 +302,22 @@ mod tests {
             .iter()
             .find(|(_, v)| *v != Verdict::Pass)
             .map(|(name, _)| *name)
+    }
+
+    #[tokio::test]
+    async fn order_by_compares_columns_by_position_not_by_table_name() {
+        let ctx = context().await;
+        let original = "SELECT orders.id, orders.total FROM orders JOIN customers \
+                        ON orders.customer = customers.id ORDER BY orders.total DESC, orders.id";
+        let renamed =
+            "SELECT o.id, o.total FROM (SELECT * FROM orders WHERE customer IS NOT NULL) o \
+                       JOIN customers c ON o.customer = c.id ORDER BY o.total DESC, o.id";
+        let checks = static_checks(&ctx, original, renamed).await;
+        assert!(checks.passed(), "{checks:?}");
+        let flipped = "SELECT o.id, o.total FROM orders o JOIN customers c \
+                       ON o.customer = c.id ORDER BY o.total, o.id";
+        let checks = static_checks(&ctx, original, flipped).await;
+        assert_eq!(failed_check(&checks), Some("V1 plan"), "{checks:?}");
     }
 
     #[tokio::test]

@@ -704,7 +704,9 @@ async fn create_external_table(
                 "send CREATE EXTERNAL TABLE as a statement of its own".to_owned(),
             ))));
         };
-        let sql = create.to_string();
+        // The statement as the user wrote it: DataFusion's printed form drops the column list
+        // and the OPTIONS (a `|` delimiter came back as `,`).
+        let sql = query.trim().trim_end_matches(';').trim_end().to_owned();
         ctx.sql(&sql)
             .await
             .map_err(api_error)?

@@ -11,12 +11,23 @@ async fn tables_schemas_and_changes_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("prices.csv");
     std::fs::write(&csv, "item,price\nwidget,2.5\ngadget,4\n").unwrap();
+    // A column list and OPTIONS other than the defaults must be kept as written.
+    let piped = dir.path().join("piped.tbl");
+    std::fs::write(&piped, "widget|2.5\ngadget|4\n").unwrap();
     let server = TestServer::start_in(&dir.path().join("data"), FileConfig::default()).await;
     let client = server.client().await;
     client
         .batch_execute(&format!(
             "CREATE EXTERNAL TABLE prices STORED AS CSV LOCATION '{}' OPTIONS ('format.has_header' 'true')",
             csv.display()
+        ))
+        .await
+        .unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE EXTERNAL TABLE piped (item VARCHAR, price DOUBLE) STORED AS CSV LOCATION '{}' \
+             OPTIONS ('format.delimiter' '|', 'format.has_header' 'false')",
+            piped.display()
         ))
         .await
         .unwrap();
@@ -74,6 +85,17 @@ async fn tables_schemas_and_changes_survive_a_restart() {
         .unwrap()
         .get(0);
     assert_eq!(price, 2.5);
+    let piped: Vec<(String, f64)> = client
+        .query("SELECT item, price FROM piped ORDER BY item", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        piped,
+        vec![("gadget".to_owned(), 4.0), ("widget".to_owned(), 2.5)]
+    );
     // Defaults are restored too.
     client
         .execute("INSERT INTO shop.orders (id, qty) VALUES (4, 1)", &[])
