@@ -513,12 +513,16 @@ async fn main() {
         let (case_requests, case_tokens, case_seconds) = (
             number_after(&summary, " LM requests"),
             number_after(&summary, " tokens"),
-            number_after(&summary, " s"),
+            summary
+                .split("tokens, ")
+                .nth(1)
+                .map_or(0.0, |rest| number_after(rest, " s")),
         );
         requests += case_requests;
         tokens += case_tokens;
         seconds += case_seconds;
         let mut accepted = 0;
+        let mut case_false_rejects = 0;
         let mut chosen = None;
         let mut chosen_speedup = None;
         for (index, (truth, sql)) in case.candidates.iter().enumerate() {
@@ -551,6 +555,7 @@ async fn main() {
                         known_good_fast_accepted += 1;
                     } else {
                         false_rejects += 1;
+                        case_false_rejects += 1;
                     }
                 }
             }
@@ -593,7 +598,7 @@ async fn main() {
                         && matches!(truth, Truth::Wrong(_) | Truth::Broken)
                 })
                 .count(),
-            "see total",
+            case_false_rejects,
             case_requests,
             case_tokens,
             case_seconds

@@ -3,7 +3,8 @@
 //! candidate's equal results prove nothing and the verdict is "untested".
 //!
 //! The mutants are the mistakes LLM rewrites make most: a dropped conjunct of a WHERE clause, a
-//! LEFT JOIN turned INNER, a dropped DISTINCT. They are made in every SELECT of the query
+//! comparison conjunct with its boundary moved (`>` and `>=`, `<` and `<=`), a LEFT JOIN turned
+//! INNER, a dropped DISTINCT. They are made in every SELECT of the query
 //! (subqueries and CTEs included), one change per mutant.
 
 use datafusion::sql::sqlparser::ast::{
@@ -29,7 +30,12 @@ pub fn mutants(sql: &str) -> Result<Vec<Mutant>, String> {
     for_each_select(&mut query.as_ref().clone(), &mut |_| selects += 1);
     let mut out = Vec::new();
     for target in 0..selects {
-        for kind in [Kind::DropConjunct, Kind::LeftToInner, Kind::DropDistinct] {
+        for kind in [
+            Kind::DropConjunct,
+            Kind::FlipBoundary,
+            Kind::LeftToInner,
+            Kind::DropDistinct,
+        ] {
             // A kind may apply several times in one SELECT (each conjunct, each join).
             for occurrence in 0.. {
                 let mut copy = query.as_ref().clone();
@@ -55,6 +61,7 @@ pub fn mutants(sql: &str) -> Result<Vec<Mutant>, String> {
 #[derive(Clone, Copy)]
 enum Kind {
     DropConjunct,
+    FlipBoundary,
     LeftToInner,
     DropDistinct,
 }
@@ -74,6 +81,32 @@ impl Kind {
                 let dropped = conjuncts.remove(occurrence);
                 select.selection = join_and(conjuncts);
                 Some(format!("dropped the conjunct {dropped}"))
+            }
+            Kind::FlipBoundary => {
+                let mut conjuncts = Vec::new();
+                split_and(select.selection.take()?, &mut conjuncts);
+                let found = conjuncts
+                    .iter_mut()
+                    .filter_map(|conjunct| match conjunct {
+                        Expr::BinaryOp { op, .. } => flipped(op).map(|_| op),
+                        _ => None,
+                    })
+                    .nth(occurrence)
+                    .map(|op| {
+                        *op = flipped(op).expect("filtered above");
+                        format!("moved a boundary to {op}")
+                    });
+                let found = found.map(|change| {
+                    let conjunct = conjuncts
+                        .iter()
+                        .filter(|c| matches!(c, Expr::BinaryOp { op, .. } if flipped(op).is_some()))
+                        .nth(occurrence)
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
+                    format!("{change}: {conjunct}")
+                });
+                select.selection = join_and(conjuncts);
+                found
             }
             Kind::LeftToInner => {
                 let join = select
@@ -104,6 +137,17 @@ impl Kind {
             }
         }
     }
+}
+
+/// The comparison with the other boundary: `>` and `>=`, `<` and `<=`.
+fn flipped(op: &BinaryOperator) -> Option<BinaryOperator> {
+    Some(match op {
+        BinaryOperator::Gt => BinaryOperator::GtEq,
+        BinaryOperator::GtEq => BinaryOperator::Gt,
+        BinaryOperator::Lt => BinaryOperator::LtEq,
+        BinaryOperator::LtEq => BinaryOperator::Lt,
+        _ => return None,
+    })
 }
 
 fn split_and(expr: Expr, out: &mut Vec<Expr>) {
@@ -233,6 +277,8 @@ mod tests {
                 "dropped the conjunct o.total > 1 (in SELECT 1)",
                 "dropped the conjunct c.name IS NOT NULL (in SELECT 1)",
                 "dropped the conjunct o.id < 100 (in SELECT 1)",
+                "moved a boundary to >=: o.total >= 1 (in SELECT 1)",
+                "moved a boundary to <=: o.id <= 100 (in SELECT 1)",
                 "LEFT JOIN customers c made INNER (in SELECT 1)",
                 "dropped DISTINCT (in SELECT 1)",
             ]
@@ -249,6 +295,7 @@ mod tests {
             vec![
                 "dropped the conjunct id IN (SELECT DISTINCT id FROM orders WHERE total > 1) (in SELECT 1)",
                 "dropped the conjunct total > 1 (in SELECT 2)",
+                "moved a boundary to >=: total >= 1 (in SELECT 2)",
                 "dropped DISTINCT (in SELECT 2)",
             ]
         );

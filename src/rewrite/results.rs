@@ -8,6 +8,12 @@
 //!   declared keys);
 //! - a sample with a fifth of every nullable column's values made NULL;
 //! - a sample with a third of every table's rows duplicated;
+//! - a sample with ties: half the values of every non-key number and date column made its
+//!   minimum, so comparisons between rows (`cost = (SELECT min(cost) …)`) match more than one row
+//!   and a dropped join condition shows;
+//! - a sample with every non-key number 0, so `x < 0.2 * avg(x)` and `x <= 0.2 * avg(x)` differ;
+//! - for each constant a column is compared with (`x > c`, BETWEEN), a sample with half of that
+//!   column set to it, so `x > c` and `x >= c` differ;
 //! - a sample with one table empty, for each table.
 //!
 //! The databases are only trusted when they tell the original apart from its mutants (a dropped
@@ -22,8 +28,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Float32Array, Float64Array};
+use datafusion::arrow::array::Scalar;
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Float32Array, Float64Array, Int64Array,
+};
+use datafusion::arrow::compute::kernels::zip::zip;
 use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch};
+use datafusion::arrow::compute::{sort_to_indices, SortOptions};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -32,7 +43,7 @@ use datafusion::catalog::{
     MemorySchemaProvider,
 };
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::common::{DataFusionError, ResolvedTableReference, TableReference};
+use datafusion::common::{DataFusionError, ResolvedTableReference, ScalarValue, TableReference};
 use datafusion::datasource::MemTable;
 use datafusion::error::Result;
 use datafusion::execution::SessionStateBuilder;
@@ -137,6 +148,47 @@ impl ResultCheck {
             &sample(&real, &classes, seed + 4, "sample 4")?,
             seed,
         )?);
+        // The value variants start from the data itself: a sample may keep too few of the rows
+        // a selective query needs.
+        let constants = compared_constants(&plan);
+        let filtered = |name: &str| constants.filtered.contains(name);
+        let tied = |name: &str, array: &ArrayRef| match filtered(name) {
+            true => Ok(None),
+            false => ties(name, array),
+        };
+        let zeroed = |name: &str, array: &ArrayRef| match filtered(name) {
+            true => Ok(None),
+            false => zeros(name, array),
+        };
+        let non_keys = (&classes, false);
+        made.push(with_replaced(&real, "ties", non_keys, (seed, 50), &tied)?);
+        made.push(with_replaced(
+            &real,
+            "zeros",
+            non_keys,
+            (seed, 100),
+            &zeroed,
+        )?);
+        // Boundaries: half of each column compared with a constant set to that constant (one
+        // database per constant), so `x > c` and `x >= c` differ.
+        for (column, values) in &constants.bounds {
+            for (number, value) in values.iter().enumerate() {
+                let pick = |name: &str, array: &ArrayRef| -> Result<Option<ArrayRef>> {
+                    if name != column.as_str() {
+                        return Ok(None);
+                    }
+                    Ok(cast(&value.to_array_of_size(1)?, array.data_type()).ok())
+                };
+                let label = format!("{column} at bound {}", number + 1);
+                made.push(with_replaced(
+                    &real,
+                    &label,
+                    (&classes, true),
+                    (seed, 50),
+                    &pick,
+                )?);
+            }
+        }
         for table in real.tables.keys() {
             made.push(with_empty(&made[0], table));
         }
@@ -625,6 +677,154 @@ fn with_duplicates(database: &TestDatabase, seed: u64) -> Result<TestDatabase> {
     Ok(out)
 }
 
+/// What a variant puts into a column, if anything: a one-row array of the column's type.
+type Pick<'a> = dyn Fn(&str, &ArrayRef) -> Result<Option<ArrayRef>> + 'a;
+
+/// `database` with `percent` of the values of the columns `pick` chooses replaced by the value
+/// it gives (key columns only when `keys_too`).
+fn with_replaced(
+    database: &TestDatabase,
+    label: &str,
+    (classes, keys_too): (&HashMap<String, usize>, bool),
+    (seed, percent): (u64, u64),
+    pick: &Pick<'_>,
+) -> Result<TestDatabase> {
+    let mut out = database.clone();
+    out.name = format!("{} with {label}", database.name);
+    for (table, data) in out.tables.iter_mut() {
+        let mut columns = data.batch.columns().to_vec();
+        for (index, field) in data.schema.fields().iter().enumerate() {
+            if !keys_too && classes.contains_key(field.name()) {
+                continue;
+            }
+            let column = &columns[index];
+            let Some(value) = pick(field.name(), column)? else {
+                continue;
+            };
+            let replace: BooleanArray = (0..column.len())
+                .map(|row| {
+                    Some(chance(
+                        seed,
+                        &format!("{table}.{} {label}", field.name()),
+                        &row.to_string(),
+                        percent,
+                    ))
+                })
+                .collect();
+            columns[index] = zip(&replace, &Scalar::new(value), column)?;
+        }
+        data.batch = RecordBatch::try_new(data.schema.clone(), columns)?;
+    }
+    Ok(out)
+}
+
+/// Ties: half of every number and date column's values made its minimum, so comparisons
+/// between rows (`cost = (SELECT min(cost) …)`) match more than one row.
+fn ties(_: &str, column: &ArrayRef) -> Result<Option<ArrayRef>> {
+    let kind = column.data_type();
+    if !(kind.is_numeric() || kind.is_temporal()) || column.len() == column.null_count() {
+        return Ok(None);
+    }
+    let options = SortOptions {
+        descending: false,
+        nulls_first: false,
+    };
+    let smallest = sort_to_indices(column, Some(options), Some(1))?;
+    Ok(Some(column.slice(smallest.value(0) as usize, 1)))
+}
+
+/// Zeros: every number made 0, so `x < 0.2 * avg(x)` and `x <= 0.2 * avg(x)` differ.
+fn zeros(_: &str, column: &ArrayRef) -> Result<Option<ArrayRef>> {
+    if !column.data_type().is_numeric() {
+        return Ok(None);
+    }
+    let zero: ArrayRef = Arc::new(Int64Array::from(vec![0]));
+    Ok(Some(cast(&zero, column.data_type())?))
+}
+
+/// How a query compares columns with constants.
+struct Constants {
+    /// The constants each column is compared with by `<`, `<=`, `>`, `>=` or BETWEEN.
+    bounds: HashMap<String, Vec<ScalarValue>>,
+    /// Every column compared with a constant in any way (`=`, LIKE, IN, ...): ties and zeros
+    /// leave them alone, or a selective filter would keep no row.
+    filtered: BTreeSet<String>,
+}
+
+fn compared_constants(plan: &LogicalPlan) -> Constants {
+    let mut found: HashMap<String, Vec<ScalarValue>> = HashMap::new();
+    let mut filtered = BTreeSet::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        let _ = node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                let column_of = |e: &Expr| match e {
+                    Expr::Column(c) => Some(c.name.clone()),
+                    Expr::Cast(cast) => match cast.expr.as_ref() {
+                        Expr::Column(c) => Some(c.name.clone()),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let literal_of = |e: &Expr| match e {
+                    Expr::Literal(value, _) => Some(value.clone()),
+                    _ => None,
+                };
+                match e {
+                    Expr::BinaryExpr(BinaryExpr { left, right, .. })
+                    | Expr::Like(datafusion::logical_expr::Like {
+                        expr: left,
+                        pattern: right,
+                        ..
+                    }) => {
+                        for (a, b) in [(left, right), (right, left)] {
+                            if let (Some(column), Some(_)) = (column_of(a), literal_of(b)) {
+                                filtered.insert(column);
+                            }
+                        }
+                    }
+                    Expr::InList(list) => {
+                        if let Some(column) = column_of(&list.expr) {
+                            filtered.insert(column);
+                        }
+                    }
+                    _ => {}
+                }
+                match e {
+                    Expr::BinaryExpr(BinaryExpr {
+                        left,
+                        op: Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq,
+                        right,
+                    }) => {
+                        let pair = column_of(left)
+                            .zip(literal_of(right))
+                            .or_else(|| column_of(right).zip(literal_of(left)));
+                        if let Some((column, value)) = pair {
+                            found.entry(column).or_default().push(value);
+                        }
+                    }
+                    Expr::Between(between) => {
+                        if let Some(column) = column_of(&between.expr) {
+                            for bound in [&between.low, &between.high] {
+                                if let Some(value) = literal_of(bound) {
+                                    found.entry(column.clone()).or_default().push(value);
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        });
+        Ok(TreeNodeRecursion::Continue)
+    });
+    filtered.extend(found.keys().cloned());
+    Constants {
+        bounds: found,
+        filtered,
+    }
+}
+
 /// `database` with `table` empty.
 fn with_empty(database: &TestDatabase, table: &ResolvedTableReference) -> TestDatabase {
     let mut out = database.clone();
@@ -714,6 +914,7 @@ mod tests {
         // any test database made from this data: the check cannot vouch for that conjunct.
         let original = "SELECT id FROM notes WHERE id >= 0 AND flag = 'x'";
         let check = ResultCheck::prepare(&ctx, original, 7).await.unwrap();
+        // `id > 0` instead is told apart: a database sets half the ids to the bound, 0.
         assert_eq!(
             check.undistinguished.len(),
             1,

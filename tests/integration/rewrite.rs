@@ -188,14 +188,12 @@ async fn explain_rewrite_accepts_the_right_rewrite_and_rejects_the_rest() {
         assert_ne!(row[2], "accepted", "{row:?}");
     }
     // The changed predicate, the dropped predicate and the lost DISTINCT return other rows.
-    // The added `total > 0` returns the same rows on every test database (every customer has
-    // some order above 0), but no database tells it from its own mutant without that
-    // condition: untested, so not accepted.
-    assert!(rows[1][3].contains("V3 results: fail"), "{:?}", rows[1]);
-    assert!(rows[2][3].contains("V3 results: fail"), "{:?}", rows[2]);
-    assert!(rows[3][3].contains("V3 results: fail"), "{:?}", rows[3]);
-    assert!(rows[4][3].contains("V3 results: untested"), "{:?}", rows[4]);
-    assert!(rows[4][3].contains("total > 0"), "{:?}", rows[4]);
+    // The added `total > 0` returns the same rows on the data (every customer has some order
+    // above 0), but not on the database where half the totals tie at their minimum, 0.
+    for row in &rows[1..] {
+        assert!(row[3].contains("V3 results: fail"), "{row:?}");
+    }
+    assert!(rows[4][3].contains("with ties"), "{:?}", rows[4]);
 
     // advise (the default): the query runs as written, with a NOTICE about the known rewrite.
     notices.lock().unwrap().clear();
