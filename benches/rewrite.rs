@@ -426,13 +426,21 @@ async fn timed(client: &Client, sql: &str) -> f64 {
 async fn remeasure(client: &Client, original: &str, candidate: &str) -> f64 {
     timed(client, original).await;
     timed(client, candidate).await;
-    let mut speedups = Vec::new();
+    let (mut speedups, mut originals, mut candidates) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..5 {
         let o = timed(client, original).await;
         let c = timed(client, candidate).await;
         speedups.push(o / c);
+        originals.push(o);
+        candidates.push(c);
     }
-    speedups.sort_by(f64::total_cmp);
+    for values in [&mut speedups, &mut originals, &mut candidates] {
+        values.sort_by(f64::total_cmp);
+    }
+    eprintln!(
+        "  re-measured over the wire: original {:.1} ms, candidate {:.1} ms (medians)",
+        originals[2], candidates[2]
+    );
     speedups[2]
 }
 
@@ -530,11 +538,13 @@ async fn main() {
             let verdict = row[2].as_str();
             let is_accepted = verdict == "accepted" || verdict == "chosen";
             eprintln!(
-                "{} #{}: {:?} → {verdict}: {}",
+                "{} #{}: {:?} → {verdict}: {} [search: original {} ms, candidate {} ms]",
                 case.name,
                 index + 1,
                 truth,
-                row[3]
+                row[3],
+                rows[0][5],
+                row[5]
             );
             if is_accepted {
                 accepted += 1;

@@ -69,7 +69,7 @@ pub struct Candidate {
 
 impl Candidate {
     pub fn accepted(&self) -> bool {
-        self.checks.len() == 5 && self.checks.iter().all(|(_, v)| *v == Verdict::Pass)
+        passed_first(self, ALL_CHECKS)
     }
 
     /// `accepted`, `untested` or `rejected`.
@@ -125,6 +125,28 @@ pub struct Rewriter {
     pub cache: RewriteCache,
 }
 
+/// The rewriter takes one SELECT (or WITH/VALUES) query: a syntax error is 42601, another
+/// statement 0A000.
+fn check_one_query(sql: &str) -> Result<()> {
+    use datafusion::sql::sqlparser::{ast::Statement, dialect::PostgreSqlDialect, parser::Parser};
+    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        .map_err(|err| DataFusionError::SQL(Box::new(err), None))?;
+    match statements.as_slice() {
+        [Statement::Query(_)] => Ok(()),
+        _ => Err(DataFusionError::NotImplemented(
+            "EXPLAIN REWRITE takes one SELECT query".into(),
+        )),
+    }
+}
+
+/// How many checks a candidate that passed everything has (V0 to V4).
+const ALL_CHECKS: usize = 5;
+
+/// Whether `candidate` has passed exactly the first `count` checks (and so goes on to the next).
+fn passed_first(candidate: &Candidate, count: usize) -> bool {
+    candidate.checks.len() == count && candidate.checks.iter().all(|(_, v)| *v == Verdict::Pass)
+}
+
 /// A seed for the sampled databases: fixed, so a verdict can be reproduced.
 const SAMPLE_SEED: u64 = 0x5e75_9117;
 
@@ -142,8 +164,10 @@ impl Rewriter {
 
     /// The cache key of `sql` in this session: `(normalized text, full key)`.
     pub async fn key(&self, ctx: &SessionContext, sql: &str) -> Result<(String, String)> {
-        let normalized = cache::normalize(sql)
-            .ok_or_else(|| DataFusionError::Plan("the rewriter takes one query".into()))?;
+        check_one_query(sql)?;
+        let normalized = cache::normalize(sql).ok_or_else(|| {
+            DataFusionError::NotImplemented("the rewriter takes one query".into())
+        })?;
         let settings = Self::settings(ctx);
         let model = self.runtime.chosen_model(&settings).unwrap_or_default();
         let data = cache::data_key(ctx, sql).await?;
@@ -185,13 +209,17 @@ impl Rewriter {
         settings.usage = Some(usage.clone());
         settings.max_llm_requests = settings.rewrite_max_requests;
         settings.max_llm_tokens = settings.rewrite_max_tokens;
-        let statistics = statistics::statistics_block(ctx, sql).await?;
         let mut notes = Vec::new();
-
         let prompts: Vec<Prompt> = Prompt::ALL
             .into_iter()
             .take(settings.rewrite_max_requests as usize)
             .collect();
+        // Only the database-sensitive prompt shows statistics, and they cost a scan per table.
+        let statistics = if prompts.contains(&Prompt::DatabaseSensitive) {
+            statistics::statistics_block(ctx, sql).await?
+        } else {
+            String::new()
+        };
         let concurrency = 2;
         let answers: Vec<(Prompt, std::result::Result<String, String>)> = stream::iter(prompts)
             .map(|prompt| {
@@ -252,9 +280,7 @@ impl Rewriter {
         // V3: the databases are made once, and only when some candidate got this far.
         let mut result_check = None;
         for candidate in candidates.iter_mut() {
-            if candidate.checks.len() != 3
-                || !candidate.checks.iter().all(|(_, v)| *v == Verdict::Pass)
-            {
+            if !passed_first(candidate, 3) {
                 continue;
             }
             if Instant::now() > deadline {
@@ -276,6 +302,8 @@ impl Rewriter {
             candidate.checks.push(("V3 results", verdict));
         }
 
+        // The test databases are copies of the data: let them go before timing on the data.
+        drop(result_check);
         // V4 on the real data, with LM answers replayed from the cache.
         let replay = {
             let mut state = ctx.state();
@@ -285,9 +313,7 @@ impl Rewriter {
         };
         let mut original_ms = None;
         for candidate in candidates.iter_mut() {
-            if candidate.checks.len() != 4
-                || !candidate.checks.iter().all(|(_, v)| *v == Verdict::Pass)
-            {
+            if !passed_first(candidate, 4) {
                 continue;
             }
             let candidate_sql = candidate.sql.clone().unwrap_or_default();

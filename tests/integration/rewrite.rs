@@ -234,6 +234,22 @@ async fn explain_rewrite_accepts_the_right_rewrite_and_rejects_the_rest() {
         .await
         .contains("NestedLoopJoinExec"));
 
+    // Bad input gets its own SQLSTATE, and asks the model nothing.
+    let before = fake.stats().chat_requests;
+    for (sql, state) in [
+        ("EXPLAIN REWRITE SELEC 1", "42601"),
+        ("EXPLAIN REWRITE SELECT * FROM missing", "42P01"),
+        (
+            "EXPLAIN REWRITE INSERT INTO orders VALUES (1, 1, 1.0, 'x')",
+            "0A000",
+        ),
+        ("EXPLAIN REWRITE SELECT 1; SELECT 2", "0A000"),
+    ] {
+        let err = client.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&err), state, "{sql}: {err:?}");
+    }
+    assert_eq!(fake.stats().chat_requests, before);
+
     // off: no rewriting, and EXPLAIN REWRITE says why it cannot run.
     client
         .batch_execute("SET semsql.rewrite = 'off'")
