@@ -16,7 +16,7 @@
 //! in that re-measurement), false rejects (a known-good rewrite whose re-measured speedup is at
 //! least 1.5× but was not accepted), and the search's overhead (LM requests, tokens, seconds).
 //!
-//! Run: `cargo bench --bench rewrite` (scale 0.05); `SEMSQL_BENCH_SF=0.01` for a quick run.
+//! Run: `cargo bench --bench rewrite` (scale 0.3); `SEMSQL_BENCH_SF=0.01` for a quick run.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -464,7 +464,7 @@ async fn main() {
     let sf: f64 = std::env::var("SEMSQL_BENCH_SF")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0.05);
+        .unwrap_or(0.3);
     let fake = FakeLlm::start(
         "127.0.0.1:0",
         Behaviour {
