@@ -464,6 +464,20 @@ impl Runtime {
     ) -> Result<ChatAnswer, LmError> {
         let model = self.resolve(settings, None)?;
         let usage = self.usage_of(settings);
+        self.send_chat(&model, settings, &usage, (function, 0), request)
+            .await
+    }
+
+    /// Sends one chat request through `model`'s lane (admission, retries, budgets), charging
+    /// and logging every attempt as `function` asking about `rows` rows.
+    async fn send_chat(
+        &self,
+        model: &Model,
+        settings: &LmSettings,
+        usage: &QueryUsage,
+        (function, rows): (&str, usize),
+        request: &client::ChatRequest,
+    ) -> Result<ChatAnswer, LmError> {
         let estimated = estimate_tokens(&request.system) + estimate_tokens(&request.user);
         let prompt = settings
             .log_prompts
@@ -472,7 +486,7 @@ impl Runtime {
             .lane
             .call(
                 settings,
-                &usage,
+                usage,
                 estimated,
                 || async {
                     let answer = model.client.chat(&model.options.model, request).await?;
@@ -484,12 +498,12 @@ impl Runtime {
                 },
                 |attempt| {
                     if let Ok(spent) = attempt.outcome {
-                        self.charge(&model, &usage, spent);
+                        self.charge(model, usage, spent);
                     }
                     self.log_request(
-                        (&model, "chat", function),
-                        &usage,
-                        0,
+                        (model, "chat", function),
+                        usage,
+                        rows,
                         attempt,
                         prompt.as_deref(),
                     )
@@ -518,37 +532,8 @@ impl Runtime {
         let rows: Vec<(usize, &[String])> =
             ids.iter().map(|&id| (id, unique[id].as_slice())).collect();
         let request = batch::chat_request(task, &model.options, &rows);
-        let estimated = estimate_tokens(&request.system) + estimate_tokens(&request.user);
-        let prompt = settings
-            .log_prompts
-            .then(|| format!("{}\n\n{}", request.system, request.user));
-        let answer: ChatAnswer = model
-            .lane
-            .call(
-                settings,
-                usage,
-                estimated,
-                || async {
-                    let answer = model.client.chat(&model.options.model, &request).await?;
-                    let spent = Spent {
-                        input_tokens: answer.input_tokens,
-                        output_tokens: answer.output_tokens,
-                    };
-                    Ok::<_, CallError>((answer, spent))
-                },
-                |attempt| {
-                    if let Ok(spent) = attempt.outcome {
-                        self.charge(model, usage, spent);
-                    }
-                    self.log_request(
-                        (model, "chat", task.function),
-                        usage,
-                        ids.len(),
-                        attempt,
-                        prompt.as_deref(),
-                    )
-                },
-            )
+        let answer = self
+            .send_chat(model, settings, usage, (task.function, ids.len()), &request)
             .await?;
         usage.add(|u| &u.rows_sent, ids.len() as u64);
         let truncated = answer.finish_reason.as_deref() == Some("length");

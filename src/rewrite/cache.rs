@@ -10,8 +10,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::Statement;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use sha2::{Digest, Sha256};
@@ -26,12 +27,16 @@ pub enum Entry {
     Rejected,
 }
 
-/// The query's text as the cache sees it: one statement, printed back by the parser.
-pub fn normalize(sql: &str) -> Option<String> {
-    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+/// The query's text as the cache sees it: one query, printed back by the parser. A syntax
+/// error is 42601; another statement, or several, 0A000.
+pub fn normalize(sql: &str) -> Result<String> {
+    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        .map_err(|err| DataFusionError::SQL(Box::new(err), None))?;
     match statements.as_slice() {
-        [statement] => Some(statement.to_string()),
-        _ => None,
+        [statement @ Statement::Query(_)] => Ok(statement.to_string()),
+        _ => Err(DataFusionError::NotImplemented(
+            "EXPLAIN REWRITE takes one SELECT query".into(),
+        )),
     }
 }
 
@@ -75,6 +80,10 @@ pub struct RewriteCache {
 }
 
 impl RewriteCache {
+    pub fn is_empty(&self) -> bool {
+        self.entries.lock().expect("rewrite cache lock").is_empty()
+    }
+
     pub fn has_text(&self, normalized: &str) -> bool {
         self.entries
             .lock()
@@ -133,10 +142,10 @@ mod tests {
     #[tokio::test]
     async fn the_key_follows_text_schema_and_size() {
         assert_eq!(
-            normalize("select  a from t where a>1"),
-            normalize("SELECT a FROM t WHERE a > 1")
+            normalize("select  a from t where a>1").ok(),
+            normalize("SELECT a FROM t WHERE a > 1").ok()
         );
-        assert_eq!(normalize("SELECT 1; SELECT 2"), None);
+        assert_eq!(normalize("SELECT 1; SELECT 2").ok(), None);
         let ctx = SessionContext::new();
         let run = |sql: &'static str| {
             let ctx = ctx.clone();

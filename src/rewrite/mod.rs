@@ -25,7 +25,7 @@ pub mod verify;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
 use futures::stream::{self, StreamExt};
 use semsql_udfs::lm::{LmError, LmSettings};
@@ -125,20 +125,6 @@ pub struct Rewriter {
     pub cache: RewriteCache,
 }
 
-/// The rewriter takes one SELECT (or WITH/VALUES) query: a syntax error is 42601, another
-/// statement 0A000.
-fn check_one_query(sql: &str) -> Result<()> {
-    use datafusion::sql::sqlparser::{ast::Statement, dialect::PostgreSqlDialect, parser::Parser};
-    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
-        .map_err(|err| DataFusionError::SQL(Box::new(err), None))?;
-    match statements.as_slice() {
-        [Statement::Query(_)] => Ok(()),
-        _ => Err(DataFusionError::NotImplemented(
-            "EXPLAIN REWRITE takes one SELECT query".into(),
-        )),
-    }
-}
-
 /// How many checks a candidate that passed everything has (V0 to V4).
 const ALL_CHECKS: usize = 5;
 
@@ -164,30 +150,48 @@ impl Rewriter {
 
     /// The cache key of `sql` in this session: `(normalized text, full key)`.
     pub async fn key(&self, ctx: &SessionContext, sql: &str) -> Result<(String, String)> {
-        check_one_query(sql)?;
-        let normalized = cache::normalize(sql).ok_or_else(|| {
-            DataFusionError::NotImplemented("the rewriter takes one query".into())
-        })?;
-        let settings = Self::settings(ctx);
-        let model = self.runtime.chosen_model(&settings).unwrap_or_default();
-        let data = cache::data_key(ctx, sql).await?;
-        let key = cache::key(&normalized, &data, &model);
+        let normalized = cache::normalize(sql)?;
+        let key = self.full_key(ctx, sql, &normalized).await?;
         Ok((normalized, key))
     }
 
-    /// The cached decision for `sql`, if any; cheap when the text was never searched.
+    /// The full key of `sql` once normalized: the data's and the model's parts added.
+    async fn full_key(&self, ctx: &SessionContext, sql: &str, normalized: &str) -> Result<String> {
+        let model = self
+            .runtime
+            .chosen_model(&Self::settings(ctx))
+            .unwrap_or_default();
+        let data = cache::data_key(ctx, sql).await?;
+        Ok(cache::key(normalized, &data, &model))
+    }
+
+    /// The cached decision for `sql`, if any. Every query of a session in `advise` or `auto`
+    /// asks, so it costs nothing while nothing was searched and one parse while the text was not.
     pub async fn cached(&self, ctx: &SessionContext, sql: &str) -> Option<Entry> {
-        let normalized = cache::normalize(sql)?;
+        if self.cache.is_empty() {
+            return None;
+        }
+        let normalized = cache::normalize(sql).ok()?;
         if !self.cache.has_text(&normalized) {
             return None;
         }
-        let (normalized, key) = self.key(ctx, sql).await.ok()?;
+        let key = self.full_key(ctx, sql, &normalized).await.ok()?;
         self.cache.get(&normalized, &key)
     }
 
     /// Runs the whole pipeline for `sql` and records the outcome in the cache.
     pub async fn search(&self, ctx: &SessionContext, sql: &str) -> Result<Report> {
-        let (normalized, key) = self.key(ctx, sql).await?;
+        let key = self.key(ctx, sql).await?;
+        self.search_keyed(ctx, sql, &key).await
+    }
+
+    /// [`Self::search`] for a caller that has the key already (`(normalized text, full key)`).
+    pub async fn search_keyed(
+        &self,
+        ctx: &SessionContext,
+        sql: &str,
+        (normalized, key): &(String, String),
+    ) -> Result<Report> {
         let report = self.search_uncached(ctx, sql).await?;
         let entry = match report.chosen {
             Some(index) => Entry::Accepted {
@@ -196,7 +200,7 @@ impl Rewriter {
             },
             None => Entry::Rejected,
         };
-        self.cache.put(&normalized, &key, entry);
+        self.cache.put(normalized, key, entry);
         Ok(report)
     }
 
@@ -317,7 +321,6 @@ impl Rewriter {
                 continue;
             }
             let candidate_sql = candidate.sql.clone().unwrap_or_default();
-            candidate.estimated_rows = timing::estimated_rows(&replay, &candidate_sql).await;
             let remaining = deadline.saturating_duration_since(Instant::now());
             let verdict = match tokio::time::timeout(
                 remaining,
@@ -336,13 +339,11 @@ impl Rewriter {
             };
             candidate.checks.push(("V4 speed", verdict));
         }
+        // The estimate of every candidate that passed V0 (the others may not plan).
         for candidate in candidates.iter_mut() {
-            if candidate.estimated_rows.is_none() {
-                if let Some(candidate_sql) = candidate.sql.as_deref() {
-                    if candidate.checks.first().map(|(_, v)| v) == Some(&Verdict::Pass) {
-                        candidate.estimated_rows =
-                            timing::estimated_rows(&replay, candidate_sql).await;
-                    }
+            if let Some(candidate_sql) = candidate.sql.as_deref() {
+                if candidate.checks.first().map(|(_, v)| v) == Some(&Verdict::Pass) {
+                    candidate.estimated_rows = timing::estimated_rows(&replay, candidate_sql).await;
                 }
             }
         }

@@ -214,14 +214,8 @@ impl ResultCheck {
             real: real_rows,
             undistinguished: Vec::new(),
         };
-        check.check_mutants(original).await?;
+        check.undistinguished = check.undistinguished_mutants(original).await?;
         Ok(check)
-    }
-
-    /// Runs each mutant of the original until a database tells it apart.
-    async fn check_mutants(&mut self, original: &str) -> Result<()> {
-        self.undistinguished = self.undistinguished_mutants(original).await?;
-        Ok(())
     }
 
     /// The test databases' names, for reports.

@@ -411,13 +411,14 @@ impl QueryHandler {
                 return;
             }
             tokio::spawn(async move {
-                let Ok((normalized, key)) = rewriter.key(&ctx, &sql).await else {
+                let Ok(keys) = rewriter.key(&ctx, &sql).await else {
                     return;
                 };
-                if !rewriter.cache.start_search(&key) {
+                let (normalized, key) = &keys;
+                if !rewriter.cache.start_search(key) {
                     return;
                 }
-                match rewriter.search(&ctx, &sql).await {
+                match rewriter.search_keyed(&ctx, &sql, &keys).await {
                     Ok(report) => tracing::info!(
                         accepted = report.chosen.is_some(),
                         candidates = report.candidates.len(),
@@ -427,12 +428,10 @@ impl QueryHandler {
                     ),
                     Err(err) => {
                         tracing::warn!(error = %err, "background rewrite search failed");
-                        rewriter
-                            .cache
-                            .put(&normalized, &key, RewriteEntry::Rejected);
+                        rewriter.cache.put(normalized, key, RewriteEntry::Rejected);
                     }
                 }
-                rewriter.cache.end_search(&key);
+                rewriter.cache.end_search(key);
             });
         });
         let QueryResponse {

@@ -73,6 +73,20 @@ fn scripted() -> Vec<ScriptedAnswer> {
     ]
 }
 
+/// The fake model with the scripted rewrites, and a server.
+async fn start() -> (FakeLlm, TestServer) {
+    let fake = FakeLlm::start(
+        "127.0.0.1:0",
+        Behaviour {
+            answers: scripted(),
+            ..Behaviour::default()
+        },
+    )
+    .await
+    .unwrap();
+    (fake, TestServer::start().await)
+}
+
 async fn setup(
     server: &TestServer,
     fake: &FakeLlm,
@@ -143,16 +157,7 @@ async fn ids(client: &Client, sql: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explain_rewrite_accepts_the_right_rewrite_and_rejects_the_rest() {
-    let fake = FakeLlm::start(
-        "127.0.0.1:0",
-        Behaviour {
-            answers: scripted(),
-            ..Behaviour::default()
-        },
-    )
-    .await
-    .unwrap();
-    let server = TestServer::start().await;
+    let (fake, server) = start().await;
     let (client, notices) = setup(&server, &fake).await;
 
     let rows = explain_rewrite(&client, NEWEST).await;
@@ -277,16 +282,7 @@ async fn explain_rewrite_accepts_the_right_rewrite_and_rejects_the_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_mode_searches_a_slow_query_in_the_background() {
-    let fake = FakeLlm::start(
-        "127.0.0.1:0",
-        Behaviour {
-            answers: scripted(),
-            ..Behaviour::default()
-        },
-    )
-    .await
-    .unwrap();
-    let server = TestServer::start().await;
+    let (fake, server) = start().await;
     let (client, _notices) = setup(&server, &fake).await;
     client
         .batch_execute("SET semsql.rewrite = 'auto'; SET semsql.rewrite_min_ms = 0")
@@ -317,16 +313,7 @@ async fn auto_mode_searches_a_slow_query_in_the_background() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_search_stops_at_its_request_cap_and_a_dead_model_leaves_the_query_alone() {
-    let fake = FakeLlm::start(
-        "127.0.0.1:0",
-        Behaviour {
-            answers: scripted(),
-            ..Behaviour::default()
-        },
-    )
-    .await
-    .unwrap();
-    let server = TestServer::start().await;
+    let (fake, server) = start().await;
     let (client, notices) = setup(&server, &fake).await;
     client
         .batch_execute("SET semsql.rewrite_max_requests = 2")
