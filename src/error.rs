@@ -43,6 +43,8 @@ pub enum SemsqlError {
     NoVectorDimensions(String),
     #[error("{0}")]
     InvalidParameter(String),
+    #[error("unrecognized configuration parameter \"{0}\"")]
+    UnrecognizedSetting(String),
 }
 
 impl SemsqlError {
@@ -62,6 +64,7 @@ impl SemsqlError {
             SemsqlError::IndexNotFound(_) => "42704",
             SemsqlError::NoVectorDimensions(_) => "42804",
             SemsqlError::InvalidParameter(_) => "22023",
+            SemsqlError::UnrecognizedSetting(_) => "42704",
         }
     }
 
@@ -199,6 +202,9 @@ pub fn sqlstate_of(err: &DataFusionError) -> &'static str {
 /// The message shown to the client: DataFusion's own text without the wrapper prefixes that
 /// say which layer failed ("Error during planning: ...") rather than what failed.
 pub fn client_message(err: &DataFusionError) -> String {
+    if let Some(message) = postgres_wording(err) {
+        return message;
+    }
     match err {
         DataFusionError::External(inner) => inner.to_string(),
         DataFusionError::Plan(message) | DataFusionError::Execution(message) => message.clone(),
@@ -206,6 +212,45 @@ pub fn client_message(err: &DataFusionError) -> String {
         DataFusionError::Diagnostic(_, inner) => client_message(inner),
         DataFusionError::Shared(inner) => client_message(inner),
         other => other.strip_backtrace(),
+    }
+}
+
+/// PostgreSQL's text for the errors clients and users meet most, which tools match on
+/// (`relation "x" does not exist`, `column "y" does not exist`, `division by zero`).
+fn postgres_wording(err: &DataFusionError) -> Option<String> {
+    match err {
+        DataFusionError::SchemaError(schema_err, _) => match schema_err.as_ref() {
+            SchemaError::FieldNotFound { field, .. } => Some(match &field.relation {
+                Some(relation) => {
+                    format!("column {}.{} does not exist", relation.table(), field.name)
+                }
+                None => format!("column \"{}\" does not exist", field.name),
+            }),
+            _ => None,
+        },
+        DataFusionError::ArrowError(arrow, _)
+            if matches!(arrow.as_ref(), ArrowError::DivideByZero) =>
+        {
+            Some("division by zero".to_owned())
+        }
+        DataFusionError::Execution(message)
+            if message.to_ascii_lowercase().contains("divide by zero") =>
+        {
+            Some("division by zero".to_owned())
+        }
+        DataFusionError::Plan(message) => {
+            // DataFusion: "table 'catalog.schema.name' not found".
+            let name = message
+                .strip_prefix("table '")?
+                .strip_suffix("' not found")?;
+            let name = name.rsplit('.').next().unwrap_or(name);
+            Some(format!("relation \"{name}\" does not exist"))
+        }
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            postgres_wording(inner)
+        }
+        DataFusionError::Shared(inner) => postgres_wording(inner),
+        _ => None,
     }
 }
 
@@ -261,6 +306,37 @@ mod tests {
         assert_eq!(state_of("SELECT * FROM missing_table").await, "42P01");
         assert_eq!(state_of("SELECT missing_column FROM t").await, "42703");
         assert_eq!(state_of("SELECT no_such_function(1)").await, "42883");
+    }
+
+    async fn message_of(sql: &str) -> String {
+        let ctx = SessionContext::new();
+        ctx.sql("CREATE TABLE t (a INT, b TEXT)").await.unwrap();
+        let err = match ctx.sql(sql).await {
+            Ok(df) => df.collect().await.expect_err("query should fail"),
+            Err(err) => err,
+        };
+        client_message(&err)
+    }
+
+    #[tokio::test]
+    async fn common_errors_use_postgres_wording() {
+        assert_eq!(
+            message_of("SELECT * FROM missing_table").await,
+            "relation \"missing_table\" does not exist"
+        );
+        assert_eq!(
+            message_of("SELECT nope FROM t").await,
+            "column \"nope\" does not exist"
+        );
+        assert_eq!(
+            message_of("SELECT t.nope FROM t").await,
+            "column t.nope does not exist"
+        );
+        assert_eq!(
+            message_of("SELECT a / 0 FROM (VALUES (1)) v(a)").await,
+            "division by zero"
+        );
+        assert_eq!(message_of("SELECT 10 / 0").await, "division by zero");
     }
 
     #[tokio::test]

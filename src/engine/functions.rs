@@ -3,8 +3,11 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{AsArray, BooleanArray, StringArray};
-use datafusion::arrow::datatypes::{DataType, Int32Type};
-use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type};
+use datafusion::logical_expr::{
+    create_udf, ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    TypeSignature, Volatility,
+};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 
@@ -52,6 +55,58 @@ pub fn register(ctx: &SessionContext, runtime: Arc<crate::llm::Runtime>) {
             Ok(ColumnarValue::Array(Arc::new(visible)))
         }),
     ));
+    for function in super::settings_functions::functions() {
+        ctx.register_udf(function);
+    }
+    // SQLAlchemy's column reflection filters on it; every type lives in pg_catalog, which is
+    // always on the search path.
+    ctx.register_udf(create_udf(
+        "pg_type_is_visible",
+        vec![DataType::Int64],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(|args| {
+            let oids = ColumnarValue::values_to_arrays(args)?;
+            let visible: BooleanArray = oids[0]
+                .as_primitive::<Int64Type>()
+                .iter()
+                .map(|oid| oid.map(|_| true))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(visible)))
+        }),
+    ));
+    // SQLAlchemy's psycopg dialect asks for `to_regtype('hstore')` when it connects.
+    ctx.register_udf(create_udf(
+        "to_regtype",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|args| {
+            let names = ColumnarValue::values_to_arrays(args)?;
+            let names = datafusion::arrow::compute::cast(&names[0], &DataType::Utf8)?;
+            let types: StringArray = names
+                .as_string::<i32>()
+                .iter()
+                .map(|name| name.and_then(regtype_name))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(types)))
+        }),
+    ));
+    // semsql has no sequences (so no serial columns) and no COMMENT ON: PostgreSQL answers
+    // NULL for a column without a sequence and an object without a comment.
+    for (name, arity) in [
+        ("pg_get_serial_sequence", 2..=2),
+        ("obj_description", 1..=2),
+        ("col_description", 2..=2),
+    ] {
+        ctx.register_udf(ScalarUDF::new_from_impl(NoneRecorded {
+            name,
+            signature: Signature::one_of(
+                arity.map(TypeSignature::Any).collect(),
+                Volatility::Stable,
+            ),
+        }));
+    }
     // psql's \df shows these; our pg_proc carries no argument or result types to describe.
     for name in ["pg_get_function_result", "pg_get_function_arguments"] {
         ctx.register_udf(create_udf(
@@ -101,5 +156,67 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(text.contains("PostgreSQL 15.18 (semsql"), "{text}");
+    }
+}
+
+/// PostgreSQL's name for a type semsql has, as `regtype` prints it; `None` for any other.
+fn regtype_name(name: &str) -> Option<&'static str> {
+    let lower = name.trim().to_ascii_lowercase();
+    let lower = lower.strip_prefix("pg_catalog.").unwrap_or(&lower);
+    Some(match lower {
+        "bool" | "boolean" => "boolean",
+        "int2" | "smallint" => "smallint",
+        "int4" | "int" | "integer" => "integer",
+        "int8" | "bigint" => "bigint",
+        "float4" | "real" => "real",
+        "float8" | "double precision" => "double precision",
+        "numeric" | "decimal" => "numeric",
+        "text" => "text",
+        "varchar" | "character varying" => "character varying",
+        "bpchar" | "char" | "character" => "character",
+        "name" => "name",
+        "bytea" => "bytea",
+        "date" => "date",
+        "time" | "time without time zone" => "time without time zone",
+        "timestamp" | "timestamp without time zone" => "timestamp without time zone",
+        "timestamptz" | "timestamp with time zone" => "timestamp with time zone",
+        "interval" => "interval",
+        "json" => "json",
+        "jsonb" => "jsonb",
+        "uuid" => "uuid",
+        "oid" => "oid",
+        "vector" | "public.vector" => "vector",
+        _ => return None,
+    })
+}
+
+/// A catalog function whose answer is NULL because semsql keeps nothing it could describe
+/// (see `register`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NoneRecorded {
+    name: &'static str,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for NoneRecorded {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        Ok(ColumnarValue::Array(Arc::new(StringArray::new_null(
+            args.number_rows,
+        ))))
     }
 }

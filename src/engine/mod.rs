@@ -1,10 +1,12 @@
 //! The engine: one shared catalog over durable storage, and a DataFusion session per connection
 //! built from a template so that settings never leak between connections.
 
+pub mod advisory_locks;
 pub mod catalog;
 pub mod checked_arithmetic;
 pub mod demo;
 pub mod functions;
+pub mod settings_functions;
 pub mod storage;
 pub mod system;
 pub mod table;
@@ -35,11 +37,16 @@ use transaction::Transaction;
 pub const CATALOG: &str = "semsql";
 pub const DEFAULT_SCHEMA: &str = "public";
 
+/// A session's options as it started, which `RESET ALL` goes back to.
+#[derive(Debug)]
+pub struct StartingOptions(pub datafusion::config::ConfigOptions);
+
 /// Everything connections share: the durable catalog and a template session.
 #[derive(Clone)]
 pub struct Engine {
     template: SessionState,
     runtime: Arc<Runtime>,
+    advisory_locks: Arc<advisory_locks::AdvisoryLockTable>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -108,6 +115,7 @@ impl Engine {
         let engine = Engine {
             template: ctx.state(),
             runtime,
+            advisory_locks: Arc::default(),
         };
         engine.restore_definitions(&manifest).await;
         Ok(engine)
@@ -199,12 +207,15 @@ impl Engine {
             .config()
             .clone()
             .with_extension(Transaction::new());
+        let starting = StartingOptions(config.options().as_ref().clone());
+        let config = config.with_extension(Arc::new(starting));
         let state = SessionStateBuilder::new_from_existing(self.template.clone())
             .with_session_id(uuid::Uuid::new_v4().to_string())
             .with_config(config)
             .build();
         let ctx = SessionContext::new_with_state(state);
         ctx.register_udf(create_current_database_udf(database));
+        advisory_locks::register(&ctx, self.advisory_locks.session());
         ctx
     }
 }

@@ -7,6 +7,10 @@
 //! rewrite (DELETE, UPDATE) of a table that another connection changed since this transaction
 //! first touched it fails with 40001, as `REPEATABLE READ` does in PostgreSQL.
 //! DDL is not transactional: CREATE and DROP take effect at once.
+//!
+//! Savepoints (`SAVEPOINT`, `ROLLBACK TO`, `RELEASE`) mark the staged state inside a block:
+//! rolling back to one restores every table's staged rows as they were when it was set, as
+//! PostgreSQL's subtransactions do for the rows a transaction wrote.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -60,10 +64,25 @@ impl Staged {
     }
 }
 
+type StagedTables = BTreeMap<(String, String), Staged>;
+
 #[derive(Debug, Default)]
 struct State {
     explicit: bool,
-    staged: BTreeMap<(String, String), Staged>,
+    staged: StagedTables,
+    /// Open savepoints, oldest first, each with the staged state when it was set. Names may
+    /// repeat: the newest of a name is the one `ROLLBACK TO` and `RELEASE` mean, as in
+    /// PostgreSQL.
+    savepoints: Vec<(String, StagedTables)>,
+}
+
+/// Why a savepoint statement was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SavepointError {
+    /// Outside `BEGIN ... COMMIT` (PostgreSQL's 25P01).
+    NoTransaction,
+    /// No open savepoint has this name (3B001).
+    NotFound(String),
 }
 
 /// The transaction state of one connection, kept in its session config.
@@ -91,6 +110,54 @@ impl Transaction {
         let mut state = self.state.lock().expect("transaction lock");
         state.explicit = false;
         state.staged.clear();
+        state.savepoints.clear();
+    }
+
+    /// `SAVEPOINT name`: remembers the staged state.
+    pub fn savepoint(&self, name: &str) -> Result<(), SavepointError> {
+        let mut state = self.state.lock().expect("transaction lock");
+        if !state.explicit {
+            return Err(SavepointError::NoTransaction);
+        }
+        let snapshot = state.staged.clone();
+        state.savepoints.push((name.to_owned(), snapshot));
+        Ok(())
+    }
+
+    /// `ROLLBACK TO SAVEPOINT name`: restores the staged state the savepoint remembered and
+    /// forgets the savepoints set after it; the savepoint itself stays open.
+    pub fn rollback_to(&self, name: &str) -> Result<(), SavepointError> {
+        let mut state = self.state.lock().expect("transaction lock");
+        let at = Self::find_savepoint(&state, name)?;
+        state.savepoints.truncate(at + 1);
+        state.staged = state.savepoints[at].1.clone();
+        Ok(())
+    }
+
+    /// `RELEASE SAVEPOINT name`: forgets the savepoint and those set after it, keeping what
+    /// was staged since.
+    pub fn release(&self, name: &str) -> Result<(), SavepointError> {
+        let mut state = self.state.lock().expect("transaction lock");
+        let at = Self::find_savepoint(&state, name)?;
+        state.savepoints.truncate(at);
+        Ok(())
+    }
+
+    /// Whether `ROLLBACK TO name` would find its savepoint.
+    pub fn has_savepoint(&self, name: &str) -> bool {
+        let state = self.state.lock().expect("transaction lock");
+        Self::find_savepoint(&state, name).is_ok()
+    }
+
+    fn find_savepoint(state: &State, name: &str) -> Result<usize, SavepointError> {
+        if !state.explicit {
+            return Err(SavepointError::NoTransaction);
+        }
+        state
+            .savepoints
+            .iter()
+            .rposition(|(open, _)| open == name)
+            .ok_or_else(|| SavepointError::NotFound(name.to_owned()))
     }
 
     /// `COMMIT`: writes every staged table in one atomic commit.
@@ -98,6 +165,7 @@ impl Transaction {
         let staged: Vec<Staged> = {
             let mut state = self.state.lock().expect("transaction lock");
             state.explicit = false;
+            state.savepoints.clear();
             std::mem::take(&mut state.staged).into_values().collect()
         };
         commit_staged(staged).await

@@ -12,6 +12,10 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
 use datafusion::sql::sqlparser;
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use datafusion_postgres::{DfSessionService, QueryHook};
 use futures::channel::oneshot;
 use futures::{stream, Sink, SinkExt, StreamExt};
@@ -21,10 +25,10 @@ use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::QueryParser;
-use pgwire::api::store::PortalStore;
+use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
     ClientInfo, ClientPortalStore, ConnectionHandle, ConnectionManager, ErrorHandler,
-    PgWireServerHandlers, Type, METADATA_DATABASE,
+    PgWireServerHandlers, Type, DEFAULT_NAME, METADATA_DATABASE,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
@@ -32,12 +36,16 @@ use pgwire::messages::PgWireBackendMessage;
 
 use pgwire::api::results::DataRowEncoder;
 use pgwire::messages::data::DataRow;
-use pgwire::messages::response::NoticeResponse;
+use pgwire::messages::extendedquery::Execute;
+use pgwire::messages::response::{NoticeResponse, TransactionStatus};
+use pgwire::messages::simplequery::Query;
 use semsql_udfs::lm::{LmError, LmSettings, QueryUsage};
 
 use super::auth::Authenticator;
 use super::copy::{self, CopyCommand, CopyFormat};
 use super::explain_rewrite;
+use super::hooks::transactions;
+use super::parameters;
 use crate::config::Config;
 use crate::engine::{Engine, CATALOG};
 use crate::error::{lm_user_error, to_error_info};
@@ -101,6 +109,8 @@ pub struct SessionParser {
     sessions: Arc<Sessions>,
     /// For the steps that only read a plan already made (parameter and result types).
     any_session: DfSessionService,
+    /// datafusion-postgres's parser, with its rewrites of PostgreSQL-only syntax.
+    sql_parser: PostgresCompatibilityParser,
 }
 
 #[async_trait]
@@ -137,11 +147,29 @@ impl QueryParser for SessionParser {
         }
         let session = self.sessions.of(client);
         let rewritten = super::compat::rewrite(sql);
-        session
-            .service
-            .query_parser()
-            .parse_sql(client, rewritten.as_deref().unwrap_or(sql), types)
+        let sql = rewritten.as_deref().unwrap_or(sql);
+        let api_error = |err: DataFusionError| PgWireError::ApiError(Box::new(err));
+        let mut statements = self
+            .sql_parser
+            .parse(sql)
+            .map_err(|err| api_error(err.into()))?;
+        if statements.is_empty() {
+            return Ok(None);
+        }
+        let statement = statements.remove(0);
+        let query = statement.to_string();
+        for hook in &self.sessions.hooks {
+            if let Some(plan) = hook
+                .handle_extended_parse_query(&statement, &session.ctx, client)
+                .await
+            {
+                return Ok(Some((query, Some((statement, plan?)))));
+            }
+        }
+        let plan = parameters::plan_with_parameter_types(&session.ctx, &statement, types)
             .await
+            .map_err(api_error)?;
+        Ok(Some((query, Some((statement, plan)))))
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
@@ -161,6 +189,26 @@ impl QueryParser for SessionParser {
 
 #[async_trait]
 impl SimpleQueryHandler for QueryHandler {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if client.transaction_status() == TransactionStatus::Error {
+            // Parsed here only in a failed block, where the one statement that can run is
+            // ROLLBACK (TO).
+            let first = Parser::parse_sql(&PostgreSqlDialect {}, &query.query)
+                .ok()
+                .and_then(|statements| statements.into_iter().next());
+            if let Some(statement) = first {
+                self.leave_aborted_state(client, &statement);
+            }
+        }
+        self._on_query(client, query).await
+    }
+
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -250,6 +298,24 @@ impl ExtendedQueryHandler for QueryHandler {
         self.parser.clone()
     }
 
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if client.transaction_status() == TransactionStatus::Error {
+            let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+            if let Some(Entry::Value(portal)) = client.portal_store().get_portal(name) {
+                if let Some((statement, _)) = &portal.statement.statement.1 {
+                    self.leave_aborted_state(client, statement);
+                }
+            }
+        }
+        self._on_execute(client, message).await
+    }
+
     async fn do_query<C>(
         &self,
         client: &mut C,
@@ -300,6 +366,15 @@ enum RewritePlan {
 impl QueryHandler {
     fn runtime(&self) -> &Arc<Runtime> {
         self.sessions.engine.runtime()
+    }
+
+    /// Moves a failed transaction block back to "in a block" when `statement` is a
+    /// `ROLLBACK TO` one of its savepoints (see `hooks::transactions`).
+    fn leave_aborted_state<C: ClientInfo>(&self, client: &mut C, statement: &Statement) {
+        let session = self.sessions.of(client);
+        if transactions::leaves_aborted_state(statement, &session.ctx) {
+            client.set_transaction_status(TransactionStatus::Transaction);
+        }
     }
 
     /// `EXPLAIN REWRITE <query>`.
@@ -924,6 +999,7 @@ impl Handlers {
                 parser: Arc::new(SessionParser {
                     sessions,
                     any_session,
+                    sql_parser: PostgresCompatibilityParser::new(),
                 }),
             }),
             authenticator: Authenticator::new(config, connections.clone()),

@@ -7,6 +7,7 @@ pub mod copy;
 pub mod explain_rewrite;
 pub mod handler;
 pub mod hooks;
+pub mod parameters;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -9,6 +9,7 @@ mod clients;
 mod durability;
 mod llm;
 mod psql;
+mod python_clients;
 mod rewrite;
 mod sessions;
 mod slt;

@@ -167,3 +167,144 @@ async fn conflicting_rewrites_fail_with_serialization_failure() {
     assert_eq!(count(&first, "c").await, 1);
     server.stop().await;
 }
+
+async fn ids(client: &tokio_postgres::Client) -> Vec<i32> {
+    client
+        .query("SELECT id FROM sp ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+/// Savepoints as psycopg 3 and SQLAlchemy's nested transactions use them: in the simple
+/// protocol (`batch_execute`) and the extended one (`execute`), including recovery from an
+/// error inside the block with `ROLLBACK TO`.
+#[tokio::test]
+async fn savepoints_roll_back_part_of_a_transaction() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute("CREATE TABLE sp (id INT)")
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            "BEGIN; INSERT INTO sp VALUES (1); SAVEPOINT a; INSERT INTO sp VALUES (2); \
+             SAVEPOINT \"B\"; INSERT INTO sp VALUES (3); ROLLBACK TO SAVEPOINT \"B\"",
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(&client).await, [1, 2]);
+    client.execute("ROLLBACK TO a", &[]).await.unwrap();
+    assert_eq!(ids(&client).await, [1]);
+    // The savepoint stays open after ROLLBACK TO; RELEASE keeps what was done since.
+    client
+        .execute("INSERT INTO sp VALUES (4)", &[])
+        .await
+        .unwrap();
+    client.execute("RELEASE SAVEPOINT a", &[]).await.unwrap();
+    let err = client.execute("ROLLBACK TO a", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "3B001");
+    assert_eq!(
+        err.as_db_error().unwrap().message(),
+        "savepoint \"a\" does not exist"
+    );
+    // That error aborted the block; only ROLLBACK (TO) gets out of it.
+    client.execute("SAVEPOINT c", &[]).await.unwrap_err();
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(ids(&client).await, Vec::<i32>::new());
+
+    // An error after a savepoint: ROLLBACK TO brings the block back, earlier work kept.
+    client
+        .batch_execute("BEGIN; INSERT INTO sp VALUES (10); SAVEPOINT s")
+        .await
+        .unwrap();
+    client
+        .execute("INSERT INTO sp VALUES (11)", &[])
+        .await
+        .unwrap();
+    let err = client.execute("SELECT 1/0", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "22012");
+    let err = client.query("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "25P02");
+    client
+        .execute("ROLLBACK TO SAVEPOINT s", &[])
+        .await
+        .unwrap();
+    client
+        .execute("INSERT INTO sp VALUES (12)", &[])
+        .await
+        .unwrap();
+    client.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(ids(&client).await, [10, 12]);
+
+    // Also from the simple protocol in a failed block.
+    client
+        .batch_execute("BEGIN; SAVEPOINT s1; INSERT INTO sp VALUES (20)")
+        .await
+        .unwrap();
+    client
+        .batch_execute("SELECT * FROM missing")
+        .await
+        .unwrap_err();
+    client.batch_execute("ROLLBACK TO s1").await.unwrap();
+    client
+        .batch_execute("INSERT INTO sp VALUES (21); COMMIT")
+        .await
+        .unwrap();
+    assert_eq!(ids(&client).await, [10, 12, 21]);
+
+    let err = client.batch_execute("SAVEPOINT outside").await.unwrap_err();
+    assert_eq!(sqlstate(&err), "25P01");
+    server.stop().await;
+}
+
+/// Advisory locks are held per connection, wait for each other, and go with the connection;
+/// `RESET ALL` brings the session's options back.
+#[tokio::test]
+async fn advisory_locks_and_reset_all() {
+    let server = TestServer::start().await;
+    let first = server.client().await;
+    let second = server.client().await;
+    let try_lock = "SELECT pg_try_advisory_lock(42)";
+    let get = |row: tokio_postgres::Row| row.get::<_, bool>(0);
+    assert!(get(first.query_one(try_lock, &[]).await.unwrap()));
+    assert!(!get(second.query_one(try_lock, &[]).await.unwrap()));
+    // A waiting pg_advisory_lock returns once the holder lets go.
+    let waiter = tokio::spawn(async move {
+        second
+            .batch_execute("SELECT pg_advisory_lock(42)")
+            .await
+            .unwrap();
+        second
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!waiter.is_finished(), "waits while the lock is held");
+    first
+        .batch_execute("SELECT pg_advisory_unlock_all()")
+        .await
+        .unwrap();
+    let second = tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter gets the lock")
+        .unwrap();
+    assert!(!get(first.query_one(try_lock, &[]).await.unwrap()));
+    drop(second);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        get(first.query_one(try_lock, &[]).await.unwrap()),
+        "released when the holder's connection closed"
+    );
+
+    first
+        .batch_execute("SET datafusion.execution.batch_size = 17; RESET ALL")
+        .await
+        .unwrap();
+    assert_eq!(
+        show(&first, "datafusion.execution.batch_size").await,
+        show(&server.client().await, "datafusion.execution.batch_size").await
+    );
+    server.stop().await;
+}

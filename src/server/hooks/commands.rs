@@ -11,7 +11,7 @@ use datafusion::common::ParamValues;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::{ObjectType, Statement};
+use datafusion::sql::sqlparser::ast::{ObjectType, Reset, ResetStatement, Statement};
 use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::QueryHook;
 use pgwire::api::results::{Response, Tag};
@@ -19,7 +19,10 @@ use pgwire::api::ClientInfo;
 use pgwire::error::{PgWireError, PgWireResult};
 
 use super::placeholder_plan;
-use crate::engine::Engine;
+use crate::engine::{Engine, StartingOptions};
+
+/// Where datafusion-postgres keeps `statement_timeout`, in milliseconds.
+const STATEMENT_TIMEOUT_MS: &str = "statement_timeout_ms";
 
 #[derive(Debug)]
 pub struct CommandTagHook;
@@ -126,14 +129,51 @@ async fn finish(
     }))
 }
 
+/// `UNLISTEN`: semsql has no `LISTEN` (it is refused with 0A000), so no session listens to a
+/// channel and there is nothing to stop, as for a PostgreSQL session that never listened.
+/// asyncpg's pools send `UNLISTEN *` whenever they take a connection back.
+fn unlisten(statement: &Statement) -> Option<PgWireResult<Response>> {
+    matches!(statement, Statement::UNLISTEN { .. })
+        .then(|| Ok(Response::Execution(Tag::new("UNLISTEN"))))
+}
+
+/// `RESET ALL`: every DataFusion and `semsql.*` option back to its value when the session
+/// started, and no statement timeout (asyncpg's pools send it whenever they take a connection
+/// back). DataFusion itself resets only one option at a time.
+fn reset_all(
+    statement: &Statement,
+    ctx: &SessionContext,
+    client: &mut dyn HookClient,
+) -> Option<PgWireResult<Response>> {
+    let Statement::Reset(ResetStatement { reset: Reset::ALL }) = statement else {
+        return None;
+    };
+    let state = ctx.state_ref();
+    let mut state = state.write();
+    let Some(starting) = state.config().get_extension::<StartingOptions>() else {
+        return Some(Err(PgWireError::ApiError(
+            "session has no starting options".into(),
+        )));
+    };
+    *state.config_mut().options_mut() = starting.0.clone();
+    client.metadata_mut().remove(STATEMENT_TIMEOUT_MS);
+    Some(Ok(Response::Execution(Tag::new("RESET"))))
+}
+
 #[async_trait]
 impl QueryHook for CommandTagHook {
     async fn handle_simple_query(
         &self,
         statement: &Statement,
         session_context: &SessionContext,
-        _client: &mut dyn HookClient,
+        client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
+        if let Some(response) = unlisten(statement) {
+            return Some(response);
+        }
+        if let Some(response) = reset_all(statement, session_context, client) {
+            return Some(response);
+        }
         tag_of(statement)?;
         let result = async {
             let mut statement = statement.clone();
@@ -151,7 +191,12 @@ impl QueryHook for CommandTagHook {
         _client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
         // DataFusion cannot plan a multi-object DROP; we run it ourselves at execute time.
-        (split_drop(statement).len() > 1).then(|| placeholder_plan(Schema::empty()))
+        (split_drop(statement).len() > 1
+            || matches!(
+                statement,
+                Statement::UNLISTEN { .. } | Statement::Reset(ResetStatement { reset: Reset::ALL })
+            ))
+        .then(|| placeholder_plan(Schema::empty()))
     }
 
     async fn handle_extended_query(
@@ -160,8 +205,14 @@ impl QueryHook for CommandTagHook {
         logical_plan: &LogicalPlan,
         params: &ParamValues,
         session_context: &SessionContext,
-        _client: &mut dyn HookClient,
+        client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
+        if let Some(response) = unlisten(statement) {
+            return Some(response);
+        }
+        if let Some(response) = reset_all(statement, session_context, client) {
+            return Some(response);
+        }
         tag_of(statement)?;
         let result = async {
             let batches = if split_drop(statement).len() > 1 {

@@ -1,6 +1,12 @@
-//! `BEGIN`, `COMMIT`, `ROLLBACK`: real transactions over managed tables (see
-//! `engine::transaction` for the semantics), and PostgreSQL's aborted-transaction rule: after an
-//! error inside a block, everything but `ROLLBACK`/`COMMIT` is refused with 25P02.
+//! `BEGIN`, `COMMIT`, `ROLLBACK`, `SAVEPOINT`, `RELEASE`, `ROLLBACK TO`: real transactions over
+//! managed tables (see `engine::transaction` for the semantics), and PostgreSQL's
+//! aborted-transaction rule: after an error inside a block, everything but `ROLLBACK`, `COMMIT`
+//! and `ROLLBACK TO` an open savepoint is refused with 25P02.
+//!
+//! `ROLLBACK TO` is the one statement that leaves the aborted state without ending the block.
+//! pgwire cannot make that move from a statement's response (an aborted block stays aborted
+//! until it ends), so the query handler moves the connection back to "in a block" before the
+//! statement runs, when [`leaves_aborted_state`] says it will (see `server::handler`).
 
 use std::sync::Arc;
 
@@ -9,7 +15,7 @@ use datafusion::arrow::datatypes::Schema;
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::ast::{Ident, Statement};
 use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::QueryHook;
 use pgwire::api::results::{Response, Tag};
@@ -19,7 +25,7 @@ use pgwire::messages::response::{NoticeResponse, TransactionStatus};
 use pgwire::messages::PgWireBackendMessage;
 
 use super::placeholder_plan;
-use crate::engine::transaction::Transaction;
+use crate::engine::transaction::{SavepointError, Transaction};
 
 #[derive(Debug)]
 pub struct TransactionHook;
@@ -34,8 +40,97 @@ fn transaction_of(ctx: &SessionContext) -> PgWireResult<Arc<Transaction>> {
 fn is_transaction_statement(statement: &Statement) -> bool {
     matches!(
         statement,
-        Statement::StartTransaction { .. } | Statement::Commit { .. } | Statement::Rollback { .. }
+        Statement::StartTransaction { .. }
+            | Statement::Commit { .. }
+            | Statement::Rollback { .. }
+            | Statement::Savepoint { .. }
+            | Statement::ReleaseSavepoint { .. }
     )
+}
+
+/// A savepoint's name as PostgreSQL keeps it: unquoted names fold to lower case.
+fn savepoint_name(name: &Ident) -> String {
+    match name.quote_style {
+        Some(_) => name.value.clone(),
+        None => name.value.to_lowercase(),
+    }
+}
+
+/// Whether `statement`, run on a connection whose transaction block has failed, is a
+/// `ROLLBACK TO` an open savepoint, which brings the block back to working order.
+pub fn leaves_aborted_state(statement: &Statement, ctx: &SessionContext) -> bool {
+    let Statement::Rollback {
+        savepoint: Some(name),
+        ..
+    } = statement
+    else {
+        return false;
+    };
+    transaction_of(ctx).is_ok_and(|transaction| transaction.has_savepoint(&savepoint_name(name)))
+}
+
+fn aborted_error() -> PgWireError {
+    user_error(
+        "25P02",
+        "current transaction is aborted, commands ignored until end of transaction block",
+    )
+}
+
+fn user_error(code: &str, message: &str) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_owned(),
+        code.to_owned(),
+        message.to_owned(),
+    )))
+}
+
+fn savepoint_error(statement: &str, err: SavepointError) -> PgWireError {
+    match err {
+        SavepointError::NoTransaction => user_error(
+            "25P01",
+            &format!("{statement} can only be used in transaction blocks"),
+        ),
+        SavepointError::NotFound(name) => {
+            user_error("3B001", &format!("savepoint \"{name}\" does not exist"))
+        }
+    }
+}
+
+/// `SAVEPOINT`, `RELEASE` and `ROLLBACK TO`, given the block's status.
+fn savepoint_statement(
+    statement: &Statement,
+    transaction: &Transaction,
+    status: TransactionStatus,
+) -> Option<PgWireResult<Response>> {
+    let result = match statement {
+        Statement::Savepoint { name } => {
+            if status == TransactionStatus::Error {
+                return Some(Err(aborted_error()));
+            }
+            transaction
+                .savepoint(&savepoint_name(name))
+                .map(|()| Response::Execution(Tag::new("SAVEPOINT")))
+                .map_err(|err| savepoint_error("SAVEPOINT", err))
+        }
+        Statement::ReleaseSavepoint { name } => {
+            if status == TransactionStatus::Error {
+                return Some(Err(aborted_error()));
+            }
+            transaction
+                .release(&savepoint_name(name))
+                .map(|()| Response::Execution(Tag::new("RELEASE")))
+                .map_err(|err| savepoint_error("RELEASE SAVEPOINT", err))
+        }
+        Statement::Rollback {
+            savepoint: Some(name),
+            ..
+        } => transaction
+            .rollback_to(&savepoint_name(name))
+            .map(|()| Response::Execution(Tag::new("ROLLBACK")))
+            .map_err(|err| savepoint_error("ROLLBACK TO SAVEPOINT", err)),
+        _ => return None,
+    };
+    Some(result)
 }
 
 async fn warn(client: &mut dyn HookClient, code: &str, message: &str) -> PgWireResult<()> {
@@ -66,14 +161,12 @@ async fn respond(
     };
     if !is_transaction_statement(statement) {
         if status == TransactionStatus::Error {
-            return Some(Err(PgWireError::UserError(Box::new(ErrorInfo::new(
-                "ERROR".to_owned(),
-                "25P02".to_owned(),
-                "current transaction is aborted, commands ignored until end of transaction block"
-                    .to_owned(),
-            )))));
+            return Some(Err(aborted_error()));
         }
         return None;
+    }
+    if let Some(result) = savepoint_statement(statement, &transaction, status) {
+        return Some(result);
     }
     let result = match statement {
         Statement::StartTransaction { .. } => match status {
@@ -88,12 +181,7 @@ async fn respond(
             )
             .await
             .map(|_| Response::Execution(Tag::new("BEGIN"))),
-            TransactionStatus::Error => Err(PgWireError::UserError(Box::new(ErrorInfo::new(
-                "ERROR".to_owned(),
-                "25P02".to_owned(),
-                "current transaction is aborted, commands ignored until end of transaction block"
-                    .to_owned(),
-            )))),
+            TransactionStatus::Error => Err(aborted_error()),
         },
         Statement::Commit { .. } => match status {
             TransactionStatus::Transaction => match transaction.commit().await {

@@ -1,0 +1,280 @@
+//! Parameter types of a statement prepared with the extended protocol, decided as PostgreSQL
+//! decides them: the type a client declares in Parse wins; a parameter without one takes the
+//! type of an explicit cast on it (`$1::bigint`), else the type its context gives it
+//! (`$1 + 1`, `WHERE id = $1`); one that nothing types (`SELECT $1`, `$1 || $2`) is `text`, as
+//! PostgreSQL resolves an unknown-typed value.
+//!
+//! DataFusion plans placeholders with given types only through `PREPARE name(types) AS ...`,
+//! and only for a prefix of the parameters, so the statement is planned inside a `PREPARE`
+//! and the inner plan kept: first with the declared types, then, if some parameter is still
+//! untyped (or the first plan could not infer one), with every type filled in.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+
+use datafusion::common::DataFusionError;
+use datafusion::logical_expr::{LogicalPlan, Statement as PlanStatement};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{
+    DataType as SqlType, Expr, Ident, Statement, Value, Visit, Visitor,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use pgwire::api::Type;
+
+/// The SQL name of a declared parameter type that DataFusion can plan, or `None` for a type
+/// it has no equivalent for (the parameter is then typed from its context).
+fn sql_type_name(declared: &Type) -> Option<&'static str> {
+    Some(match *declared {
+        Type::BOOL => "boolean",
+        Type::INT2 => "smallint",
+        Type::INT4 => "integer",
+        Type::INT8 => "bigint",
+        Type::FLOAT4 => "real",
+        Type::FLOAT8 => "double precision",
+        Type::NUMERIC => "numeric",
+        // uuid and json values are decoded as their text.
+        Type::TEXT
+        | Type::VARCHAR
+        | Type::BPCHAR
+        | Type::NAME
+        | Type::UUID
+        | Type::JSON
+        | Type::JSONB => "text",
+        Type::BYTEA => "bytea",
+        Type::DATE => "date",
+        Type::TIME => "time",
+        Type::TIMESTAMP => "timestamp",
+        Type::TIMESTAMPTZ => "timestamptz",
+        Type::INTERVAL => "interval",
+        Type::BOOL_ARRAY => "boolean[]",
+        Type::INT2_ARRAY => "smallint[]",
+        Type::INT4_ARRAY => "integer[]",
+        Type::INT8_ARRAY => "bigint[]",
+        Type::FLOAT4_ARRAY => "real[]",
+        Type::FLOAT8_ARRAY => "double precision[]",
+        Type::TEXT_ARRAY | Type::VARCHAR_ARRAY => "text[]",
+        _ => return None,
+    })
+}
+
+fn sql_type(name: &str) -> Option<SqlType> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(name)
+        .ok()?
+        .parse_data_type()
+        .ok()
+}
+
+/// The SQL type for an Arrow type DataFusion inferred, so a re-plan keeps it.
+fn sql_type_of(data_type: &datafusion::arrow::datatypes::DataType) -> Option<SqlType> {
+    use datafusion::arrow::datatypes::DataType as Arrow;
+    let name = match data_type {
+        Arrow::Boolean => "boolean",
+        Arrow::Int8 | Arrow::Int16 | Arrow::UInt8 => "smallint",
+        Arrow::Int32 | Arrow::UInt16 => "integer",
+        Arrow::Int64 | Arrow::UInt32 | Arrow::UInt64 => "bigint",
+        Arrow::Float16 | Arrow::Float32 => "real",
+        Arrow::Float64 => "double precision",
+        Arrow::Decimal128(precision, scale) | Arrow::Decimal256(precision, scale) => {
+            return sql_type(&format!("numeric({precision}, {scale})"))
+        }
+        Arrow::Utf8 | Arrow::LargeUtf8 | Arrow::Utf8View => "text",
+        Arrow::Binary | Arrow::LargeBinary | Arrow::BinaryView => "bytea",
+        Arrow::Date32 | Arrow::Date64 => "date",
+        Arrow::Timestamp(_, None) => "timestamp",
+        Arrow::Timestamp(_, Some(_)) => "timestamptz",
+        Arrow::Time32(_) | Arrow::Time64(_) => "time",
+        Arrow::Interval(_) => "interval",
+        _ => return None,
+    };
+    sql_type(name)
+}
+
+/// Plans `statement` with its parameters typed as described in the module docs.
+pub async fn plan_with_parameter_types(
+    ctx: &SessionContext,
+    statement: &Statement,
+    declared: &[Option<Type>],
+) -> Result<LogicalPlan, DataFusionError> {
+    let (count, casts) = placeholders(statement);
+    let declared: Vec<Option<SqlType>> = (1..=count.max(declared.len()))
+        .map(|position| {
+            declared
+                .get(position - 1)
+                .cloned()
+                .flatten()
+                .and_then(|ty| sql_type_name(&ty))
+                .and_then(sql_type)
+                .or_else(|| casts.get(&position).cloned().flatten())
+        })
+        .collect();
+    let prefix: Vec<SqlType> = declared.iter().map_while(Clone::clone).collect();
+    let first = plan_prepared(ctx, statement, prefix).await;
+    let inferred = match &first {
+        Ok(plan) => plan.get_parameter_types()?,
+        Err(_) => Default::default(),
+    };
+    if count == 0 || (first.is_ok() && inferred.values().all(Option::is_some)) {
+        return first;
+    }
+    let text = sql_type("text").expect("text is a type");
+    let mut all = Vec::with_capacity(count);
+    for position in 1..=count {
+        let known = declared.get(position - 1).cloned().flatten().or_else(|| {
+            inferred
+                .get(&format!("${position}"))
+                .cloned()
+                .flatten()
+                .and_then(|ty| sql_type_of(&ty))
+        });
+        match known {
+            Some(ty) => all.push(ty),
+            // Cast to a type only our rules plan (`$1::vector`): typed by them, not here.
+            None if casts.contains_key(&position) => return first,
+            None => all.push(text.clone()),
+        }
+    }
+    match plan_prepared(ctx, statement, all).await {
+        Ok(plan) => Ok(plan),
+        // The first error says what the user wrote wrong; the second only what our guess broke.
+        Err(second) => first.map_err(|_| second),
+    }
+}
+
+/// The inner plan of `PREPARE p(types) AS statement`.
+async fn plan_prepared(
+    ctx: &SessionContext,
+    statement: &Statement,
+    data_types: Vec<SqlType>,
+) -> Result<LogicalPlan, DataFusionError> {
+    let prepare = Statement::Prepare {
+        name: Ident::new("semsql_parse"),
+        data_types,
+        statement: Box::new(statement.clone()),
+    };
+    let plan = ctx
+        .state()
+        .statement_to_plan(DFStatement::Statement(Box::new(prepare)))
+        .await?;
+    match plan {
+        LogicalPlan::Statement(PlanStatement::Prepare(prepared)) => {
+            Ok(prepared.input.as_ref().clone())
+        }
+        other => Ok(other),
+    }
+}
+
+/// What the statement's text says of its placeholders: the highest `$n`, and the type of
+/// each one written with an explicit cast (`$1::bigint`, `CAST($2 AS date)`), which PostgreSQL
+/// takes as the parameter's type. Casts to types DataFusion plans only through our own rules
+/// (`vector`) are left out.
+fn placeholders(statement: &Statement) -> (usize, HashMap<usize, Option<SqlType>>) {
+    struct Found {
+        highest: usize,
+        casts: HashMap<usize, Option<SqlType>>,
+    }
+    fn position(expr: &Expr) -> Option<usize> {
+        match expr {
+            Expr::Value(value) => match &value.value {
+                Value::Placeholder(name) => name.strip_prefix('$')?.parse().ok(),
+                _ => None,
+            },
+            Expr::Nested(inner) => position(inner),
+            _ => None,
+        }
+    }
+    impl Visitor for Found {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            if let Some(at) = position(expr) {
+                self.highest = self.highest.max(at);
+            }
+            if let Expr::Cast {
+                expr, data_type, ..
+            } = expr
+            {
+                if let Some(at) = position(expr) {
+                    let planned = !matches!(data_type, SqlType::Custom(..));
+                    self.casts
+                        .entry(at)
+                        .or_insert_with(|| planned.then(|| data_type.clone()));
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut found = Found {
+        highest: 0,
+        casts: HashMap::new(),
+    };
+    let _ = statement.visit(&mut found);
+    (found.highest, found.casts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::DataType;
+
+    fn parse(sql: &str) -> Statement {
+        Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .unwrap()
+            .remove(0)
+    }
+
+    async fn types(sql: &str, declared: &[Option<Type>]) -> Vec<Option<DataType>> {
+        let ctx = SessionContext::new();
+        ctx.sql("CREATE TABLE t (id INT, name TEXT)").await.unwrap();
+        let plan = plan_with_parameter_types(&ctx, &parse(sql), declared)
+            .await
+            .unwrap();
+        let mut found: Vec<_> = plan.get_parameter_types().unwrap().into_iter().collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found.into_iter().map(|(_, ty)| ty).collect()
+    }
+
+    #[tokio::test]
+    async fn declared_types_win() {
+        assert_eq!(
+            types("SELECT $1", &[Some(Type::INT2)]).await,
+            [Some(DataType::Int16)]
+        );
+        assert_eq!(
+            types("SELECT $1, $2", &[Some(Type::TIMESTAMP), Some(Type::BOOL)]).await,
+            [
+                Some(DataType::Timestamp(
+                    datafusion::arrow::datatypes::TimeUnit::Nanosecond,
+                    None
+                )),
+                Some(DataType::Boolean)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn context_then_text() {
+        assert_eq!(
+            types("SELECT $1 || $2", &[]).await,
+            [Some(DataType::Utf8View), Some(DataType::Utf8View)]
+        );
+        assert_eq!(
+            types("SELECT $1", &[None]).await,
+            [Some(DataType::Utf8View)]
+        );
+        assert_eq!(
+            types("SELECT name FROM t WHERE id = $1 AND name = $2", &[]).await,
+            [Some(DataType::Int32), Some(DataType::Utf8View)]
+        );
+        assert_eq!(
+            types("SELECT $1::bigint * 2, CAST($2 AS date)", &[]).await,
+            [Some(DataType::Int64), Some(DataType::Date32)]
+        );
+        // An unknown declared type leaves the parameter to its context.
+        assert_eq!(
+            types("SELECT * FROM t WHERE id = $1", &[Some(Type::UNKNOWN)]).await,
+            [Some(DataType::Int32)]
+        );
+    }
+}
