@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{AsArray, BooleanArray, StringArray};
-use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::logical_expr::{
     create_udf, ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     TypeSignature, Volatility,
@@ -40,41 +40,13 @@ pub fn register(ctx: &SessionContext, runtime: Arc<crate::llm::Runtime>) {
         ctx.register_udaf(function.as_ref().clone());
     }
     // psql's \df filters on it; every function we have lives in a schema on the search path.
-    ctx.register_udf(create_udf(
-        "pg_function_is_visible",
-        vec![DataType::Int32],
-        DataType::Boolean,
-        Volatility::Stable,
-        Arc::new(|args| {
-            let oids = ColumnarValue::values_to_arrays(args)?;
-            let visible: BooleanArray = oids[0]
-                .as_primitive::<Int32Type>()
-                .iter()
-                .map(|oid| oid.map(|_| true))
-                .collect();
-            Ok(ColumnarValue::Array(Arc::new(visible)))
-        }),
-    ));
+    ctx.register_udf(always_visible("pg_function_is_visible"));
     for function in super::settings_functions::functions() {
         ctx.register_udf(function);
     }
     // SQLAlchemy's column reflection filters on it; every type lives in pg_catalog, which is
     // always on the search path.
-    ctx.register_udf(create_udf(
-        "pg_type_is_visible",
-        vec![DataType::Int64],
-        DataType::Boolean,
-        Volatility::Stable,
-        Arc::new(|args| {
-            let oids = ColumnarValue::values_to_arrays(args)?;
-            let visible: BooleanArray = oids[0]
-                .as_primitive::<Int64Type>()
-                .iter()
-                .map(|oid| oid.map(|_| true))
-                .collect();
-            Ok(ColumnarValue::Array(Arc::new(visible)))
-        }),
-    ));
+    ctx.register_udf(always_visible("pg_type_is_visible"));
     // SQLAlchemy's psycopg dialect asks for `to_regtype('hstore')` when it connects.
     ctx.register_udf(create_udf(
         "to_regtype",
@@ -157,6 +129,26 @@ mod tests {
             .to_string();
         assert!(text.contains("PostgreSQL 15.18 (semsql"), "{text}");
     }
+}
+
+/// `name(oid) -> bool` answering true for every oid: what psql and SQLAlchemy filter on is
+/// always on the search path in semsql.
+fn always_visible(name: &str) -> ScalarUDF {
+    create_udf(
+        name,
+        vec![DataType::Int64],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(|args| {
+            let oids = ColumnarValue::values_to_arrays(args)?;
+            let visible: BooleanArray = oids[0]
+                .as_primitive::<Int64Type>()
+                .iter()
+                .map(|oid| oid.map(|_| true))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(visible)))
+        }),
+    )
 }
 
 /// PostgreSQL's name for a type semsql has, as `regtype` prints it; `None` for any other.

@@ -54,7 +54,7 @@ use crate::rewrite::cache::Entry as RewriteEntry;
 use crate::rewrite::{Mode as RewriteMode, Rewriter};
 
 /// Where datafusion-postgres's `SET statement_timeout` keeps the value, in milliseconds.
-const STATEMENT_TIMEOUT_MS: &str = "statement_timeout_ms";
+pub const STATEMENT_TIMEOUT_MS: &str = "statement_timeout_ms";
 
 /// What the extended protocol keeps per prepared statement (datafusion-postgres's shape).
 pub type PreparedStatement = (String, Option<(sqlparser::ast::Statement, LogicalPlan)>);

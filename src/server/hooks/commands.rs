@@ -20,9 +20,7 @@ use pgwire::error::{PgWireError, PgWireResult};
 
 use super::placeholder_plan;
 use crate::engine::{Engine, StartingOptions};
-
-/// Where datafusion-postgres keeps `statement_timeout`, in milliseconds.
-const STATEMENT_TIMEOUT_MS: &str = "statement_timeout_ms";
+use crate::server::handler::STATEMENT_TIMEOUT_MS;
 
 #[derive(Debug)]
 pub struct CommandTagHook;
