@@ -30,6 +30,26 @@ pub enum AuthMethod {
 pub struct UserConfig {
     pub name: String,
     pub password: String,
+    /// A superuser may do anything; other roles only what they were granted (default false).
+    #[serde(default)]
+    pub superuser: bool,
+}
+
+impl UserConfig {
+    /// The user's SCRAM secret: PostgreSQL's verifier form (what `semsql password` prints), or
+    /// the older salted-password form, which still works but is login-equivalent.
+    pub fn secret(&self) -> Result<crate::access::scram::ScramSecret, SemsqlError> {
+        if let Ok(secret) = crate::access::scram::ScramSecret::parse_postgres(&self.password) {
+            return Ok(secret);
+        }
+        let old = crate::server::auth::ScramVerifier::parse(&self.password)
+            .map_err(|err| SemsqlError::Config(format!("user {:?}: {err}", self.name)))?;
+        Ok(crate::access::scram::ScramSecret::from_salted_password(
+            old.iterations,
+            old.salt,
+            &old.salted_password,
+        ))
+    }
 }
 
 impl std::fmt::Debug for UserConfig {
@@ -37,6 +57,7 @@ impl std::fmt::Debug for UserConfig {
         f.debug_struct("UserConfig")
             .field("name", &self.name)
             .field("password", &"<redacted>")
+            .field("superuser", &self.superuser)
             .finish()
     }
 }
@@ -46,6 +67,9 @@ impl std::fmt::Debug for UserConfig {
 pub struct TlsConfig {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// Refuse connections that do not negotiate TLS (as `hostssl` lines in pg_hba.conf).
+    #[serde(default)]
+    pub required: bool,
 }
 
 /// The `[llm]` table.
@@ -56,9 +80,24 @@ pub struct LlmFileConfig {
     pub default_model: Option<String>,
     /// The in-memory answer cache's size, in MiB (default 64).
     pub cache_memory_mb: Option<u64>,
+    /// When not empty, a model's `base_url` must start with one of these (for every role:
+    /// outbound addresses are the administrator's to give).
+    #[serde(default)]
+    pub allowed_base_urls: Vec<String>,
     /// The folder of the local embedding model (default `models/all-MiniLM-L6-v2`, filled by
     /// `scripts/fetch-models.sh`).
     pub local_model_dir: Option<PathBuf>,
+}
+
+/// The `[files]` table: where SQL may read and write server files (`COPY ... TO 'file'`,
+/// `CREATE EXTERNAL TABLE`), for superusers and members of `pg_read_server_files` /
+/// `pg_write_server_files`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    /// When not empty, only paths inside these directories.
+    #[serde(default)]
+    pub directories: Vec<PathBuf>,
 }
 
 /// The configuration file's shape; every field is optional.
@@ -75,6 +114,8 @@ pub struct FileConfig {
     pub users: Vec<UserConfig>,
     #[serde(default)]
     pub llm: LlmFileConfig,
+    #[serde(default)]
+    pub files: FilesConfig,
     /// `[models.NAME]` tables: the same options as `CREATE MODEL ... WITH (...)`.
     #[serde(default)]
     pub models: BTreeMap<String, toml::Table>,
@@ -111,9 +152,12 @@ pub struct Config {
     pub max_connections: usize,
     pub auth: AuthMethod,
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Plaintext startups are refused.
+    pub tls_required: bool,
     pub users: Vec<UserConfig>,
     pub demo: bool,
     pub llm: crate::llm::LlmConfig,
+    pub files: FilesConfig,
 }
 
 impl Config {
@@ -130,6 +174,13 @@ impl Config {
         })?;
         let users = file.users;
         let llm = llm_config(&file.llm, &file.models)?;
+        for url in &llm.allowed_base_urls {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(SemsqlError::Config(format!(
+                    "llm.allowed_base_urls: {url:?} is not an http:// or https:// URL"
+                )));
+            }
+        }
         let auth = overrides.auth.or(file.auth).unwrap_or(if users.is_empty() {
             AuthMethod::Trust
         } else {
@@ -158,9 +209,11 @@ impl Config {
                 .unwrap_or(DEFAULT_MAX_CONNECTIONS),
             auth,
             tls,
+            tls_required: file.tls.required,
             users,
             demo: overrides.demo,
             llm,
+            files: file.files,
         };
         config.validate()?;
         Ok(config)
@@ -185,8 +238,20 @@ impl Config {
             ));
         }
         for user in &self.users {
-            crate::server::auth::ScramVerifier::parse(&user.password)
-                .map_err(|err| SemsqlError::Config(format!("user {:?}: {err}", user.name)))?;
+            user.secret()?;
+        }
+        if self.tls_required && self.tls.is_none() {
+            return Err(SemsqlError::Config(
+                "tls.required needs tls.cert and tls.key".into(),
+            ));
+        }
+        for dir in &self.files.directories {
+            if !dir.is_absolute() {
+                return Err(SemsqlError::Config(format!(
+                    "files.directories must be absolute paths, not {}",
+                    dir.display()
+                )));
+            }
         }
         Ok(())
     }
@@ -244,6 +309,7 @@ fn llm_config(
         models: raw_models,
         default_model: llm.default_model.clone(),
         cache_memory_bytes: llm.cache_memory_mb.unwrap_or(64) << 20,
+        allowed_base_urls: llm.allowed_base_urls.clone(),
         local_model_dir: llm.local_model_dir.clone(),
     })
 }

@@ -45,6 +45,22 @@ pub enum SemsqlError {
     InvalidParameter(String),
     #[error("unrecognized configuration parameter \"{0}\"")]
     UnrecognizedSetting(String),
+    /// PostgreSQL's `permission denied for table t` and the like.
+    #[error("{0}")]
+    InsufficientPrivilege(String),
+    #[error("role \"{0}\" does not exist")]
+    RoleNotFound(String),
+    #[error("role \"{0}\" already exists")]
+    DuplicateRole(String),
+    /// A reserved role name or an option PostgreSQL refuses (42939 / 42601 family).
+    #[error("{0}")]
+    ReservedName(String),
+    /// 2BP01: dropping something others depend on.
+    #[error("{0}")]
+    ObjectInUse(String),
+    /// 0LP01: a grant that cannot be made (a membership loop).
+    #[error("{0}")]
+    InvalidGrant(String),
 }
 
 impl SemsqlError {
@@ -65,6 +81,12 @@ impl SemsqlError {
             SemsqlError::NoVectorDimensions(_) => "42804",
             SemsqlError::InvalidParameter(_) => "22023",
             SemsqlError::UnrecognizedSetting(_) => "42704",
+            SemsqlError::InsufficientPrivilege(_) => "42501",
+            SemsqlError::RoleNotFound(_) => "42704",
+            SemsqlError::DuplicateRole(_) => "42710",
+            SemsqlError::ReservedName(_) => "42939",
+            SemsqlError::ObjectInUse(_) => "2BP01",
+            SemsqlError::InvalidGrant(_) => "0LP01",
         }
     }
 
@@ -208,6 +230,12 @@ pub fn client_message(err: &DataFusionError) -> String {
     match err {
         DataFusionError::External(inner) => inner.to_string(),
         DataFusionError::Plan(message) | DataFusionError::Execution(message) => message.clone(),
+        // The access check's refusals read as PostgreSQL's, without the rule's name.
+        DataFusionError::Context(context, inner)
+            if context == crate::access::plan_check::RULE_NAME =>
+        {
+            client_message(inner)
+        }
         DataFusionError::Context(context, inner) => format!("{context}: {}", client_message(inner)),
         DataFusionError::Diagnostic(_, inner) => client_message(inner),
         DataFusionError::Shared(inner) => client_message(inner),

@@ -24,6 +24,7 @@
 //! - [`fake_llm`]: a fake OpenAI-compatible server (also the `fake-llm` binary) for tests and
 //!   benchmarks.
 
+pub mod access;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use semsql::access::scram::ScramSecret;
 use semsql::config::{AuthMethod, Config, FileConfig, Overrides};
-use semsql::server::auth::{ScramVerifier, DEFAULT_ITERATIONS};
 
 #[derive(Parser)]
 #[command(
@@ -77,10 +77,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
             let password = password.trim_end_matches(['\r', '\n']);
-            println!(
-                "{}",
-                ScramVerifier::from_password(password, DEFAULT_ITERATIONS).encode()
-            );
+            println!("{}", ScramSecret::from_password(password).to_postgres());
             ExitCode::SUCCESS
         }
         Command::Serve {

@@ -191,6 +191,7 @@ impl DurableSchema {
             tables.insert(
                 table_name.clone(),
                 Arc::new(DurableTable::new(
+                    table.id.clone(),
                     name,
                     table_name,
                     schema,
@@ -347,6 +348,7 @@ impl DurableSchema {
             .write_data_file(&schema, &batches)
             .map_err(SemsqlError::into_datafusion)?;
         let files: Vec<String> = file.into_iter().collect();
+        let id = uuid::Uuid::new_v4().to_string();
         let committed = self.store.commit(|manifest| {
             let entry = manifest
                 .schemas
@@ -362,6 +364,7 @@ impl DurableSchema {
                     files: files.clone(),
                     defaults: default_sql,
                     version: 1,
+                    id: id.clone(),
                 },
             );
             Ok(())
@@ -376,6 +379,7 @@ impl DurableSchema {
             files,
         };
         Ok(DurableTable::new(
+            id,
             &self.name,
             name,
             schema,
@@ -428,8 +432,9 @@ impl SchemaProvider for DurableSchema {
         let stored: Arc<dyn TableProvider> = match table.downcast_ref::<MemTable>() {
             Some(memory) => Arc::new(self.persist_memory_table(&name, memory)?),
             // Views and external tables: kept for this run; their definitions are persisted by
-            // the statement hooks that create them.
-            None => table,
+            // the statement hooks that create them. A view's plan is marked for the access
+            // check (see `access::plan_check`).
+            None => crate::access::plan_check::MarkedView::wrap(&self.name, &name, table),
         };
         tables.insert(name, stored);
         Ok(None)
@@ -448,6 +453,7 @@ impl SchemaProvider for DurableSchema {
                     .get_mut(&self.name)
                     .ok_or_else(|| SemsqlError::SchemaNotFound(self.name.clone()))?;
                 entry.definitions.remove(name);
+                entry.relation_acls.remove(name);
                 entry.indexes.retain(|_, index| index.table != name);
                 Ok(entry
                     .tables

@@ -24,6 +24,12 @@ use datafusion::physical_plan::ExecutionPlan;
 #[derive(Debug, Default)]
 pub struct CheckedArithmetic;
 
+/// `expr` with its integer arithmetic overflow-checked, for expressions evaluated outside a
+/// plan (UPDATE's SET and WHERE, DELETE's WHERE).
+pub fn checked_expr(expr: Arc<dyn PhysicalExpr>, schema: &Schema) -> Result<Arc<dyn PhysicalExpr>> {
+    Ok(checked(&expr, schema)?.data)
+}
+
 fn checked(
     expr: &Arc<dyn PhysicalExpr>,
     schema: &Schema,

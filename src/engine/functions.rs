@@ -212,3 +212,40 @@ impl ScalarUDFImpl for NoneRecorded {
         ))))
     }
 }
+
+/// `current_user`, `session_user`, `user` and `current_role`: the role the connection logged
+/// in as (semsql has no `SET ROLE`, so they agree). `pg_has_role(role, 'member')`-style checks
+/// go through `pg_has_role`.
+pub fn register_role_functions(
+    ctx: &SessionContext,
+    role: &str,
+    access: Arc<crate::access::Access>,
+) {
+    for name in ["current_user", "session_user", "user", "current_role"] {
+        let role = role.to_owned();
+        ctx.register_udf(create_udf(
+            name,
+            vec![],
+            DataType::Utf8,
+            Volatility::Stable,
+            Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(role.clone()))))),
+        ));
+    }
+    let me = role.to_owned();
+    ctx.register_udf(create_udf(
+        "pg_has_role",
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(move |args| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let roles = datafusion::arrow::compute::cast(&arrays[0], &DataType::Utf8)?;
+            let answers: BooleanArray = roles
+                .as_string::<i32>()
+                .iter()
+                .map(|group| group.map(|group| access.is_member_of(&me, group)))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(answers)))
+        }),
+    ));
+}

@@ -20,16 +20,22 @@ use datafusion::error::Result;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::{
     create_current_database_udf, setup_pg_catalog,
 };
 
+use crate::access::plan_check::AccessCheck;
+use crate::access::{Access, ConfiguredRole, FileAccess, SessionCaller};
 use crate::error::SemsqlError;
 use crate::llm::{LlmConfig, Runtime};
 use catalog::DurableCatalog;
 use datafusion::common::TableReference;
+use datafusion::optimizer::Analyzer;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::{
+    PgCatalogContextProvider, Role as PgRole,
+};
 use semsql_udfs::lm::LmSettings;
+use std::collections::BTreeMap;
 use storage::{Definition, Manifest, Store};
 use transaction::Transaction;
 
@@ -47,6 +53,53 @@ pub struct Engine {
     template: SessionState,
     runtime: Arc<Runtime>,
     advisory_locks: Arc<advisory_locks::AdvisoryLockTable>,
+    access: Arc<Access>,
+}
+
+/// How the access layer is set up (see `crate::access`).
+#[derive(Debug, Clone, Default)]
+pub struct AccessOptions {
+    /// The config file's `[[users]]`.
+    pub configured: BTreeMap<String, ConfiguredRole>,
+    /// Loopback trust: a user name no role has is a superuser.
+    pub unknown_are_superusers: bool,
+    pub files: FileAccess,
+}
+
+impl AccessOptions {
+    /// Loopback trust, no roles configured: every connection a superuser, as before roles.
+    pub fn trusting() -> Self {
+        AccessOptions {
+            unknown_are_superusers: true,
+            ..AccessOptions::default()
+        }
+    }
+}
+
+/// `pg_roles` from the access layer.
+#[derive(Debug, Clone)]
+struct RolesProvider(Arc<Access>);
+
+#[async_trait::async_trait]
+impl PgCatalogContextProvider for RolesProvider {
+    async fn roles(&self) -> Vec<String> {
+        self.0.role_names()
+    }
+
+    async fn role(&self, name: &str) -> Option<PgRole> {
+        let role = self.0.role(name)?;
+        Some(PgRole {
+            name: role.name,
+            is_superuser: role.superuser,
+            can_login: role.login,
+            can_create_db: role.superuser,
+            can_create_role: role.superuser,
+            can_create_user: role.superuser,
+            can_replication: false,
+            grants: Vec::new(),
+            inherited_roles: role.member_of.into_iter().collect(),
+        })
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -56,9 +109,24 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Opens the data folder, loads its tables and models and prepares the template session.
+    /// Opens the data folder with every connection a superuser (loopback trust).
     pub async fn open(data_dir: &Path, llm: &LlmConfig) -> Result<Engine> {
+        Self::open_with_access(data_dir, llm, AccessOptions::trusting()).await
+    }
+
+    /// Opens the data folder, loads its tables and models and prepares the template session.
+    pub async fn open_with_access(
+        data_dir: &Path,
+        llm: &LlmConfig,
+        access: AccessOptions,
+    ) -> Result<Engine> {
         let (store, manifest) = Store::open(data_dir).map_err(SemsqlError::into_datafusion)?;
+        let access = Arc::new(Access::new(
+            store.clone(),
+            access.configured,
+            access.unknown_are_superusers,
+            access.files,
+        ));
         let runtime =
             Arc::new(Runtime::open(Some(data_dir), llm).map_err(|err| err.into_datafusion())?);
         let catalog: Arc<dyn CatalogProvider> = Arc::new(DurableCatalog::load(store, &manifest)?);
@@ -87,7 +155,13 @@ impl Engine {
                     Some(semsql_udfs::vector::embed_function(runtime.clone())),
                 ),
             ))
-            .with_analyzer_rule(Arc::new(crate::planner::vector_syntax::VectorCasts::new()))
+            // First, so it sees views before anything rewrites the plan.
+            .with_analyzer_rules(
+                std::iter::once(Arc::new(AccessCheck) as _)
+                    .chain(Analyzer::new().rules)
+                    .chain([Arc::new(crate::planner::vector_syntax::VectorCasts::new()) as _])
+                    .collect(),
+            )
             .with_physical_optimizer_rule(Arc::new(checked_arithmetic::CheckedArithmetic))
             .with_physical_optimizer_rule(Arc::new(
                 crate::planner::cheap_first::CheapPredicatesFirst,
@@ -98,7 +172,7 @@ impl Engine {
             .with_physical_optimizer_rule(Arc::new(crate::planner::vector_index::VectorIndexSearch))
             .build();
         let ctx = SessionContext::new_with_state(state);
-        setup_pg_catalog(&ctx, CATALOG, EmptyContextProvider).map_err(|err| *err)?;
+        setup_pg_catalog(&ctx, CATALOG, RolesProvider(access.clone())).map_err(|err| *err)?;
         // pgvector's operators (`<->`, `<=>`, `<#>`, `<+>`) and casts, planned onto our functions.
         let mut planners = ctx.state().expr_planners().to_vec();
         planners.insert(
@@ -116,6 +190,7 @@ impl Engine {
             template: ctx.state(),
             runtime,
             advisory_locks: Arc::default(),
+            access,
         };
         engine.restore_definitions(&manifest).await;
         Ok(engine)
@@ -200,13 +275,34 @@ impl Engine {
         &self.runtime
     }
 
-    /// A new session for one connection: its own settings and transaction, shared tables.
+    /// The server's roles and privileges.
+    pub fn access(&self) -> &Arc<Access> {
+        &self.access
+    }
+
+    /// A session of the server's own, which may do anything (restoring views, benchmarks).
     pub fn session(&self, database: &str) -> SessionContext {
-        let config = self
+        self.new_session(database, None)
+    }
+
+    /// A new session for a connection that logged in as `role`: its own settings and
+    /// transaction, shared tables, and only what `role` was granted.
+    pub fn session_for(&self, database: &str, role: &str) -> SessionContext {
+        self.new_session(database, Some(role))
+    }
+
+    fn new_session(&self, database: &str, role: Option<&str>) -> SessionContext {
+        let mut config = self
             .template
             .config()
             .clone()
             .with_extension(Transaction::new());
+        if let Some(role) = role {
+            LmSettings::of_mut(config.options_mut()).caller = Some(Arc::new(SessionCaller {
+                role: role.to_owned(),
+                access: self.access.clone(),
+            }));
+        }
         let starting = StartingOptions(config.options().as_ref().clone());
         let config = config.with_extension(Arc::new(starting));
         let state = SessionStateBuilder::new_from_existing(self.template.clone())
@@ -215,6 +311,9 @@ impl Engine {
             .build();
         let ctx = SessionContext::new_with_state(state);
         ctx.register_udf(create_current_database_udf(database));
+        if let Some(role) = role {
+            functions::register_role_functions(&ctx, role, self.access.clone());
+        }
         advisory_locks::register(&ctx, self.advisory_locks.session());
         ctx
     }

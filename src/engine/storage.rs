@@ -19,6 +19,7 @@ use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
+use crate::access::{AccessCatalog, Acl};
 use crate::error::SemsqlError;
 
 const MANIFEST: &str = "catalog.json";
@@ -39,6 +40,11 @@ pub struct TableEntry {
     pub defaults: BTreeMap<String, String>,
     /// Bumped by every committed change, for conflict detection between transactions.
     pub version: u64,
+    /// Which table this is: a table dropped and made again under the same name gets a new
+    /// id, so a transaction that wrote to the old one cannot commit into the new one. Tables
+    /// made before ids existed have the empty id.
+    #[serde(default)]
+    pub id: String,
 }
 
 /// A `CREATE VIEW` or `CREATE EXTERNAL TABLE` statement, with the schema unqualified names in it
@@ -54,6 +60,9 @@ pub struct Definition {
 pub struct Manifest {
     pub format: u32,
     pub schemas: BTreeMap<String, SchemaEntry>,
+    /// Roles, and models' owners and grants (see `crate::access`).
+    #[serde(default)]
+    pub access: AccessCatalog,
 }
 
 /// A vector index, as `CREATE INDEX ... USING hnsw` defined it.
@@ -79,6 +88,13 @@ pub struct SchemaEntry {
     /// Views and external tables, kept as the statements that made them and replayed at start.
     #[serde(default)]
     pub definitions: BTreeMap<String, Definition>,
+    /// The schema's owner and grants (`None`: PostgreSQL 15's default, see `crate::access`).
+    #[serde(default)]
+    pub acl: Option<Acl>,
+    /// Owners and grants of the schema's tables, views and external tables, by name; dropped
+    /// with the relation in the same commit.
+    #[serde(default)]
+    pub relation_acls: BTreeMap<String, Acl>,
 }
 
 impl Default for Manifest {
@@ -86,20 +102,12 @@ impl Default for Manifest {
         Manifest {
             format: MANIFEST_FORMAT,
             schemas: BTreeMap::from([("public".to_owned(), SchemaEntry::default())]),
+            access: AccessCatalog::default(),
         }
     }
 }
 
 impl Manifest {
-    pub fn table_mut(&mut self, schema: &str, table: &str) -> StorageResult<&mut TableEntry> {
-        self.schemas
-            .get_mut(schema)
-            .and_then(|entry| entry.tables.get_mut(table))
-            .ok_or_else(|| {
-                SemsqlError::Storage(format!("table {schema}.{table} is not in the catalog"))
-            })
-    }
-
     fn referenced_index_files(&self) -> BTreeSet<String> {
         self.schemas
             .values()
@@ -190,6 +198,11 @@ impl Store {
     /// Where the graph of the index whose file is `file` is saved.
     pub fn index_path(&self, file: &str) -> PathBuf {
         self.dir.join(INDEX_DIR).join(file)
+    }
+
+    /// Reads the last committed manifest without copying it.
+    pub fn read<T>(&self, read: impl FnOnce(&Manifest) -> T) -> T {
+        read(&self.manifest.lock().expect("manifest lock"))
     }
 
     /// A copy of the last committed manifest.
@@ -347,6 +360,7 @@ mod tests {
                         files: vec![file.clone()],
                         defaults: BTreeMap::new(),
                         version: 1,
+                        id: String::new(),
                     },
                 );
                 Ok(())

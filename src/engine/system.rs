@@ -113,7 +113,19 @@ impl Kind {
         }))
     }
 
-    fn batch(self, runtime: &Runtime, schema: SchemaRef) -> Result<RecordBatch> {
+    /// `viewer`: who may read the prompt and SQL texts of a record's role (`None`: everyone's,
+    /// for superusers and the server's own sessions).
+    fn batch(
+        self,
+        runtime: &Runtime,
+        schema: SchemaRef,
+        viewer: Option<&str>,
+    ) -> Result<RecordBatch> {
+        // As PostgreSQL's pg_stat_activity hides other roles' query text.
+        let visible = |role: &Option<String>, text: &Option<String>| match viewer {
+            Some(viewer) if role.as_deref() != Some(viewer) => None,
+            _ => text.clone(),
+        };
         let columns: Vec<ArrayRef> = match self {
             Kind::Models => {
                 let models = runtime.models();
@@ -151,7 +163,7 @@ impl Kind {
                     floats(log.iter().map(|r| r.latency_ms)),
                     ints(log.iter().map(|r| r.input_tokens as i64)),
                     ints(log.iter().map(|r| r.output_tokens as i64)),
-                    strings(log.iter().map(|r| r.prompt.clone())),
+                    strings(log.iter().map(|r| visible(&r.role, &r.prompt))),
                 ]
             }
             Kind::Queries => {
@@ -170,7 +182,7 @@ impl Kind {
                     floats(log.iter().map(|q| q.usage.cost)),
                     floats(log.iter().map(|q| q.usage.lm_wait_ms)),
                     floats(log.iter().map(|q| q.usage.elapsed_ms)),
-                    strings(log.iter().map(|q| q.sql.clone())),
+                    strings(log.iter().map(|q| visible(&q.role, &q.sql))),
                 ]
             }
             Kind::Cache => {
@@ -260,7 +272,7 @@ impl TableProvider for SystemTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         _filters: &[Expr],
         _limit: Option<usize>,
@@ -268,7 +280,12 @@ impl TableProvider for SystemTable {
         if matches!(self.kind, Kind::Cache) {
             self.runtime.cache.settle().await;
         }
-        let batch = self.kind.batch(&self.runtime, self.schema.clone())?;
+        let viewer = crate::access::caller_of(state.config_options())
+            .filter(|(access, role)| !access.is_superuser(role))
+            .map(|(_, role)| role);
+        let batch = self
+            .kind
+            .batch(&self.runtime, self.schema.clone(), viewer.as_deref())?;
         let exec = MemorySourceConfig::try_new_exec(
             &[vec![batch]],
             self.schema.clone(),

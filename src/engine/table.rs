@@ -24,6 +24,7 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use futures::StreamExt;
 
+use super::checked_arithmetic::checked_expr;
 use super::storage::Store;
 use super::transaction::{RowChange, Staged, Transaction};
 use crate::error::SemsqlError;
@@ -41,6 +42,8 @@ pub struct TableData {
 /// What every handle to one managed table shares.
 #[derive(Debug)]
 pub struct TableShared {
+    /// The manifest entry's id (see `TableEntry::id`).
+    pub id: String,
     pub schema_name: String,
     pub name: String,
     pub schema: SchemaRef,
@@ -94,6 +97,7 @@ pub struct DurableTable {
 
 impl DurableTable {
     pub fn new(
+        id: String,
         schema_name: &str,
         name: &str,
         schema: SchemaRef,
@@ -103,6 +107,7 @@ impl DurableTable {
     ) -> Self {
         DurableTable {
             shared: Arc::new(TableShared {
+                id,
                 schema_name: schema_name.to_owned(),
                 name: name.to_owned(),
                 schema,
@@ -136,7 +141,10 @@ impl DurableTable {
     ) -> Result<Option<Arc<dyn PhysicalExpr>>> {
         let df_schema = DFSchema::try_from(self.shared.schema.as_ref().clone())?;
         conjunction(filters)
-            .map(|expr| state.create_physical_expr(expr, &df_schema))
+            .map(|expr| {
+                let physical = state.create_physical_expr(expr, &df_schema)?;
+                checked_expr(physical, &self.shared.schema)
+            })
             .transpose()
     }
 }
@@ -252,7 +260,8 @@ impl TableProvider for DurableTable {
                     self.shared.name
                 ))
             })?;
-            physical.push((index, state.create_physical_expr(expr, &df_schema)?));
+            let expr = state.create_physical_expr(expr, &df_schema)?;
+            physical.push((index, checked_expr(expr, &self.shared.schema)?));
         }
         let filter = self.physical_filter(state, filters)?;
         self.write_plan(
@@ -451,7 +460,11 @@ fn update_rows(
         let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
         for (index, expr) in assignments {
             let target = schema.field(*index);
-            let value = expr.evaluate(batch)?.into_array(batch.num_rows())?;
+            // Only the matched rows: `SET r = 100 / d WHERE d <> 0` must not divide by the
+            // zeros it skips (the other rows come back NULL and keep their old value below).
+            let value = expr
+                .evaluate_selection(batch, &selected)?
+                .into_array(batch.num_rows())?;
             let value = cast(&value, target.data_type())?;
             if !target.is_nullable() && value.null_count() > 0 {
                 let nulls_selected =

@@ -294,7 +294,14 @@ fn commit_now(staged: Vec<Staged>) -> Result<(), SemsqlError> {
         let mut versions = Vec::with_capacity(planned.len());
         for p in &planned {
             let (schema, name) = p.staged.table.key();
-            let entry = manifest.table_mut(&schema, &name)?;
+            // The table may have been dropped (and made again) since the transaction wrote
+            // to it: then its rows have nowhere to go.
+            let entry = manifest
+                .schemas
+                .get_mut(&schema)
+                .and_then(|entry| entry.tables.get_mut(&name))
+                .filter(|entry| entry.id == p.staged.table.id)
+                .ok_or_else(|| SemsqlError::SerializationFailure(p.staged.table.display_name()))?;
             entry.files = p.files.clone();
             entry.version += 1;
             versions.push(entry.version);

@@ -29,6 +29,8 @@ pub struct RequestRecord {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub prompt: Option<String>,
+    /// The role whose query sent it: only it and superusers see `prompt`.
+    pub role: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -36,6 +38,8 @@ pub struct QueryRecord {
     pub finished: SystemTime,
     pub usage: UsageSnapshot,
     pub sql: Option<String>,
+    /// The role that ran it: only it and superusers see `sql`.
+    pub role: Option<String>,
 }
 
 #[derive(Debug, Default)]

@@ -49,6 +49,8 @@ pub struct LlmConfig {
     pub cache_memory_bytes: u64,
     /// Where the local embedding model is (default `models/all-MiniLM-L6-v2`).
     pub local_model_dir: Option<std::path::PathBuf>,
+    /// When not empty, the prefixes a model's `base_url` must start with.
+    pub allowed_base_urls: Vec<String>,
 }
 
 impl Default for LlmConfig {
@@ -58,6 +60,7 @@ impl Default for LlmConfig {
             default_model: None,
             cache_memory_bytes: 64 << 20,
             local_model_dir: None,
+            allowed_base_urls: Vec::new(),
         }
     }
 }
@@ -111,6 +114,8 @@ pub struct Runtime {
     /// Serializes changes to the SQL-made models and their file.
     model_file: Option<std::sync::Mutex<ModelFile>>,
     default_model: Option<String>,
+    /// `llm.allowed_base_urls`: when not empty, where SQL-made models may send requests.
+    allowed_base_urls: Vec<String>,
     pub cache: AnswerCache,
     pub activity: Activity,
     next_query_id: AtomicU64,
@@ -164,6 +169,7 @@ impl Runtime {
             models: RwLock::new(models),
             model_file: model_file.map(std::sync::Mutex::new),
             default_model: config.default_model.clone(),
+            allowed_base_urls: config.allowed_base_urls.clone(),
             cache: AnswerCache::open(data_dir, config.cache_memory_bytes),
             activity: Activity::default(),
             next_query_id: AtomicU64::new(1),
@@ -287,9 +293,15 @@ impl Runtime {
             .or(Some(settings.model.as_str()).filter(|name| !name.is_empty()))
             .or(self.default_model.as_deref());
         match name {
-            Some(name) => self
-                .model(name)
-                .ok_or_else(|| LmError::undefined_model(name)),
+            Some(name) => {
+                let model = self
+                    .model(name)
+                    .ok_or_else(|| LmError::undefined_model(name))?;
+                if let Some(caller) = &settings.caller {
+                    caller.may_use_model(name)?;
+                }
+                Ok(model)
+            }
             None => Err(LmError::new(
                 "42704",
                 "no model chosen: CREATE MODEL one, then SET semsql.model = 'name' \
@@ -349,6 +361,12 @@ impl Runtime {
                 }
                 ("ALTER MODEL", Some(merged))
             }
+            statements::ModelChange::Grant { .. } => {
+                return Err(LmError::new(
+                    "XX000",
+                    "grants on models are kept by the access layer, not the runtime",
+                ))
+            }
             statements::ModelChange::Drop { if_exists } => {
                 if existing.is_none() {
                     if if_exists {
@@ -362,6 +380,7 @@ impl Runtime {
         match next {
             Some(raw) => {
                 let model = Model::new(name, raw.clone(), ModelSource::Sql)?;
+                self.check_base_url(&model.options.base_url)?;
                 stored.insert(name.to_owned(), raw);
                 file.save(&stored)?;
                 self.models
@@ -378,10 +397,38 @@ impl Runtime {
         Ok(tag)
     }
 
+    /// Whether `llm.allowed_base_urls` limits where models may point.
+    pub fn restricts_base_urls(&self) -> bool {
+        !self.allowed_base_urls.is_empty()
+    }
+
+    /// Refuses a model address outside `llm.allowed_base_urls`, when that list is set.
+    fn check_base_url(&self, base_url: &str) -> Result<(), LmError> {
+        let allowed = &self.allowed_base_urls;
+        if allowed.is_empty() || allowed.iter().any(|prefix| url_within(base_url, prefix)) {
+            Ok(())
+        } else {
+            Err(LmError::new(
+                "42501",
+                format!(
+                    "base_url {base_url} is not allowed: the server's llm.allowed_base_urls \
+                     lists the addresses models may use"
+                ),
+            ))
+        }
+    }
+
     /// A new query's usage record.
-    pub fn start_query(&self, sql: Option<String>, progress_interval_ms: u64) -> Arc<QueryUsage> {
+    pub fn start_query(
+        &self,
+        sql: Option<String>,
+        progress_interval_ms: u64,
+        role: Option<String>,
+    ) -> Arc<QueryUsage> {
         let id = self.next_query_id.fetch_add(1, Ordering::Relaxed);
-        Arc::new(QueryUsage::new(id, sql, progress_interval_ms))
+        let mut usage = QueryUsage::new(id, sql, progress_interval_ms);
+        usage.role = role;
+        Arc::new(usage)
     }
 
     /// The usage record of the running query, or a throwaway one for a call made outside a
@@ -390,7 +437,7 @@ impl Runtime {
         settings
             .usage
             .clone()
-            .unwrap_or_else(|| self.start_query(None, 0))
+            .unwrap_or_else(|| self.start_query(None, 0, None))
     }
 
     /// Remembers a finished query that used a model.
@@ -400,6 +447,7 @@ impl Runtime {
                 finished: SystemTime::now(),
                 usage: usage.snapshot(),
                 sql: usage.sql.clone(),
+                role: usage.role().map(str::to_owned),
             });
         }
     }
@@ -443,6 +491,7 @@ impl Runtime {
             input_tokens: spent.map_or(0, |spent| spent.input_tokens),
             output_tokens: spent.map_or(0, |spent| spent.output_tokens),
             prompt: prompt.map(str::to_owned),
+            role: usage.role().map(str::to_owned),
         });
     }
 
@@ -1070,4 +1119,28 @@ fn decode_vector(bytes: &[u8]) -> Option<Vec<f32>> {
             .map(|chunk| f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]))
             .collect()
     })
+}
+
+/// Whether `url` is `prefix` or below it: the prefix must end where a path segment ends, so
+/// `http://10.0.0.5:8000/v1` does not allow `http://10.0.0.5:8000/v1evil` or
+/// `http://10.0.0.5:80001`.
+fn url_within(url: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    url == prefix
+        || url
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod url_tests {
+    #[test]
+    fn allowed_urls_match_whole_segments() {
+        use super::url_within;
+        assert!(url_within("http://h:8000/v1", "http://h:8000/v1/"));
+        assert!(url_within("http://h:8000/v1/x", "http://h:8000/v1"));
+        assert!(!url_within("http://h:8000/v1evil", "http://h:8000/v1"));
+        assert!(!url_within("http://h:80001/v1", "http://h:8000"));
+        assert!(!url_within("http://h.evil.com/v1", "http://h"));
+    }
 }

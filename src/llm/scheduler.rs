@@ -210,14 +210,6 @@ fn reserve_budget(
 ) -> Result<(), LmError> {
     // Budgets are the query's, whichever plan node is asking.
     let query = usage.root();
-    let sent = query.requests.load(Ordering::Relaxed);
-    if settings.max_llm_requests > 0 && sent >= settings.max_llm_requests {
-        return Err(LmError::budget(format!(
-            "the query would send more than semsql.max_llm_requests = {} requests; \
-             raise it or narrow the query",
-            settings.max_llm_requests
-        )));
-    }
     if settings.max_llm_tokens > 0 {
         let spent = query.input_tokens.load(Ordering::Relaxed)
             + query.output_tokens.load(Ordering::Relaxed);
@@ -230,7 +222,26 @@ fn reserve_budget(
             )));
         }
     }
-    usage.add(|u| &u.requests, 1);
+    // Checked and counted in one step, so concurrent requests cannot all pass a budget that
+    // has room for one.
+    let limit = settings.max_llm_requests;
+    query
+        .requests
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |sent| {
+            (limit == 0 || sent < limit).then_some(sent + 1)
+        })
+        .map_err(|_| {
+            LmError::budget(format!(
+                "the query would send more than semsql.max_llm_requests = {limit} requests; \
+                 raise it or narrow the query"
+            ))
+        })?;
+    // The plan node's own records below the query count it too.
+    let mut record = usage;
+    while let Some(parent) = &record.parent {
+        record.requests.fetch_add(1, Ordering::Relaxed);
+        record = parent;
+    }
     Ok(())
 }
 

@@ -5,6 +5,8 @@
 //! ALTER MODEL name SET (option = value, ...);
 //! ALTER MODEL name RESET (option, ...);
 //! DROP MODEL [IF EXISTS] name;
+//! GRANT USAGE ON MODEL name TO role [, ...];   -- or PUBLIC
+//! REVOKE USAGE ON MODEL name FROM role [, ...];
 //! ```
 //!
 //! (`SHOW MODELS` is a query over `semsql.models`, rewritten before parsing.)
@@ -29,6 +31,11 @@ pub enum ModelChange {
     Drop {
         if_exists: bool,
     },
+    /// `GRANT USAGE ON MODEL m TO roles` / `REVOKE USAGE ON MODEL m FROM roles`.
+    Grant {
+        grantees: Vec<String>,
+        revoke: bool,
+    },
 }
 
 /// A parsed model statement.
@@ -47,6 +54,13 @@ pub fn parse(sql: &str) -> Option<Result<ModelStatement, LmError>> {
     let mut words = sql.split_whitespace().map(str::to_ascii_uppercase);
     let first = words.next()?;
     let second = words.next()?;
+    if matches!(first.as_str(), "GRANT" | "REVOKE") {
+        let rest: Vec<String> = std::iter::once(second).chain(words).collect();
+        let on_model = rest
+            .windows(2)
+            .any(|pair| pair[0] == "ON" && pair[1] == "MODEL");
+        return on_model.then(|| parse_grant(sql));
+    }
     if !matches!(first.as_str(), "CREATE" | "ALTER" | "DROP") || second != "MODEL" {
         return None;
     }
@@ -251,14 +265,53 @@ impl Tokens {
     }
 }
 
-fn parse_tokens(sql: &str) -> Result<ModelStatement, LmError> {
+fn tokenize(sql: &str) -> Result<Tokens, LmError> {
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
         .tokenize()
         .map_err(|err| syntax(err.to_string()))?
         .into_iter()
         .filter(|token| !matches!(token, Token::Whitespace(_)))
         .collect();
-    let mut tokens = Tokens { tokens, at: 0 };
+    Ok(Tokens { tokens, at: 0 })
+}
+
+/// `GRANT {USAGE | ALL [PRIVILEGES]} ON MODEL name TO role, ...` and the REVOKE form.
+fn parse_grant(sql: &str) -> Result<ModelStatement, LmError> {
+    let mut tokens = tokenize(sql)?;
+    let revoke = tokens.name("GRANT or REVOKE")? == "revoke";
+    if tokens.keyword("ALL") {
+        tokens.keyword("PRIVILEGES");
+    } else if !tokens.keyword("USAGE") {
+        return Err(LmError::new(
+            "0LP01",
+            "a model has one privilege, USAGE (GRANT USAGE ON MODEL m TO role)",
+        ));
+    }
+    if !(tokens.keyword("ON") && tokens.keyword("MODEL")) {
+        return Err(syntax("expected ON MODEL"));
+    }
+    let name = tokens.name("a model name")?;
+    let direction = if revoke { "FROM" } else { "TO" };
+    if !tokens.keyword(direction) {
+        return Err(syntax(format!("expected {direction}")));
+    }
+    let mut grantees = Vec::new();
+    loop {
+        grantees.push(tokens.name("a role name or PUBLIC")?);
+        if !matches!(tokens.peek(), Some(Token::Comma)) {
+            break;
+        }
+        tokens.next();
+    }
+    tokens.end()?;
+    Ok(ModelStatement {
+        name,
+        change: ModelChange::Grant { grantees, revoke },
+    })
+}
+
+fn parse_tokens(sql: &str) -> Result<ModelStatement, LmError> {
+    let mut tokens = tokenize(sql)?;
     let verb = tokens.name("CREATE, ALTER or DROP")?;
     tokens.name("MODEL")?;
     let statement = match verb.as_str() {

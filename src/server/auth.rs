@@ -1,11 +1,12 @@
 //! Authentication: `trust` (loopback only, checked in `Config`) or SCRAM-SHA-256 against the
-//! users in the configuration, whose secrets are stored as verifiers made by `semsql password`.
+//! roles' secrets (`crate::access`): roles made with `CREATE ROLE ... PASSWORD` and the
+//! config file's `[[users]]`.
 //!
-//! A verifier is `SCRAM-SHA-256$<iterations>:<salt>$<salted password>` (base64): the salted
-//! password is what pgwire's SCRAM exchange needs; it is never the password itself, and it is
-//! never logged (`UserConfig`'s `Debug` redacts it).
+//! A config-file verifier made by `semsql password` is
+//! `SCRAM-SHA-256$<iterations>:<salt>$<salted password>` (base64); it is never the password
+//! itself, never logged (`UserConfig`'s `Debug` redacts it), and turned into PostgreSQL's
+//! StoredKey/ServerKey form when the server starts.
 
-use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
@@ -14,22 +15,27 @@ use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use futures::{Sink, SinkExt};
-use pgwire::api::auth::sasl::scram::{gen_salted_password, ScramAuth};
-use pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use pgwire::api::auth::sasl::scram::gen_salted_password;
 use pgwire::api::auth::{
-    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata, AuthSource,
-    DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
+    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
+    DefaultServerParameterProvider, StartupHandler,
 };
 use pgwire::api::{
-    ClientInfo, ConnectionManager, PidSecretKeyGenerator, RandomPidSecretKeyGenerator,
+    ClientInfo, ConnectionManager, PgWireConnectionState, PidSecretKeyGenerator,
+    RandomPidSecretKeyGenerator,
 };
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tokio::sync::Mutex;
 
+use crate::access::scram::{self, ScramSecret, ServerExchange};
+use crate::access::Access;
 use crate::config::{AuthMethod, Config};
 use crate::engine::functions::POSTGRES_VERSION;
 
 const SCHEME: &str = "SCRAM-SHA-256";
+const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
 pub const DEFAULT_ITERATIONS: usize = 4096;
 
 /// A parsed SCRAM verifier.
@@ -91,38 +97,6 @@ impl Debug for ScramVerifier {
     }
 }
 
-/// The configured users, looked up during the SCRAM exchange.
-#[derive(Debug)]
-struct ConfiguredUsers {
-    users: HashMap<String, ScramVerifier>,
-    /// Seeds the stand-in salt for unknown users (see `get_password`).
-    mock_seed: RandomState,
-}
-
-#[async_trait]
-impl AuthSource for ConfiguredUsers {
-    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
-        let user = login.user().unwrap_or_default();
-        match self.users.get(user) {
-            Some(verifier) => Ok(Password::new(
-                Some(verifier.salt.clone()),
-                verifier.salted_password.clone(),
-            )),
-            // As PostgreSQL does, an unknown user gets an exchange with a stable stand-in salt
-            // that no password matches: the failure looks exactly like a wrong password, so user
-            // names cannot be probed.
-            None => {
-                let salt: Vec<u8> = [1u8, 2]
-                    .iter()
-                    .flat_map(|round| self.mock_seed.hash_one((round, user)).to_be_bytes())
-                    .collect();
-                let unmatchable = uuid::Uuid::new_v4().into_bytes().repeat(2);
-                Ok(Password::new(Some(salt), unmatchable))
-            }
-        }
-    }
-}
-
 /// The parameters a client receives at startup; `server_version` must be numeric because
 /// libpq and drivers parse it.
 pub fn server_parameters() -> DefaultServerParameterProvider {
@@ -131,104 +105,110 @@ pub fn server_parameters() -> DefaultServerParameterProvider {
     parameters
 }
 
-/// Accepts anyone: the startup sequence of a trusting PostgreSQL, registered for cancellation.
-pub struct TrustStartup {
-    parameters: DefaultServerParameterProvider,
-    connections: Arc<ConnectionManager>,
-    keys: Arc<RandomPidSecretKeyGenerator>,
+/// A FATAL error during startup, with PostgreSQL's SQLSTATE.
+fn fatal(code: &str, message: String) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "FATAL".to_owned(),
+        code.to_owned(),
+        message,
+    )))
 }
 
-#[async_trait]
-impl StartupHandler for TrustStartup {
-    async fn on_startup<C>(
-        &self,
-        client: &mut C,
-        message: PgWireFrontendMessage,
-    ) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        if let PgWireFrontendMessage::Startup(ref startup) = message {
-            protocol_negotiation(client, startup).await?;
-            save_startup_parameters_to_metadata(client, startup);
-            let (pid, secret_key) = self.keys.generate(client);
-            client.set_pid_and_secret_key(pid, secret_key.clone());
-            let (handle, guard) = self.connections.register(pid, secret_key);
-            client.session_extensions().insert(handle);
-            client.session_extensions().insert(guard);
-            finish_authentication(client, &self.parameters).await?;
-            client.flush().await?;
-        }
-        Ok(())
-    }
-}
-
-/// Makes each connection's startup handler (SCRAM keeps per-connection exchange state, so a
+/// Makes each connection's startup handler (a SCRAM exchange keeps per-connection state, so a
 /// handler must never be shared between connections).
 pub struct Authenticator {
     method: AuthMethod,
-    users: Arc<ConfiguredUsers>,
-    iterations: usize,
+    tls_required: bool,
+    access: Arc<Access>,
     connections: Arc<ConnectionManager>,
     keys: Arc<RandomPidSecretKeyGenerator>,
+    /// Seeds the stand-in salt for unknown users (see [`Startup::secret_for`]).
+    mock_seed: RandomState,
 }
 
 impl Authenticator {
-    pub fn new(config: &Config, connections: Arc<ConnectionManager>) -> Self {
-        let users = config
-            .users
-            .iter()
-            .map(|user| {
-                let verifier = ScramVerifier::parse(&user.password)
-                    .expect("verifiers are validated with the config");
-                (user.name.clone(), verifier)
-            })
-            .collect::<HashMap<_, _>>();
-        // pgwire announces one iteration count to every client.
-        let iterations = users
-            .values()
-            .map(|v| v.iterations)
-            .max()
-            .unwrap_or(DEFAULT_ITERATIONS);
+    pub fn new(config: &Config, access: Arc<Access>, connections: Arc<ConnectionManager>) -> Self {
         Authenticator {
             method: config.auth,
-            users: Arc::new(ConfiguredUsers {
-                users,
-                mock_seed: RandomState::new(),
-            }),
-            iterations,
+            tls_required: config.tls_required,
+            access,
             connections,
             keys: Arc::new(RandomPidSecretKeyGenerator::default()),
+            mock_seed: RandomState::new(),
         }
     }
 
     /// A fresh startup handler for one connection.
     pub fn for_connection(&self) -> Startup {
-        match self.method {
-            AuthMethod::Trust => Startup::Trust(TrustStartup {
-                parameters: server_parameters(),
-                connections: self.connections.clone(),
-                keys: self.keys.clone(),
-            }),
-            AuthMethod::Scram => {
-                let mut scram = ScramAuth::new(self.users.clone());
-                scram.set_iterations(self.iterations);
-                Startup::Scram(
-                    SASLAuthStartupHandler::new(Arc::new(server_parameters()))
-                        .with_scram(scram)
-                        .with_connection_manager(self.connections.clone()),
-                )
-            }
+        Startup {
+            method: self.method,
+            tls_required: self.tls_required,
+            access: self.access.clone(),
+            parameters: server_parameters(),
+            connections: self.connections.clone(),
+            keys: self.keys.clone(),
+            mock_seed: self.mock_seed.clone(),
+            exchange: Mutex::new(None),
         }
     }
 }
 
-/// One connection's startup handler.
-pub enum Startup {
-    Trust(TrustStartup),
-    Scram(SASLAuthStartupHandler<DefaultServerParameterProvider>),
+/// One connection's startup: `trust` (loopback only, checked in `Config`) or a SCRAM-SHA-256
+/// exchange against the role's stored secret.
+pub struct Startup {
+    method: AuthMethod,
+    tls_required: bool,
+    access: Arc<Access>,
+    parameters: DefaultServerParameterProvider,
+    connections: Arc<ConnectionManager>,
+    keys: Arc<RandomPidSecretKeyGenerator>,
+    mock_seed: RandomState,
+    exchange: Mutex<Option<ServerExchange>>,
+}
+
+impl Startup {
+    /// The secret `user` logs in with. As PostgreSQL does, an unknown user (or one that may
+    /// not log in) gets an exchange with a stable stand-in salt that no password matches: the
+    /// failure looks exactly like a wrong password, so user names cannot be probed.
+    fn secret_for(&self, user: &str) -> ScramSecret {
+        self.access.login_secret(user).unwrap_or_else(|| {
+            let salt: Vec<u8> = [1u8, 2]
+                .iter()
+                .flat_map(|round| self.mock_seed.hash_one((round, user)).to_be_bytes())
+                .collect();
+            ScramSecret {
+                iterations: scram::DEFAULT_ITERATIONS,
+                salt,
+                stored_key: uuid::Uuid::new_v4().into_bytes().repeat(2),
+                server_key: uuid::Uuid::new_v4().into_bytes().repeat(2),
+            }
+        })
+    }
+
+    /// Registers the connection for cancellation and sends AuthenticationOk and the rest.
+    async fn complete<C>(&self, client: &mut C) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (pid, secret_key) = self.keys.generate(client);
+        client.set_pid_and_secret_key(pid, secret_key.clone());
+        let (handle, guard) = self.connections.register(pid, secret_key);
+        client.session_extensions().insert(handle);
+        client.session_extensions().insert(guard);
+        finish_authentication(client, &self.parameters).await?;
+        client.flush().await?;
+        Ok(())
+    }
+}
+
+fn user_of<C: ClientInfo>(client: &C) -> String {
+    client
+        .metadata()
+        .get(pgwire::api::METADATA_USER)
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[async_trait]
@@ -243,10 +223,97 @@ impl StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        match self {
-            Startup::Trust(trust) => trust.on_startup(client, message).await,
-            Startup::Scram(scram) => scram.on_startup(client, message).await,
+        match message {
+            PgWireFrontendMessage::Startup(ref startup) => {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                let user = user_of(client);
+                if user.is_empty() {
+                    return Err(PgWireError::UserNameRequired);
+                }
+                if self.tls_required && !client.is_secure() {
+                    // PostgreSQL's words when no `hostssl` line lets a plaintext client in.
+                    return Err(fatal(
+                        "28000",
+                        format!(
+                            "no encryption: this server requires SSL (tls.required), \
+                             connect with sslmode=require or verify-full (user \"{user}\")"
+                        ),
+                    ));
+                }
+                match self.method {
+                    AuthMethod::Trust => {
+                        match self.access.role(&user) {
+                            None => {
+                                return Err(fatal(
+                                    "28000",
+                                    format!("role \"{user}\" does not exist"),
+                                ))
+                            }
+                            Some(role) if !role.login => {
+                                return Err(fatal(
+                                    "28000",
+                                    format!("role \"{user}\" is not permitted to log in"),
+                                ))
+                            }
+                            Some(_) => {}
+                        }
+                        self.complete(client).await?;
+                    }
+                    AuthMethod::Scram => {
+                        client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                        client
+                            .send(PgWireBackendMessage::Authentication(Authentication::SASL(
+                                vec![SCRAM_SHA_256.to_owned()],
+                            )))
+                            .await?;
+                        client.flush().await?;
+                    }
+                }
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(message) => {
+                if self.method != AuthMethod::Scram {
+                    return Err(PgWireError::InvalidSASLState);
+                }
+                let user = user_of(client);
+                let mut exchange = self.exchange.lock().await;
+                match exchange.take() {
+                    None => {
+                        let initial = message.into_sasl_initial_response()?;
+                        if initial.auth_method != SCRAM_SHA_256 {
+                            return Err(PgWireError::UnsupportedSASLAuthMethod(
+                                initial.auth_method,
+                            ));
+                        }
+                        let data = initial.data.unwrap_or_default();
+                        let (started, server_first) =
+                            ServerExchange::start(&data, self.secret_for(&user))
+                                .map_err(|_| PgWireError::InvalidPassword(user.clone()))?;
+                        *exchange = Some(started);
+                        client
+                            .send(PgWireBackendMessage::Authentication(
+                                Authentication::SASLContinue(server_first.into_bytes().into()),
+                            ))
+                            .await?;
+                        client.flush().await?;
+                    }
+                    Some(started) => {
+                        let response = message.into_sasl_response()?;
+                        let server_final = started
+                            .finish(&response.data)
+                            .map_err(|_| PgWireError::InvalidPassword(user.clone()))?;
+                        client
+                            .send(PgWireBackendMessage::Authentication(
+                                Authentication::SASLFinal(server_final.into_bytes().into()),
+                            ))
+                            .await?;
+                        self.complete(client).await?;
+                    }
+                }
+            }
+            _ => {}
         }
+        Ok(())
     }
 }
 

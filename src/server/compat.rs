@@ -52,6 +52,69 @@ fn respell_l1_operator(sql: &str) -> Option<String> {
     changed.then_some(out)
 }
 
+/// PostgreSQL's role statements in the spelling sqlparser reads: `CREATE USER` is
+/// `CREATE ROLE ... LOGIN`, `ALTER USER` / `DROP USER` are the ROLE forms, and a membership
+/// grant `GRANT group TO member` (no `ON`) is `GRANT ROLE group TO member` (likewise REVOKE).
+fn respell_role_statement(words: &[String], sql: &str) -> Option<String> {
+    let first = words.first()?.as_str();
+    let second = words.get(1)?.as_str();
+    let body = sql.trim().trim_end_matches(';').trim_end();
+    let after = |count: usize| -> &str {
+        let mut rest = body;
+        for _ in 0..count {
+            rest = rest.trim_start();
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            rest = &rest[end..];
+        }
+        rest
+    };
+    match (first, second) {
+        ("CREATE", "USER") => {
+            let login = words.iter().any(|w| w == "LOGIN" || w == "NOLOGIN");
+            Some(format!(
+                "CREATE ROLE{}{}",
+                after(2),
+                if login { "" } else { " LOGIN" }
+            ))
+        }
+        ("ALTER", "USER") => Some(format!("ALTER ROLE{}", after(2))),
+        ("DROP", "USER") => Some(format!("DROP ROLE{}", after(2))),
+        ("GRANT", _) | ("REVOKE", _)
+            if !words.iter().any(|w| w == "ON") && second != "ROLE" && words.len() >= 4 =>
+        {
+            Some(format!("{first} ROLE{}", after(1)))
+        }
+        _ => None,
+    }
+}
+
+/// A script with each role statement respelled (see [`respell_role_statement`]).
+fn respell_role_statements(sql: &str) -> Option<String> {
+    let upper = sql.to_ascii_uppercase();
+    if !(upper.contains("USER") || upper.contains("GRANT") || upper.contains("REVOKE")) {
+        return None;
+    }
+    let statements = crate::llm::statements::split_statements(sql);
+    let mut changed = false;
+    let respelled: Vec<String> = statements
+        .iter()
+        .map(|statement| {
+            let words: Vec<String> = statement
+                .split_whitespace()
+                .map(str::to_ascii_uppercase)
+                .collect();
+            match respell_role_statement(&words, statement) {
+                Some(respelled) => {
+                    changed = true;
+                    respelled
+                }
+                None => statement.to_string(),
+            }
+        })
+        .collect();
+    changed.then(|| respelled.join(";"))
+}
+
 /// The rewritten SQL, or `None` when nothing needed rewriting (or it does not parse: then the
 /// normal path reports the syntax error).
 pub fn rewrite(sql: &str) -> Option<String> {
@@ -63,6 +126,9 @@ pub fn rewrite(sql: &str) -> Option<String> {
         .collect();
     if words == ["SHOW", "MODELS"] {
         return Some(SHOW_MODELS.to_owned());
+    }
+    if let Some(role_statements) = respell_role_statements(sql) {
+        return Some(role_statements);
     }
     let respelled = respell_l1_operator(sql);
     let sql = respelled.as_deref().unwrap_or(sql);

@@ -46,6 +46,7 @@ use super::copy::{self, CopyCommand, CopyFormat};
 use super::explain_rewrite;
 use super::hooks::transactions;
 use super::parameters;
+use crate::access::{caller_of, FileUse, Object, Privilege};
 use crate::config::Config;
 use crate::engine::{Engine, CATALOG};
 use crate::error::{lm_user_error, to_error_info};
@@ -89,7 +90,12 @@ impl Sessions {
                 .get(METADATA_DATABASE)
                 .cloned()
                 .unwrap_or_else(|| CATALOG.to_owned());
-            let ctx = Arc::new(self.engine.session(&database));
+            let user = client
+                .metadata()
+                .get(pgwire::api::METADATA_USER)
+                .cloned()
+                .unwrap_or_default();
+            let ctx = Arc::new(self.engine.session_for(&database, &user));
             ConnectionSession {
                 service: DfSessionService::new_with_hooks(ctx.clone(), self.hooks.clone()),
                 ctx,
@@ -248,7 +254,7 @@ impl SimpleQueryHandler for QueryHandler {
             let mut responses = Vec::new();
             for statement in model_statements::split_statements(query) {
                 match model_statements::parse(statement) {
-                    Some(parsed) => responses.push(self.model_statement(parsed)?),
+                    Some(parsed) => responses.push(self.model_statement(&session, parsed)?),
                     None => responses.extend(
                         Box::pin(SimpleQueryHandler::do_query(self, client, statement)).await?,
                     ),
@@ -331,7 +337,7 @@ impl ExtendedQueryHandler for QueryHandler {
         let session = self.sessions.of(client);
         let sql = portal.statement.statement.0.clone();
         if let Some(statement) = model_statements::parse(&sql) {
-            return self.model_statement(statement);
+            return self.model_statement(&session, statement);
         }
         let usage = self.start_lm_query(&session, &sql);
         let response = match ExtendedQueryHandler::do_query(
@@ -529,16 +535,117 @@ impl QueryHandler {
         Response::Query(wrapped)
     }
 
-    /// `CREATE MODEL`, `ALTER MODEL`, `DROP MODEL`.
+    /// `CREATE MODEL`, `ALTER MODEL`, `DROP MODEL`, `GRANT/REVOKE USAGE ON MODEL`, checked
+    /// against the session's role: a model's owner (or a superuser) may alter, drop and grant
+    /// it, and only superusers may give a model a key (`api_key_env`), since its requests
+    /// would carry the server's secret wherever the model points.
     fn model_statement(
         &self,
+        session: &ConnectionSession,
         statement: Result<model_statements::ModelStatement, LmError>,
     ) -> PgWireResult<Response> {
         let statement = statement.map_err(lm_user_error)?;
+        let caller = caller_of(session.ctx.state().config().options());
+        let name = statement.name.as_str();
+        let denied =
+            |err: crate::error::SemsqlError| PgWireError::ApiError(Box::new(err.into_datafusion()));
+        if let Some((access, me)) = &caller {
+            let exists = self.runtime().model(name).is_some();
+            let superuser = access.is_superuser(me);
+            match &statement.change {
+                model_statements::ModelChange::Create { options, .. }
+                | model_statements::ModelChange::Alter { options, .. } => {
+                    if exists {
+                        access
+                            .check_owner(me, Object::Model(name))
+                            .map_err(denied)?;
+                    }
+                    let carries_key = |options: &crate::llm::models::RawOptions| {
+                        options.keys().any(|key| key.starts_with("api_key"))
+                    };
+                    if !superuser && carries_key(options) {
+                        return Err(denied(crate::error::SemsqlError::InsufficientPrivilege(
+                            "only superusers may give a model an API key (api_key_env); \
+                             ask one to create the model and GRANT USAGE ON MODEL to you"
+                                .into(),
+                        )));
+                    }
+                    // Outbound addresses are the administrator's to give: an ordinary role may
+                    // point a model only inside llm.allowed_base_urls (checked by the runtime).
+                    if !superuser
+                        && options.contains_key("base_url")
+                        && !self.runtime().restricts_base_urls()
+                    {
+                        return Err(denied(crate::error::SemsqlError::InsufficientPrivilege(
+                            "only superusers may choose a model's base_url while the server has \
+                             no llm.allowed_base_urls; ask one to create the model and GRANT \
+                             USAGE ON MODEL to you"
+                                .into(),
+                        )));
+                    }
+                    let keyed = self
+                        .runtime()
+                        .model(name)
+                        .is_some_and(|model| carries_key(&model.raw));
+                    if !superuser && keyed && options.contains_key("base_url") {
+                        return Err(denied(crate::error::SemsqlError::InsufficientPrivilege(
+                            "only superusers may repoint a model that carries an API key".into(),
+                        )));
+                    }
+                }
+                model_statements::ModelChange::Drop { .. } if exists => {
+                    access
+                        .check_owner(me, Object::Model(name))
+                        .map_err(denied)?;
+                }
+                model_statements::ModelChange::Drop { .. } => {}
+                model_statements::ModelChange::Grant { .. } => {
+                    if !exists {
+                        return Err(lm_user_error(LmError::undefined_model(name)));
+                    }
+                    access
+                        .check_owner(me, Object::Model(name))
+                        .map_err(denied)?;
+                }
+            }
+        }
+        if let model_statements::ModelChange::Grant { grantees, revoke } = &statement.change {
+            let Some((access, _)) = &caller else {
+                return Err(PgWireError::ApiError(
+                    "grants need a connection's session".into(),
+                ));
+            };
+            let grantees: Vec<String> = grantees.clone();
+            access
+                .change_grants(Object::Model(name), &[Privilege::Usage], &grantees, *revoke)
+                .map_err(denied)?;
+            return Ok(Response::Execution(Tag::new(if *revoke {
+                "REVOKE"
+            } else {
+                "GRANT"
+            })));
+        }
+        let dropping = matches!(statement.change, model_statements::ModelChange::Drop { .. });
+        let creating = matches!(
+            statement.change,
+            model_statements::ModelChange::Create { .. }
+        );
         let tag = self
             .runtime()
             .change_model(&statement.name, statement.change)
             .map_err(lm_user_error)?;
+        if let Some((access, me)) = &caller {
+            if creating {
+                access.claim(me, Object::Model(name)).map_err(denied)?;
+            }
+        }
+        if dropping {
+            self.sessions
+                .engine
+                .access()
+                .forget_model(name)
+                .map_err(denied)?;
+        }
         Ok(Response::Execution(Tag::new(tag)))
     }
 
@@ -547,9 +654,14 @@ impl QueryHandler {
         let state = session.ctx.state_ref();
         let mut state = state.write();
         let settings = LmSettings::of_mut(state.config_mut().options_mut());
+        let role = settings
+            .caller
+            .as_ref()
+            .map(|caller| caller.role().to_owned());
         let usage = self.runtime().start_query(
             settings.log_prompts.then(|| sql.to_owned()),
             settings.progress_interval_ms,
+            role,
         );
         settings.usage = Some(usage.clone());
         usage
@@ -778,6 +890,28 @@ async fn create_external_table(
                 "send CREATE EXTERNAL TABLE as a statement of its own".to_owned(),
             ))));
         };
+        // It reads server files: a superuser's, or pg_read_server_files', and only inside
+        // the configured directories; it also makes a table, so CREATE on the schema.
+        if let Some((access, me)) = caller_of(ctx.state().config().options()) {
+            let to_error = |err: crate::error::SemsqlError| api_error(err.into_datafusion());
+            for location in &create.locations {
+                access
+                    .check_server_file(&me, location, FileUse::Read)
+                    .map_err(to_error)?;
+            }
+            let reference = datafusion::common::TableReference::from(create.name.to_string());
+            let schema = reference.schema().map(str::to_owned).unwrap_or_else(|| {
+                ctx.state()
+                    .config()
+                    .options()
+                    .catalog
+                    .default_schema
+                    .clone()
+            });
+            access
+                .check(&me, Object::Schema(&schema), Privilege::Create)
+                .map_err(to_error)?;
+        }
         // The statement as the user wrote it: DataFusion's printed form drops the column list
         // and the OPTIONS (a `|` delimiter came back as `,`).
         let sql = query.trim().trim_end_matches(';').trim_end().to_owned();
@@ -788,6 +922,26 @@ async fn create_external_table(
             .await
             .map_err(api_error)?;
         Engine::record_definition(ctx, &create.name.to_string(), &sql).map_err(api_error)?;
+        if let Some((access, me)) = caller_of(ctx.state().config().options()) {
+            let reference = datafusion::common::TableReference::from(create.name.to_string());
+            let schema = reference.schema().map(str::to_owned).unwrap_or_else(|| {
+                ctx.state()
+                    .config()
+                    .options()
+                    .catalog
+                    .default_schema
+                    .clone()
+            });
+            access
+                .claim(
+                    &me,
+                    Object::Relation {
+                        schema: &schema,
+                        name: reference.table(),
+                    },
+                )
+                .map_err(|err| api_error(err.into_datafusion()))?;
+        }
         Ok(Response::Execution(Tag::new("CREATE EXTERNAL TABLE")))
     };
     Some(result.await)
@@ -983,7 +1137,8 @@ impl Handlers {
     }
 
     pub fn new(engine: Engine, config: &Config) -> Self {
-        let hooks = super::hooks::all(engine.runtime().clone());
+        let hooks = super::hooks::all(engine.runtime().clone(), engine.access().clone());
+        let access = engine.access().clone();
         let any_session =
             DfSessionService::new_with_hooks(Arc::new(engine.session(CATALOG)), hooks.clone());
         let rewriter = Arc::new(Rewriter::new(engine.runtime().clone()));
@@ -1002,7 +1157,7 @@ impl Handlers {
                     sql_parser: PostgresCompatibilityParser::new(),
                 }),
             }),
-            authenticator: Authenticator::new(config, connections.clone()),
+            authenticator: Authenticator::new(config, access, connections.clone()),
             cancel: Arc::new(DefaultCancelHandler::new(connections)),
         }
     }

@@ -26,8 +26,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::access::{ConfiguredRole, FileAccess};
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{AccessOptions, Engine};
 use crate::error::SemsqlError;
 use handler::Handlers;
 
@@ -50,9 +51,10 @@ impl Server {
             Some((cert, key)) => Some(tls_acceptor(cert, key)?),
             None => None,
         };
-        let engine = Engine::open(&config.data_dir, &config.llm)
-            .await
-            .map_err(|err| SemsqlError::Storage(err.to_string()))?;
+        let engine =
+            Engine::open_with_access(&config.data_dir, &config.llm, access_options(config)?)
+                .await
+                .map_err(|err| SemsqlError::Storage(err.to_string()))?;
         if config.demo {
             crate::engine::demo::load(&engine)
                 .await
@@ -133,6 +135,30 @@ impl Server {
         }
         self.handlers.close();
     }
+}
+
+/// The access layer's setup from the configuration: the config file's users (their
+/// `semsql password` verifiers turned into PostgreSQL's StoredKey/ServerKey form), trust's
+/// "unknown names are superusers" when no user is configured, and the file directories.
+fn access_options(config: &Config) -> Result<AccessOptions, SemsqlError> {
+    let mut configured = std::collections::BTreeMap::new();
+    for user in &config.users {
+        configured.insert(
+            user.name.clone(),
+            ConfiguredRole {
+                superuser: user.superuser,
+                secret: user.secret()?,
+            },
+        );
+    }
+    Ok(AccessOptions {
+        unknown_are_superusers: config.auth == crate::config::AuthMethod::Trust
+            && configured.is_empty(),
+        configured,
+        files: FileAccess {
+            directories: config.files.directories.clone(),
+        },
+    })
 }
 
 /// Tells a client over the connection limit why, as PostgreSQL does, and closes.

@@ -58,20 +58,8 @@ async fn tls_that_cannot_be_set_up_refuses_to_start() {
 /// A real TLS session with psql, using a certificate made by openssl for the test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_connects_over_tls() {
-    let has = |tool: &str| {
-        std::process::Command::new(tool)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    let openssl = std::process::Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has("psql") || !openssl {
-        eprintln!("psql or openssl is missing; skipping (CI installs both)");
-        return;
-    }
+    crate::support::require_tool("psql", "--version", "apt-get install postgresql-client");
+    crate::support::require_tool("openssl", "version", "apt-get install openssl");
     let dir = tempfile::tempdir().unwrap();
     let cert = dir.path().join("server.crt");
     let key = dir.path().join("server.key");

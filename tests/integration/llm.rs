@@ -728,14 +728,7 @@ async fn models_from_the_config_file_are_read_only() {
 // psql blocks its thread; the server needs another one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_shows_models_and_usage() {
-    if std::process::Command::new("psql")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("psql is not installed; skipping (CI installs it)");
-        return;
-    }
+    crate::support::require_tool("psql", "--version", "apt-get install postgresql-client");
     let fake = fake(Behaviour::default()).await;
     std::env::set_var("SEMSQL_TEST_PSQL_KEY", "sk-psql-0000");
     let dir = tempfile::tempdir().unwrap();

@@ -7,13 +7,6 @@ use semsql::config::{Config, FileConfig, Overrides};
 
 use crate::support::TestServer;
 
-fn psql_available() -> bool {
-    Command::new("psql")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 fn psql(server: &TestServer, command: &str) -> String {
     psql_with(server, &[], command)
 }
@@ -53,10 +46,7 @@ fn psql_with(server: &TestServer, options: &[&str], command: &str) -> String {
 // psql blocks its thread; the server needs another one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_meta_commands_on_the_demo_data() {
-    if !psql_available() {
-        eprintln!("psql is not installed; skipping (CI installs it)");
-        return;
-    }
+    crate::support::require_tool("psql", "--version", "apt-get install postgresql-client");
     let dir = tempfile::tempdir().unwrap();
     let overrides = Overrides {
         listen: Some("127.0.0.1:0".into()),

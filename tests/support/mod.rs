@@ -186,3 +186,16 @@ pub fn sqlstate(err: &tokio_postgres::Error) -> String {
         .map(|code| code.code().to_owned())
         .unwrap_or_else(|| panic!("error without SQLSTATE: {err:?}"))
 }
+
+/// Fails the test, saying how to install it, when a command-line tool it needs is missing:
+/// a test that cannot run must not pass (`.ci/run` installs every tool the tests use).
+pub fn require_tool(tool: &str, version_arg: &str, install: &str) {
+    let present = Command::new(tool)
+        .arg(version_arg)
+        .output()
+        .is_ok_and(|output| output.status.success());
+    assert!(
+        present,
+        "this test needs `{tool}`, which is not installed: {install} (.ci/run installs it)"
+    );
+}

@@ -72,6 +72,21 @@ pub trait LmRuntime: Send + Sync + fmt::Debug {
     ) -> Result<Vec<Option<Vec<f32>>>>;
 }
 
+/// Who runs a query, as the server's access control knows them: set by the server on each
+/// connection's session, never by SQL (it is not one of [`LmSettings::NAMES`]). A session
+/// without one is the server's own (restoring views at start, benchmarks).
+pub trait Caller: std::fmt::Debug + Send + Sync {
+    /// The role the connection logged in as.
+    fn role(&self) -> &str;
+    /// Whether the role is a superuser right now (roles can be altered while connected).
+    fn is_superuser(&self) -> bool;
+    /// `Ok` when the role may call `model` (its owner, USAGE granted, or a superuser);
+    /// otherwise the 42501 error to report.
+    fn may_use_model(&self, model: &str) -> std::result::Result<(), LmError>;
+    /// For the server to reach its own implementation.
+    fn as_any(&self) -> &dyn Any;
+}
+
 /// An LM failure, with the SQLSTATE the server reports for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LmError {
@@ -184,6 +199,8 @@ pub struct LmSettings {
     /// The running query's usage. Set by the server for each query; shared by every call of
     /// the query (clones share it on purpose: it is the query's accounting, not a setting).
     pub usage: Option<Arc<QueryUsage>>,
+    /// Who runs the session's queries (see [`Caller`]); like `usage`, not a setting.
+    pub caller: Option<Arc<dyn Caller>>,
 }
 
 impl Default for LmSettings {
@@ -207,6 +224,7 @@ impl Default for LmSettings {
             rewrite_timeout_ms: 120_000,
             embedding_model: "local".to_owned(),
             usage: None,
+            caller: None,
         }
     }
 }
@@ -446,9 +464,18 @@ pub struct QueryUsage {
     /// The query's record when this one counts a part of it (one plan node): every count
     /// added here is added there too.
     pub parent: Option<Arc<QueryUsage>>,
+    /// The role that ran the query, for the system tables' privacy (see [`Caller`]).
+    pub role: Option<String>,
 }
 
 impl QueryUsage {
+    /// The role that ran the query (a plan node's record asks its query's).
+    pub fn role(&self) -> Option<&str> {
+        self.role
+            .as_deref()
+            .or_else(|| self.parent.as_ref().and_then(|parent| parent.role()))
+    }
+
     pub fn new(query_id: u64, sql: Option<String>, progress_interval_ms: u64) -> Self {
         Self {
             query_id,
@@ -467,6 +494,7 @@ impl QueryUsage {
             rows_done: AtomicU64::new(0),
             models: Mutex::new(Vec::new()),
             parent: None,
+            role: None,
         }
     }
 

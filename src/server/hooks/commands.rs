@@ -11,14 +11,16 @@ use datafusion::common::ParamValues;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::{ObjectType, Reset, ResetStatement, Statement};
+use datafusion::sql::sqlparser::ast::{ObjectType, Reset, ResetStatement, SchemaName, Statement};
 use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::QueryHook;
 use pgwire::api::results::{Response, Tag};
 use pgwire::api::ClientInfo;
 use pgwire::error::{PgWireError, PgWireResult};
 
+use super::access::relation_of;
 use super::placeholder_plan;
+use crate::access::{caller_of, Object};
 use crate::engine::{Engine, StartingOptions};
 use crate::server::handler::STATEMENT_TIMEOUT_MS;
 
@@ -106,6 +108,46 @@ fn persist_definition(ctx: &SessionContext, statement: &Statement) -> PgWireResu
     Ok(())
 }
 
+/// Makes the session's role the owner of what the statement created.
+fn claim_ownership(ctx: &SessionContext, statement: &Statement) -> PgWireResult<()> {
+    let Some((access, role)) = caller_of(ctx.state().config().options()) else {
+        return Ok(());
+    };
+    let claimed = match statement {
+        Statement::CreateTable(create) => {
+            let (schema, name) = relation_of(ctx, &create.name);
+            access.claim(
+                &role,
+                Object::Relation {
+                    schema: &schema,
+                    name: &name,
+                },
+            )
+        }
+        Statement::CreateView(view) => {
+            let (schema, name) = relation_of(ctx, &view.name);
+            access.claim(
+                &role,
+                Object::Relation {
+                    schema: &schema,
+                    name: &name,
+                },
+            )
+        }
+        Statement::CreateSchema { schema_name, .. } => {
+            let schema = match schema_name {
+                SchemaName::Simple(name) | SchemaName::NamedAuthorization(name, _) => {
+                    relation_of(ctx, name).1
+                }
+                SchemaName::UnnamedAuthorization(_) => return Ok(()),
+            };
+            access.claim(&role, Object::Schema(&schema))
+        }
+        _ => return Ok(()),
+    };
+    claimed.map_err(|err| api_error(err.into_datafusion()))
+}
+
 /// After a statement ran: records what must outlive the server, and answers with the tag.
 async fn finish(
     ctx: &SessionContext,
@@ -114,6 +156,7 @@ async fn finish(
 ) -> PgWireResult<Response> {
     let (tag, counted) = tag_of(statement).expect("only tagged statements run here");
     persist_definition(ctx, statement)?;
+    claim_ownership(ctx, statement)?;
     let rows = if tag == "SELECT" {
         rows_created(ctx, statement).await?
     } else {

@@ -1,6 +1,7 @@
 //! Statement hooks: each looks at a parsed statement and either answers it or returns `None`
 //! ("not mine") so the next hook, and finally DataFusion, gets it.
 
+pub mod access;
 pub mod commands;
 pub mod indexes;
 pub mod settings;
@@ -22,9 +23,13 @@ use pgwire::api::Type;
 use pgwire::error::{PgWireError, PgWireResult};
 
 /// The hooks every connection runs, in order.
-pub fn all(runtime: Arc<crate::llm::Runtime>) -> Vec<Arc<dyn QueryHook>> {
+pub fn all(
+    runtime: Arc<crate::llm::Runtime>,
+    _access: Arc<crate::access::Access>,
+) -> Vec<Arc<dyn QueryHook>> {
     vec![
         Arc::new(transactions::TransactionHook),
+        Arc::new(access::AccessHook),
         Arc::new(settings::LmSettingsHook { runtime }),
         Arc::new(show::ServerVersionHook),
         Arc::new(indexes::IndexHook),

@@ -207,11 +207,16 @@ impl AsyncScalarUDFImpl for LlmAggReduce {
                 })
                 .collect();
             for (owner, summary) in owners.into_iter().zip(summaries) {
-                let Some(summary) = summary.and_then(|s| s.as_str().map(str::to_owned)) else {
-                    continue;
-                };
-                if let Some(items) = next[owner].as_mut() {
-                    items.push(summary);
+                match summary.and_then(|s| s.as_str().map(str::to_owned)) {
+                    Some(summary) => {
+                        if let Some(items) = next[owner].as_mut() {
+                            items.push(summary);
+                        }
+                    }
+                    // A part that could not be summarised (`semsql.on_llm_error = 'null'`):
+                    // an answer from the other parts would silently leave rows out, so the
+                    // group's answer is NULL, as for a row whose answer is unusable.
+                    None => next[owner] = None,
                 }
             }
             groups = next;
