@@ -84,6 +84,9 @@ pub struct LlmFileConfig {
     /// outbound addresses are the administrator's to give).
     #[serde(default)]
     pub allowed_base_urls: Vec<String>,
+    /// Most background rewrite searches (`semsql.rewrite = 'auto'`) running at once on the
+    /// server (default 2); a slow query that finds them all busy is not searched.
+    pub rewrite_max_background: Option<usize>,
     /// The folder of the local embedding model (default `models/all-MiniLM-L6-v2`, filled by
     /// `scripts/fetch-models.sh`).
     pub local_model_dir: Option<PathBuf>,
@@ -108,6 +111,8 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub max_connections: Option<usize>,
     pub auth: Option<AuthMethod>,
+    /// Memory for query execution, e.g. "2GB" (see `--memory-limit`).
+    pub memory_limit: Option<String>,
     #[serde(default)]
     pub tls: TlsConfig,
     #[serde(default)]
@@ -141,6 +146,7 @@ pub struct Overrides {
     pub auth: Option<AuthMethod>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub memory_limit: Option<String>,
     pub demo: bool,
 }
 
@@ -158,6 +164,8 @@ pub struct Config {
     pub demo: bool,
     pub llm: crate::llm::LlmConfig,
     pub files: FilesConfig,
+    /// Bytes of memory query execution may use (`None`: no limit).
+    pub memory_limit: Option<usize>,
 }
 
 impl Config {
@@ -214,6 +222,11 @@ impl Config {
             demo: overrides.demo,
             llm,
             files: file.files,
+            memory_limit: overrides
+                .memory_limit
+                .or(file.memory_limit)
+                .map(|text| parse_bytes(&text))
+                .transpose()?,
         };
         config.validate()?;
         Ok(config)
@@ -254,6 +267,31 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// `"2GB"`, `"512MB"`, `"256MiB"`, `"1048576"`: a size in bytes (units are powers of 1024, as
+/// PostgreSQL's memory settings use them).
+pub fn parse_bytes(text: &str) -> Result<usize, SemsqlError> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let scale: usize = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" | "KIB" | "K" => 1 << 10,
+        "MB" | "MIB" | "M" => 1 << 20,
+        "GB" | "GIB" | "G" => 1 << 30,
+        "TB" | "TIB" | "T" => 1 << 40,
+        _ => 0,
+    };
+    let value: usize = number.parse().unwrap_or(0);
+    match value.checked_mul(scale) {
+        Some(bytes) if bytes >= 1 << 20 => Ok(bytes),
+        _ => Err(SemsqlError::Config(format!(
+            "memory_limit {text:?} is not a size of at least 1MB (e.g. 512MB, 2GB)"
+        ))),
     }
 }
 
@@ -310,6 +348,7 @@ fn llm_config(
         default_model: llm.default_model.clone(),
         cache_memory_bytes: llm.cache_memory_mb.unwrap_or(64) << 20,
         allowed_base_urls: llm.allowed_base_urls.clone(),
+        rewrite_max_background: llm.rewrite_max_background.unwrap_or(2),
         local_model_dir: llm.local_model_dir.clone(),
     })
 }

@@ -50,6 +50,10 @@ enum Command {
         /// TLS private key (PEM).
         #[arg(long, env = "SEMSQL_TLS_KEY")]
         tls_key: Option<PathBuf>,
+        /// Memory for query execution (e.g. 2GB, 512MB); sorts, joins and aggregations spill
+        /// to disk or fail with SQLSTATE 53200 beyond it. Default: no limit.
+        #[arg(long, env = "SEMSQL_MEMORY_LIMIT")]
+        memory_limit: Option<String>,
         /// Load the bundled demo tables (reviews, movies) if they are not there yet.
         #[arg(long)]
         demo: bool,
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
             auth,
             tls_cert,
             tls_key,
+            memory_limit,
             demo,
         } => {
             let file = match config.as_deref().map(FileConfig::load).transpose() {
@@ -107,6 +112,7 @@ fn main() -> ExitCode {
                 }),
                 tls_cert,
                 tls_key,
+                memory_limit,
                 demo,
             };
             let config = match Config::resolve(file, overrides) {

@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProviderList};
 use datafusion::error::Result;
-use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::{
@@ -56,9 +57,13 @@ pub struct Engine {
     access: Arc<Access>,
 }
 
-/// How the access layer is set up (see `crate::access`).
+/// How the engine is set up: the access layer (see `crate::access`) and execution memory.
 #[derive(Debug, Clone, Default)]
-pub struct AccessOptions {
+pub struct EngineOptions {
+    /// Bytes query execution may hold at once (`None`: no limit). Operators that can spill
+    /// (sorts, aggregations, joins) spill to the system's temporary folder beyond it; what
+    /// cannot fails with 53200.
+    pub memory_limit: Option<usize>,
     /// The config file's `[[users]]`.
     pub configured: BTreeMap<String, ConfiguredRole>,
     /// Loopback trust: a user name no role has is a superuser.
@@ -66,12 +71,12 @@ pub struct AccessOptions {
     pub files: FileAccess,
 }
 
-impl AccessOptions {
+impl EngineOptions {
     /// Loopback trust, no roles configured: every connection a superuser, as before roles.
     pub fn trusting() -> Self {
-        AccessOptions {
+        EngineOptions {
             unknown_are_superusers: true,
-            ..AccessOptions::default()
+            ..EngineOptions::default()
         }
     }
 }
@@ -111,16 +116,23 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Opens the data folder with every connection a superuser (loopback trust).
     pub async fn open(data_dir: &Path, llm: &LlmConfig) -> Result<Engine> {
-        Self::open_with_access(data_dir, llm, AccessOptions::trusting()).await
+        Self::open_with(data_dir, llm, EngineOptions::trusting()).await
     }
 
     /// Opens the data folder, loads its tables and models and prepares the template session.
-    pub async fn open_with_access(
+    pub async fn open_with(
         data_dir: &Path,
         llm: &LlmConfig,
-        access: AccessOptions,
+        options: EngineOptions,
     ) -> Result<Engine> {
         let (store, manifest) = Store::open(data_dir).map_err(SemsqlError::into_datafusion)?;
+        let mut runtime_env = RuntimeEnvBuilder::new();
+        if let Some(limit) = options.memory_limit {
+            // A fair share per spilling operator, so one query's sort cannot starve another's.
+            runtime_env = runtime_env.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+        }
+        let runtime_env = runtime_env.build_arc()?;
+        let access = options;
         let access = Arc::new(Access::new(
             store.clone(),
             access.configured,
@@ -145,7 +157,7 @@ impl Engine {
             .with_default_catalog_and_schema(CATALOG, DEFAULT_SCHEMA);
         let state = SessionStateBuilder::new()
             .with_config(config)
-            .with_runtime_env(Arc::new(RuntimeEnv::default()))
+            .with_runtime_env(runtime_env)
             .with_catalog_list(catalogs)
             .with_default_features()
             .with_query_planner(Arc::new(crate::planner::constant_calls::SemsqlQueryPlanner))
@@ -273,6 +285,11 @@ impl Engine {
     /// The LM runtime every session's functions call.
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
+    }
+
+    /// The memory pool and disk manager every session's queries share.
+    pub fn runtime_env(&self) -> Arc<datafusion::execution::runtime_env::RuntimeEnv> {
+        self.template.runtime_env().clone()
     }
 
     /// The server's roles and privileges.

@@ -172,19 +172,22 @@ impl Client {
             .await
             .map_err(|err| CallError::retryable(scrub(format!("the answer was cut off: {err}"))))?;
         if !status.is_success() {
-            let excerpt: String = text.chars().take(300).collect();
+            let excerpt = provider_error(&text);
             return Err(CallError {
                 retryable: status.as_u16() == 429
                     || status.as_u16() == 408
                     || status.is_server_error(),
                 retry_after,
                 status: Some(status.as_u16()),
-                message: scrub(format!("HTTP {status}: {excerpt}")),
+                message: scrub(format!("HTTP {status}{excerpt}")),
             });
         }
         serde_json::from_str(&text).map_err(|_| {
-            let excerpt: String = text.chars().take(200).collect();
-            CallError::retryable(scrub(format!("the answer is not JSON: {excerpt:?}")))
+            tracing::debug!(body = %text.chars().take(500).collect::<String>(), "an answer that is not JSON");
+            CallError::retryable(format!(
+                "the answer is not JSON ({} bytes; the server log at debug level shows it)",
+                text.len()
+            ))
         })
     }
 
@@ -287,9 +290,43 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     )
 }
 
+/// What of an error body reaches the user: the `error.message` of an OpenAI-style JSON error,
+/// cut to 200 characters, and nothing of any other body. Echoing bodies would let a model's
+/// address read whatever answers there (an internal service's page, say); the server log has
+/// them at debug level.
+fn provider_error(body: &str) -> String {
+    let message = serde_json::from_str::<Value>(body).ok().and_then(|json| {
+        json.get("error")
+            .and_then(|error| error.get("message").or(Some(error)))
+            .and_then(Value::as_str)
+            .map(|message| message.chars().take(200).collect::<String>())
+    });
+    match message {
+        Some(message) => format!(": {message}"),
+        None => {
+            tracing::debug!(body = %body.chars().take(500).collect::<String>(), "a model service's error body");
+            String::new()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_openai_style_error_messages_reach_the_user() {
+        assert_eq!(
+            provider_error(r#"{"error": {"message": "model not found", "code": 404}}"#),
+            ": model not found"
+        );
+        assert_eq!(provider_error(r#"{"error": "overloaded"}"#), ": overloaded");
+        assert_eq!(
+            provider_error("<html>internal admin page: secret</html>"),
+            ""
+        );
+        assert_eq!(provider_error(r#"{"data": "secret"}"#), "");
+    }
 
     #[test]
     fn the_request_body_carries_the_sampling_settings() {

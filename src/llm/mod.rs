@@ -51,6 +51,8 @@ pub struct LlmConfig {
     pub local_model_dir: Option<std::path::PathBuf>,
     /// When not empty, the prefixes a model's `base_url` must start with.
     pub allowed_base_urls: Vec<String>,
+    /// Most background rewrite searches at once.
+    pub rewrite_max_background: usize,
 }
 
 impl Default for LlmConfig {
@@ -61,6 +63,7 @@ impl Default for LlmConfig {
             cache_memory_bytes: 64 << 20,
             local_model_dir: None,
             allowed_base_urls: Vec::new(),
+            rewrite_max_background: 2,
         }
     }
 }

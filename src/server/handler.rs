@@ -34,6 +34,7 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::PgWireBackendMessage;
 
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use pgwire::api::results::DataRowEncoder;
 use pgwire::messages::data::DataRow;
 use pgwire::messages::extendedquery::Execute;
@@ -73,13 +74,24 @@ struct PendingCopy {
     columns: Vec<String>,
     format: CopyFormat,
     data: Vec<u8>,
+    /// The input's share of the execution memory (`--memory-limit`).
+    reservation: MemoryReservation,
+    /// Set when the input outgrew the memory limit: the rest is read and dropped, and
+    /// CopyDone answers with this error (as PostgreSQL keeps reading until the copy ends).
+    overflow: Option<String>,
 }
+
+/// COPY holds its input about this many times over while parsing it into rows and columns.
+const COPY_MEMORY_FACTOR: usize = 4;
 
 /// Creates and finds connection sessions.
 struct Sessions {
     engine: Engine,
     hooks: Vec<Arc<dyn QueryHook>>,
     rewriter: Arc<Rewriter>,
+    /// Permits for background rewrite searches (`llm.rewrite_max_background`): each holds
+    /// a query's plans and LM requests for up to `semsql.rewrite_timeout_ms`, so they are few.
+    background_searches: Arc<tokio::sync::Semaphore>,
 }
 
 impl Sessions {
@@ -234,11 +246,15 @@ impl SimpleQueryHandler for QueryHandler {
                     format,
                 } => {
                     let response = copy::copy_in_response(&session.ctx, &table, &columns).await?;
+                    let reservation = MemoryConsumer::new("COPY FROM STDIN")
+                        .register(&session.ctx.runtime_env().memory_pool);
                     *session.copy_in.lock().expect("copy lock") = Some(PendingCopy {
                         table,
                         columns,
                         format,
                         data: Vec::new(),
+                        reservation,
+                        overflow: None,
                     });
                     response
                 }
@@ -487,11 +503,17 @@ impl QueryHandler {
         let rewriter = self.sessions.rewriter.clone();
         let ctx = SessionContext::new_with_state(session.ctx.state());
         let sql = sql.to_owned();
+        let permits = self.sessions.background_searches.clone();
         let mut on_end = Some(move || {
             if started.elapsed() < Duration::from_millis(min_ms) {
                 return;
             }
+            let Ok(permit) = permits.try_acquire_owned() else {
+                tracing::debug!("every background rewrite search slot is busy; not searching");
+                return;
+            };
             tokio::spawn(async move {
+                let _permit = permit;
                 let Ok(keys) = rewriter.key(&ctx, &sql).await else {
                     return;
                 };
@@ -736,6 +758,9 @@ impl QueryHandler {
             tokio::time::interval_at(tokio::time::Instant::now() + period, period)
         });
         let mut rows: Vec<DataRow> = Vec::new();
+        // The held rows count against the execution memory (`--memory-limit`).
+        let held = MemoryConsumer::new("LM query rows held for NOTICEs")
+            .register(&self.sessions.engine.runtime_env().memory_pool);
         loop {
             let tick = async {
                 match ticker.as_mut() {
@@ -745,7 +770,13 @@ impl QueryHandler {
             };
             tokio::select! {
                 item = data_rows.next() => match item {
-                    Some(Ok(row)) => rows.push(row),
+                    Some(Ok(row)) => {
+                        if let Err(err) = held.try_grow(row.data.len() + 64) {
+                            runtime.finish_query(usage);
+                            return Err(PgWireError::ApiError(Box::new(err)));
+                        }
+                        rows.push(row)
+                    }
                     Some(Err(err)) => {
                         runtime.finish_query(usage);
                         return Err(err);
@@ -958,7 +989,19 @@ impl CopyHandler for QueryHandler {
         let session = self.sessions.of(client);
         let mut pending = session.copy_in.lock().expect("copy lock");
         match pending.as_mut() {
+            Some(pending) if pending.overflow.is_some() => Ok(()),
             Some(pending) => {
+                let grow = copy_data.data.len() * COPY_MEMORY_FACTOR;
+                if let Err(err) = pending.reservation.try_grow(grow) {
+                    pending.overflow = Some(format!(
+                        "out of memory: COPY FROM STDIN stopped after {} MB of input, past the \
+                         server's memory limit ({err}); load it in smaller pieces",
+                        pending.data.len() >> 20
+                    ));
+                    pending.data = Vec::new();
+                    pending.reservation.free();
+                    return Ok(());
+                }
                 pending.data.extend_from_slice(&copy_data.data);
                 Ok(())
             }
@@ -985,6 +1028,13 @@ impl CopyHandler for QueryHandler {
                 "CopyDone without a COPY FROM STDIN in progress".to_owned(),
             ))));
         };
+        if let Some(message) = pending.overflow {
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "ERROR".to_owned(),
+                "53200".to_owned(),
+                message,
+            ))));
+        }
         let rows = copy::copy_in_finish(
             &session.ctx,
             &pending.table,
@@ -1146,6 +1196,9 @@ impl Handlers {
             engine,
             hooks,
             rewriter,
+            background_searches: Arc::new(tokio::sync::Semaphore::new(
+                config.llm.rewrite_max_background,
+            )),
         });
         let connections = Arc::new(ConnectionManager::new());
         Handlers {

@@ -28,7 +28,7 @@ use tracing::Instrument;
 
 use crate::access::{ConfiguredRole, FileAccess};
 use crate::config::Config;
-use crate::engine::{AccessOptions, Engine};
+use crate::engine::{Engine, EngineOptions};
 use crate::error::SemsqlError;
 use handler::Handlers;
 
@@ -51,10 +51,9 @@ impl Server {
             Some((cert, key)) => Some(tls_acceptor(cert, key)?),
             None => None,
         };
-        let engine =
-            Engine::open_with_access(&config.data_dir, &config.llm, access_options(config)?)
-                .await
-                .map_err(|err| SemsqlError::Storage(err.to_string()))?;
+        let engine = Engine::open_with(&config.data_dir, &config.llm, access_options(config)?)
+            .await
+            .map_err(|err| SemsqlError::Storage(err.to_string()))?;
         if config.demo {
             crate::engine::demo::load(&engine)
                 .await
@@ -140,7 +139,7 @@ impl Server {
 /// The access layer's setup from the configuration: the config file's users (their
 /// `semsql password` verifiers turned into PostgreSQL's StoredKey/ServerKey form), trust's
 /// "unknown names are superusers" when no user is configured, and the file directories.
-fn access_options(config: &Config) -> Result<AccessOptions, SemsqlError> {
+fn access_options(config: &Config) -> Result<EngineOptions, SemsqlError> {
     let mut configured = std::collections::BTreeMap::new();
     for user in &config.users {
         configured.insert(
@@ -151,7 +150,8 @@ fn access_options(config: &Config) -> Result<AccessOptions, SemsqlError> {
             },
         );
     }
-    Ok(AccessOptions {
+    Ok(EngineOptions {
+        memory_limit: config.memory_limit,
         unknown_are_superusers: config.auth == crate::config::AuthMethod::Trust
             && configured.is_empty(),
         configured,

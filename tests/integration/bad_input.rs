@@ -9,12 +9,12 @@ use tokio::net::TcpStream;
 use crate::support::{sqlstate, TestServer};
 
 /// A raw protocol connection, for messages no well-behaved driver sends.
-struct RawConnection {
+pub(crate) struct RawConnection {
     socket: TcpStream,
 }
 
 impl RawConnection {
-    async fn open(server: &TestServer) -> RawConnection {
+    pub(crate) async fn open(server: &TestServer) -> RawConnection {
         let mut socket = TcpStream::connect(server.addr).await.unwrap();
         socket.write_all(&startup_packet()).await.unwrap();
         let mut connection = RawConnection { socket };
@@ -22,7 +22,7 @@ impl RawConnection {
         connection
     }
 
-    async fn send(&mut self, tag: u8, body: &[u8]) {
+    pub(crate) async fn send(&mut self, tag: u8, body: &[u8]) {
         let mut message = vec![tag];
         message.extend_from_slice(&((4 + body.len()) as u32).to_be_bytes());
         message.extend_from_slice(body);
@@ -30,7 +30,7 @@ impl RawConnection {
     }
 
     /// Reads messages up to ReadyForQuery; returns the SQLSTATEs of any errors seen.
-    async fn read_until_ready(&mut self) -> Vec<String> {
+    pub(crate) async fn read_until_ready(&mut self) -> Vec<String> {
         let mut codes = Vec::new();
         loop {
             let mut header = [0u8; 5];
@@ -67,7 +67,7 @@ fn startup_packet() -> Vec<u8> {
     startup
 }
 
-fn cstring(text: &str) -> Vec<u8> {
+pub(crate) fn cstring(text: &str) -> Vec<u8> {
     let mut bytes = text.as_bytes().to_vec();
     bytes.push(0);
     bytes

@@ -456,3 +456,34 @@ async fn required_tls_refuses_plaintext() {
     }
     server.stop().await;
 }
+
+/// A 1 GB COPY under a 256 MB memory limit: refused with 53200 once past the limit, the rest
+/// read and dropped, nothing inserted, and the connection and the server keep serving.
+#[tokio::test]
+async fn copy_beyond_the_memory_limit_is_refused_and_the_server_keeps_serving() {
+    use crate::bad_input::{cstring, RawConnection};
+    let dir = tempfile::tempdir().unwrap();
+    let file: FileConfig = toml::from_str("memory_limit = '256MB'").unwrap();
+    let server = TestServer::start_in(dir.path(), file).await;
+    let admin = server.client().await;
+    admin
+        .batch_execute("CREATE TABLE big (a int, b text)")
+        .await
+        .unwrap();
+    let mut raw = RawConnection::open(&server).await;
+    raw.send(b'Q', &cstring("COPY big FROM STDIN")).await;
+    let line = format!("1\t{}\n", "x".repeat(1000));
+    let chunk = line.repeat(1 << 10); // about 1 MB
+    for _ in 0..1024 {
+        raw.send(b'd', chunk.as_bytes()).await;
+    }
+    raw.send(b'c', &[]).await;
+    assert_eq!(raw.read_until_ready().await, vec!["53200".to_owned()]);
+    // The same connection goes on.
+    raw.send(b'Q', &cstring("COPY big FROM STDIN")).await;
+    raw.send(b'd', b"2\tsmall\n").await;
+    raw.send(b'c', &[]).await;
+    assert!(raw.read_until_ready().await.is_empty());
+    assert_eq!(column(&admin, "SELECT count(*) FROM big").await, ["1"]);
+    server.stop().await;
+}
