@@ -90,20 +90,27 @@ fn as_view(plan: &LogicalPlan) -> Option<&ViewBoundary> {
 /// The rule's name, which DataFusion puts before its errors.
 pub const RULE_NAME: &str = "semsql_access_check";
 
+/// Checks `plan` as the session whose options these are would run it. For `EXPLAIN`, whose
+/// analyzer errors DataFusion turns into rows of the plan instead of failing.
+pub fn check_plan(plan: &LogicalPlan, config: &ConfigOptions) -> Result<()> {
+    if let Some((access, role)) = super::caller_of(config) {
+        let checker = Checker {
+            access: &access,
+            catalog: &config.catalog.default_catalog,
+            default_schema: &config.catalog.default_schema,
+        };
+        checker.check(plan, Some(&role))?;
+    }
+    Ok(())
+}
+
 /// The analyzer rule.
 #[derive(Debug, Default)]
 pub struct AccessCheck;
 
 impl AnalyzerRule for AccessCheck {
     fn analyze(&self, plan: LogicalPlan, config: &ConfigOptions) -> Result<LogicalPlan> {
-        if let Some((access, role)) = super::caller_of(config) {
-            let checker = Checker {
-                access: &access,
-                catalog: &config.catalog.default_catalog,
-                default_schema: &config.catalog.default_schema,
-            };
-            checker.check(&plan, Some(&role))?;
-        }
+        check_plan(&plan, config)?;
         plan.transform_down_with_subqueries(|node| {
             Ok(match as_view(&node) {
                 Some(view) => Transformed::yes(view.input.clone()),

@@ -23,7 +23,12 @@ use super::results::scanned_tables;
 /// What a search decided for a query.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry {
-    Accepted { sql: String, speedup: f64 },
+    /// The fastest candidate that agreed with the query on every test database. Tested is not
+    /// proven: `auto` never runs it in the query's place (see docs/rewrite.md).
+    Tested {
+        sql: String,
+        speedup: f64,
+    },
     Rejected,
 }
 
@@ -129,7 +134,7 @@ impl RewriteCache {
         let entries = self.entries.lock().expect("rewrite cache lock");
         let all = entries.values().flat_map(|by_key| by_key.values());
         all.fold((0, 0), |(accepted, rejected), entry| match entry {
-            Entry::Accepted { .. } => (accepted + 1, rejected),
+            Entry::Tested { .. } => (accepted + 1, rejected),
             Entry::Rejected => (accepted, rejected + 1),
         })
     }

@@ -72,10 +72,11 @@ impl Candidate {
         passed_first(self, ALL_CHECKS)
     }
 
-    /// `accepted`, `untested` or `rejected`.
+    /// `tested` (passed every check: it agreed with the query on every test database, which
+    /// is not a proof of equivalence), `untested` or `rejected`.
     pub fn verdict(&self) -> &'static str {
         if self.accepted() {
-            "accepted"
+            "tested"
         } else if self
             .checks
             .iter()
@@ -194,7 +195,7 @@ impl Rewriter {
     ) -> Result<Report> {
         let report = self.search_uncached(ctx, sql).await?;
         let entry = match report.chosen {
-            Some(index) => Entry::Accepted {
+            Some(index) => Entry::Tested {
                 sql: report.candidates[index].sql.clone().unwrap_or_default(),
                 speedup: report.candidates[index].speedup.unwrap_or(1.0),
             },

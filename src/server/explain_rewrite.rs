@@ -32,11 +32,11 @@ fn strip_word<'a>(text: &'a str, word: &str) -> Option<&'a str> {
 pub fn summary(report: &Report) -> String {
     let chosen = match report.chosen {
         Some(index) => format!(
-            "chose candidate {} ({:.2}× faster)",
+            "fastest tested: candidate {} ({:.2}× faster; tested, not proven equivalent)",
             index + 1,
             report.candidates[index].speedup.unwrap_or(1.0)
         ),
-        None => "no candidate was accepted; the original query stays".to_owned(),
+        None => "no candidate passed every test; the original query stays".to_owned(),
     };
     let mut text = format!(
         "rewrite search: {} candidates, {chosen}; {} LM requests, {} tokens, {:.1} s",
@@ -79,7 +79,7 @@ pub fn response(report: &Report) -> PgWireResult<Response> {
     rows.push(Ok(encoder.take_row()));
     for (index, candidate) in report.candidates.iter().enumerate() {
         let verdict = if report.chosen == Some(index) {
-            "chosen"
+            "fastest tested"
         } else {
             candidate.verdict()
         };

@@ -282,11 +282,8 @@ impl SimpleQueryHandler for QueryHandler {
             return Ok(vec![self.explain_rewrite(client, &session, target).await?]);
         }
         let rewritten = super::compat::rewrite(query);
-        let mut sql = rewritten.unwrap_or_else(|| query.to_owned());
+        let sql = rewritten.unwrap_or_else(|| query.to_owned());
         let plan = self.rewrite_plan(client, &session, &sql).await?;
-        if let RewritePlan::UseRewrite(faster) = &plan {
-            sql = faster.clone();
-        }
         let usage = self.start_lm_query(&session, query);
         let responses = match SimpleQueryHandler::do_query(&session.service, client, &sql).await {
             Ok(responses) => responses,
@@ -378,8 +375,6 @@ impl ExtendedQueryHandler for QueryHandler {
 enum RewritePlan {
     /// Run it as written.
     AsWritten,
-    /// Run the accepted rewrite instead (`auto`).
-    UseRewrite(String),
     /// Run it as written, and search for a rewrite if it takes longer than this many
     /// milliseconds (`auto`, nothing known yet).
     SearchIfSlow(u64),
@@ -454,31 +449,25 @@ impl QueryHandler {
         }
         let cached = self.sessions.rewriter.cached(&session.ctx, query).await;
         if !explain.is_empty() {
-            return Ok(match (mode, cached) {
-                (RewriteMode::Auto, Some(RewriteEntry::Accepted { sql: faster, .. })) => {
-                    RewritePlan::UseRewrite(format!("{explain} {faster}"))
-                }
-                _ => RewritePlan::AsWritten,
-            });
+            // Only a proven rewrite would run in the query's place, and the verifier proves
+            // nothing yet: EXPLAIN shows the query as written.
+            return Ok(RewritePlan::AsWritten);
         }
         Ok(match (mode, cached) {
-            (
-                RewriteMode::Auto,
-                Some(RewriteEntry::Accepted {
-                    sql: faster,
-                    speedup,
-                }),
-            ) => {
-                tracing::debug!(speedup, "running the verified rewrite of a query");
-                RewritePlan::UseRewrite(faster)
-            }
-            (RewriteMode::Auto, Some(RewriteEntry::Rejected)) => RewritePlan::AsWritten,
             (RewriteMode::Auto, None) => RewritePlan::SearchIfSlow(settings.rewrite_min_ms),
-            (_, Some(RewriteEntry::Accepted { speedup, .. })) => {
+            // A tested rewrite agreed with the query on every test database, which does not
+            // make it equivalent: running it could return another answer on other data. It is
+            // pointed out, never used in the query's place.
+            (mode, Some(RewriteEntry::Tested { speedup, .. })) => {
+                let advice = if mode == RewriteMode::Auto {
+                    "auto runs only rewrites proven equivalent, and this one is not"
+                } else {
+                    "it is not proven equivalent, so check it before using it"
+                };
                 client
                     .send(notice(format!(
-                        "a verified rewrite of this query ran {speedup:.2}× faster; \
-                         SET semsql.rewrite = 'auto' to use it (EXPLAIN REWRITE shows it)"
+                        "a tested rewrite of this query ran {speedup:.2}× faster on the test \
+                         databases; {advice} (EXPLAIN REWRITE shows it)"
                     )))
                     .await?;
                 RewritePlan::AsWritten
@@ -519,6 +508,12 @@ impl QueryHandler {
                 };
                 let (normalized, key) = &keys;
                 if !rewriter.cache.start_search(key) {
+                    return;
+                }
+                // The query chose to search when it started; a search that ended meanwhile
+                // has already answered.
+                if rewriter.cache.get(normalized, key).is_some() {
+                    rewriter.cache.end_search(key);
                     return;
                 }
                 match rewriter.search_keyed(&ctx, &sql, &keys).await {

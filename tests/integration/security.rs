@@ -78,6 +78,8 @@ async fn an_ordinary_role_reads_and_writes_only_what_it_was_granted() {
         "SELECT * FROM shared WHERE EXISTS (SELECT 1 FROM secret WHERE payload LIKE 'l%')",
         "WITH s AS (SELECT * FROM secret) SELECT * FROM s",
         "EXPLAIN ANALYZE SELECT * FROM secret",
+        "EXPLAIN SELECT * FROM secret",
+        "EXPLAIN VERBOSE SELECT payload FROM shared JOIN secret USING (id)",
         "INSERT INTO shared VALUES (2, 'x')",
         "UPDATE shared SET note = 'x'",
         "DELETE FROM shared",

@@ -464,10 +464,34 @@ fn caller(ctx: &SessionContext) -> Option<(Arc<Access>, String)> {
     caller_of(ctx.state().config().options())
 }
 
+/// `EXPLAIN` of a query the role may not run fails as the query would (DataFusion would show
+/// the refusal as a row of the plan, after the plan itself).
+async fn check_explain(
+    ctx: &SessionContext,
+    statement: &Statement,
+) -> Option<PgWireResult<Response>> {
+    let Statement::Explain { statement, .. } = statement else {
+        return None;
+    };
+    let state = ctx.state();
+    let plan = state
+        .statement_to_plan(datafusion::sql::parser::Statement::Statement(
+            statement.clone(),
+        ))
+        .await
+        .ok()?;
+    crate::access::plan_check::check_plan(&plan, state.config().options())
+        .err()
+        .map(|err| Err(PgWireError::ApiError(Box::new(err))))
+}
+
 async fn handle(ctx: &SessionContext, statement: &Statement) -> Option<PgWireResult<Response>> {
     let (access, me) = caller(ctx)?;
     if let Some(answered) = answer(&access, ctx, &me, statement) {
         return Some(answered.map_err(user_error));
+    }
+    if let Some(refused) = check_explain(ctx, statement).await {
+        return Some(refused);
     }
     check_ddl(&access, ctx, &me, statement)
         .err()
