@@ -13,12 +13,16 @@
 //!   while `<~+>` is a custom operator it keeps whole (planned as `l1_distance`).
 //! - `SHOW MODELS` is a query over `semsql.models`, so it works in both protocols and can be
 //!   filtered like any table.
+//! - Select items without a name get PostgreSQL's (`SELECT 1` is `?column?`, `count(*)` is
+//!   `count`, `1::int` is `int4`), and a repeated output name (`SELECT 1 AS x, 2 AS x`, which
+//!   DataFusion refuses) is made unique for DataFusion and shown as written
+//!   ([`DUPLICATE_MARK`]).
 
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    AccessExpr, CastKind, DataType, Expr, Query, SelectItem, SetExpr, Subscript, UnaryOperator,
-    Value, VisitMut, VisitorMut,
+    AccessExpr, CastKind, DataType, Expr, Query, SelectItem, SetExpr, Statement, Subscript,
+    UnaryOperator, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -138,17 +142,156 @@ pub fn rewrite(sql: &str) -> Option<String> {
     };
     let mut visitor = NarrowIntegerLiterals { changed: false };
     let mut fields = FieldSelection { changed: false };
+    let mut named = false;
+    // Catalog queries (psql's \d, drivers' reflection) name their columns themselves, and
+    // datafusion-postgres rewrites some of their forms (`ARRAY(subquery)`) only where they
+    // stand unnamed: they are left as they are.
+    let upper = sql.to_ascii_uppercase();
+    let catalog_query = upper.contains("PG_CATALOG") || upper.contains("ARRAY");
     for statement in &mut statements {
+        // Before the narrowing, which turns `1` into a cast PostgreSQL would name otherwise.
+        if !catalog_query {
+            named |= name_select_items(statement);
+        }
         let _ = statement.visit(&mut visitor);
         let _ = statement.visit(&mut fields);
     }
-    (respelled.is_some() || visitor.changed || fields.changed).then(|| {
+    (respelled.is_some() || visitor.changed || fields.changed || named).then(|| {
         statements
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(";\n")
     })
+}
+
+/// Marks a select item's name made unique for DataFusion (which refuses two output columns of
+/// one name); the wire shows the name before the mark (see [`client_column_name`]).
+pub const DUPLICATE_MARK: &str = "__semsql_dup_";
+
+/// The column name a client sees: the name before a [`DUPLICATE_MARK`].
+pub fn client_column_name(name: &str) -> &str {
+    name.find(DUPLICATE_MARK).map_or(name, |at| &name[..at])
+}
+
+/// PostgreSQL's name for an unnamed select item (its `FigureColname`): a column's name, a
+/// function's, a cast's argument's (else the type's), `case`, `exists`, `array`, and
+/// `?column?` for the rest. `None`: keep DataFusion's (scalar subqueries, where PostgreSQL
+/// looks inside).
+fn postgres_name(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Identifier(ident) => Some(fold(ident)),
+        Expr::CompoundIdentifier(parts) => parts.last().map(fold),
+        Expr::Function(function) => function
+            .name
+            .0
+            .last()
+            .and_then(|part| part.as_ident())
+            .map(|ident| ident.value.to_lowercase()),
+        Expr::Cast {
+            expr, data_type, ..
+        } => match postgres_name(expr) {
+            Some(name) if name != "?column?" => Some(name),
+            _ => Some(type_name(data_type)),
+        },
+        Expr::Nested(inner) => postgres_name(inner),
+        // `(f(x)).year` is named after the field.
+        Expr::CompoundFieldAccess { access_chain, .. } => match access_chain.last() {
+            Some(AccessExpr::Dot(Expr::Identifier(field))) => Some(fold(field)),
+            _ => Some("?column?".to_owned()),
+        },
+        Expr::Case { .. } => Some("case".to_owned()),
+        Expr::Exists { .. } => Some("exists".to_owned()),
+        Expr::Array(_) => Some("array".to_owned()),
+        Expr::Subquery(_) => None,
+        _ => Some("?column?".to_owned()),
+    }
+}
+
+fn fold(ident: &datafusion::sql::sqlparser::ast::Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_lowercase(),
+    }
+}
+
+/// The name PostgreSQL gives a cast's column when its argument has none (`1::int` → `int4`).
+fn type_name(data_type: &DataType) -> String {
+    let text = data_type.to_string().to_lowercase();
+    let base = text.split('(').next().unwrap_or(&text).trim().to_owned();
+    match base.as_str() {
+        "int" | "integer" | "int4" => "int4",
+        "bigint" | "int8" => "int8",
+        "smallint" | "int2" => "int2",
+        "real" | "float4" => "float4",
+        "double precision" | "float8" | "double" | "float" => "float8",
+        "boolean" | "bool" => "bool",
+        "character varying" | "varchar" => "varchar",
+        "character" | "char" => "bpchar",
+        "decimal" | "numeric" => "numeric",
+        "timestamp with time zone" | "timestamptz" => "timestamptz",
+        other => return other.to_owned(),
+    }
+    .to_owned()
+}
+
+/// Names the outermost query's select items as PostgreSQL does and makes repeated names
+/// unique (see [`DUPLICATE_MARK`]); true when anything changed.
+fn name_select_items(statement: &mut Statement) -> bool {
+    let Statement::Query(query) = statement else {
+        return false;
+    };
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return false;
+    };
+    let has_wildcard = select.projection.iter().any(|item| {
+        matches!(
+            item,
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+        )
+    });
+    let mut changed = false;
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for item in select.projection.iter_mut() {
+        let name = match item {
+            SelectItem::UnnamedExpr(expr) => {
+                let Some(name) = postgres_name(expr) else {
+                    continue;
+                };
+                let bare = matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
+                if !bare {
+                    *item = SelectItem::ExprWithAlias {
+                        expr: expr.clone(),
+                        alias: datafusion::sql::sqlparser::ast::Ident::with_quote('"', &name),
+                    };
+                    changed = true;
+                }
+                name
+            }
+            SelectItem::ExprWithAlias { alias, .. } => fold(alias),
+            _ => continue,
+        };
+        if has_wildcard {
+            continue;
+        }
+        let count = seen.entry(name.clone()).or_insert(0);
+        *count += 1;
+        if *count > 1 {
+            let unique = format!("{name}{DUPLICATE_MARK}{count}");
+            let expr = match item {
+                SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => {
+                    expr.clone()
+                }
+                _ => continue,
+            };
+            *item = SelectItem::ExprWithAlias {
+                expr,
+                alias: datafusion::sql::sqlparser::ast::Ident::with_quote('"', &unique),
+            };
+            changed = true;
+        }
+    }
+    changed
 }
 
 const SHOW_MODELS: &str = "SELECT name, source, base_url, model, api_key_env, rows_per_request, \
@@ -242,24 +385,48 @@ mod tests {
     use super::*;
 
     #[test]
+    fn unnamed_items_get_postgres_names_and_repeats_are_made_unique() {
+        let rewritten = rewrite(
+            "SELECT 1, count(*), a, t.b, 1::int, a::text, CASE WHEN a THEN 1 END, a + 1, 2 AS x, 3 AS x, a FROM t",
+        )
+        .unwrap();
+        for expected in [
+            r#"AS "?column?""#,
+            r#"AS "count""#,
+            r#"AS "int4""#,
+            r#"AS "case""#,
+            r#"AS "?column?__semsql_dup_2""#,
+            r#"AS "x__semsql_dup_2""#,
+            r#"AS "a__semsql_dup_3""#,
+        ] {
+            assert!(rewritten.contains(expected), "{expected} in {rewritten}");
+        }
+        assert_eq!(client_column_name("x__semsql_dup_2"), "x");
+        assert_eq!(client_column_name("x"), "x");
+        // Names are left alone under a wildcard, and where nothing needs a name.
+        assert!(rewrite("SELECT a, b FROM t").is_none());
+        assert!(!rewrite("SELECT *, 1 FROM t").unwrap().contains("dup"));
+    }
+
+    #[test]
     fn the_l1_operator_is_respelled_outside_strings() {
         let sql = "SELECT a <+> '[1,2]', '<+>' FROM t -- <+>\nORDER BY a<+>b";
         let rewritten = rewrite(sql).unwrap();
         assert!(rewritten.contains("a <~+> '[1,2]'"), "{rewritten}");
         assert!(rewritten.contains("'<+>'"), "{rewritten}");
         assert!(rewritten.contains("a <~+> b"), "{rewritten}");
-        assert_eq!(rewrite("SELECT 1 < +2"), None);
+        assert!(!rewrite("SELECT 1 < +2").unwrap().contains("<~+>"));
     }
 
     #[test]
     fn bare_integer_literals_become_int4() {
         assert_eq!(
             rewrite("SELECT 1").as_deref(),
-            Some("SELECT CAST(1 AS INT)")
+            Some(r#"SELECT CAST(1 AS INT) AS "?column?""#)
         );
         assert_eq!(
             rewrite("select -5 as x, 'a'").as_deref(),
-            Some("SELECT CAST(-5 AS INT) AS x, 'a'")
+            Some(r#"SELECT CAST(-5 AS INT) AS x, 'a' AS "?column?""#)
         );
     }
 
@@ -267,16 +434,15 @@ mod tests {
     fn field_selection_from_an_expression_uses_brackets() {
         assert_eq!(
             rewrite("SELECT (f(x)).year, t.a FROM t").as_deref(),
-            Some("SELECT (f(x))['year'], t.a FROM t")
+            Some(r#"SELECT (f(x))['year'] AS "year", t.a FROM t"#)
         );
         assert_eq!(rewrite("SELECT t.a.b FROM t"), None);
     }
 
     #[test]
     fn everything_else_is_left_alone() {
-        assert_eq!(rewrite("SELECT 1 + 1"), None);
-        assert_eq!(rewrite("SELECT 3000000000"), None);
         assert_eq!(rewrite("SELECT a FROM t ORDER BY 1 LIMIT 5"), None);
+        assert_eq!(rewrite("SELECT a, t.b AS c FROM t"), None);
         assert_eq!(rewrite("INSERT INTO t VALUES (1)"), None);
         assert_eq!(rewrite("SELEC 1"), None);
     }

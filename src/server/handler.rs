@@ -199,9 +199,11 @@ impl QueryParser for SessionParser {
         stmt: &Self::Statement,
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        self.any_session
+        let fields = self
+            .any_session
             .query_parser()
-            .get_result_schema(stmt, column_format)
+            .get_result_schema(stmt, column_format)?;
+        Ok(fields.iter().map(client_field).collect())
     }
 }
 
@@ -294,6 +296,7 @@ impl SimpleQueryHandler for QueryHandler {
         };
         let mut reported = Vec::with_capacity(responses.len());
         for response in responses {
+            let response = client_names(response);
             let response = self
                 .report_lm_usage(client, query, response, &usage)
                 .await?;
@@ -361,7 +364,7 @@ impl ExtendedQueryHandler for QueryHandler {
         )
         .await
         {
-            Ok(response) => response,
+            Ok(response) => client_names(response),
             Err(err) => {
                 self.sessions.engine.runtime().finish_query(&usage);
                 return Err(err);
@@ -917,25 +920,19 @@ async fn create_external_table(
             ))));
         };
         // It reads server files: a superuser's, or pg_read_server_files', and only inside
-        // the configured directories; it also makes a table, so CREATE on the schema.
-        if let Some((access, me)) = caller_of(ctx.state().config().options()) {
-            let to_error = |err: crate::error::SemsqlError| api_error(err.into_datafusion());
+        // the configured directories; it also makes a table, so CREATE on the schema, and its
+        // maker owns it.
+        let caller = caller_of(ctx.state().config().options());
+        let (schema, table) = super::hooks::access::relation_of(ctx, &create.name);
+        let to_error = |err: crate::error::SemsqlError| api_error(err.into_datafusion());
+        if let Some((access, me)) = &caller {
             for location in &create.locations {
                 access
-                    .check_server_file(&me, location, FileUse::Read)
+                    .check_server_file(me, location, FileUse::Read)
                     .map_err(to_error)?;
             }
-            let reference = datafusion::common::TableReference::from(create.name.to_string());
-            let schema = reference.schema().map(str::to_owned).unwrap_or_else(|| {
-                ctx.state()
-                    .config()
-                    .options()
-                    .catalog
-                    .default_schema
-                    .clone()
-            });
             access
-                .check(&me, Object::Schema(&schema), Privilege::Create)
+                .check(me, Object::Schema(&schema), Privilege::Create)
                 .map_err(to_error)?;
         }
         // The statement as the user wrote it: DataFusion's printed form drops the column list
@@ -948,25 +945,12 @@ async fn create_external_table(
             .await
             .map_err(api_error)?;
         Engine::record_definition(ctx, &create.name.to_string(), &sql).map_err(api_error)?;
-        if let Some((access, me)) = caller_of(ctx.state().config().options()) {
-            let reference = datafusion::common::TableReference::from(create.name.to_string());
-            let schema = reference.schema().map(str::to_owned).unwrap_or_else(|| {
-                ctx.state()
-                    .config()
-                    .options()
-                    .catalog
-                    .default_schema
-                    .clone()
-            });
-            access
-                .claim(
-                    &me,
-                    Object::Relation {
-                        schema: &schema,
-                        name: reference.table(),
-                    },
-                )
-                .map_err(|err| api_error(err.into_datafusion()))?;
+        if let Some((access, me)) = &caller {
+            let object = Object::Relation {
+                schema: &schema,
+                name: &table,
+            };
+            access.claim(me, object).map_err(to_error)?;
         }
         Ok(Response::Execution(Tag::new("CREATE EXTERNAL TABLE")))
     };
@@ -1059,6 +1043,49 @@ impl CopyHandler for QueryHandler {
             format!("COPY from stdin failed: {}", fail.message),
         )))
     }
+}
+
+/// A field as the client sees it: a name made unique for DataFusion shown as written
+/// (see `compat::DUPLICATE_MARK`).
+fn client_field(field: &FieldInfo) -> FieldInfo {
+    let name = super::compat::client_column_name(field.name());
+    if name.len() == field.name().len() {
+        return field.clone();
+    }
+    FieldInfo::new(
+        name.to_owned(),
+        field.table_id(),
+        field.column_id(),
+        field.datatype().clone(),
+        field.format(),
+    )
+    .with_format_options(field.format_options().clone())
+    .with_type_size(field.type_size())
+    .with_type_modifier(field.type_modifier())
+}
+
+/// A query result whose column names are the client's (see [`client_field`]).
+fn client_names(response: Response) -> Response {
+    let Response::Query(query) = response else {
+        return response;
+    };
+    if !query
+        .row_schema
+        .iter()
+        .any(|field| field.name().contains(super::compat::DUPLICATE_MARK))
+    {
+        return Response::Query(query);
+    }
+    let QueryResponse {
+        command_tag,
+        row_schema,
+        data_rows,
+        ..
+    } = query;
+    let renamed = Arc::new(row_schema.iter().map(client_field).collect::<Vec<_>>());
+    let mut response = QueryResponse::new(renamed, data_rows);
+    response.command_tag = command_tag;
+    Response::Query(response)
 }
 
 /// Makes a result's rows stop with 57014 when the client sends a CancelRequest or the

@@ -61,31 +61,7 @@ async fn psql_connects_over_tls() {
     crate::support::require_tool("psql", "--version", "apt-get install postgresql-client");
     crate::support::require_tool("openssl", "version", "apt-get install openssl");
     let dir = tempfile::tempdir().unwrap();
-    let cert = dir.path().join("server.crt");
-    let key = dir.path().join("server.key");
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    let (cert, key) = crate::support::self_signed_certificate(dir.path());
     let overrides = Overrides {
         listen: Some("127.0.0.1:0".into()),
         data_dir: Some(dir.path().join("data")),

@@ -407,19 +407,7 @@ async fn required_tls_refuses_plaintext() {
     crate::support::require_tool("psql", "--version", "apt-get install postgresql-client");
     crate::support::require_tool("openssl", "version", "apt-get install openssl");
     let dir = tempfile::tempdir().unwrap();
-    let cert = dir.path().join("server.crt");
-    let key = dir.path().join("server.key");
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=localhost", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(made.status.success());
+    let (cert, key) = crate::support::self_signed_certificate(dir.path());
     let file: FileConfig = toml::from_str(&format!(
         "[tls]\ncert = '{}'\nkey = '{}'\nrequired = true",
         cert.display(),

@@ -77,6 +77,33 @@ async fn simple_and_extended_queries_with_typed_parameters() {
 }
 
 #[tokio::test]
+async fn column_names_match_postgres() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute("CREATE TABLE named (a int, b text); INSERT INTO named VALUES (1, 'x')")
+        .await
+        .unwrap();
+    let sql = "SELECT 1, count(*), a, named.b, 1::int, a::text, 2 AS x, 3 AS x, a FROM named GROUP BY a, named.b";
+    // Both protocols: the simple one (RowDescription of the result) and the extended one
+    // (Describe of the prepared statement).
+    let prepared = client.prepare(sql).await.unwrap();
+    let described: Vec<&str> = prepared.columns().iter().map(|c| c.name()).collect();
+    let expected = ["?column?", "count", "a", "b", "int4", "a", "x", "x", "a"];
+    assert_eq!(described, expected);
+    let rows = client.simple_query(sql).await.unwrap();
+    let Some(tokio_postgres::SimpleQueryMessage::RowDescription(columns)) = rows.first() else {
+        panic!("no row description: {rows:?}");
+    };
+    let simple: Vec<&str> = columns.iter().map(|c| c.name()).collect();
+    assert_eq!(simple, expected);
+    let row = client.query_one(&prepared, &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(6), 2);
+    assert_eq!(row.get::<_, i32>(7), 3);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn result_types_match_postgres() {
     let server = TestServer::start().await;
     let client = server.client().await;

@@ -199,3 +199,25 @@ pub fn require_tool(tool: &str, version_arg: &str, install: &str) {
         "this test needs `{tool}`, which is not installed: {install} (.ci/run installs it)"
     );
 }
+
+/// A self-signed certificate for `localhost` and its key, made by openssl in `dir`.
+pub fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let cert = dir.join("server.crt");
+    let key = dir.join("server.key");
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    (cert, key)
+}
