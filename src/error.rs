@@ -96,6 +96,13 @@ impl SemsqlError {
     }
 }
 
+/// Our errors reach the client through the same mapping as DataFusion's (see `to_error_info`).
+impl From<SemsqlError> for PgWireError {
+    fn from(err: SemsqlError) -> Self {
+        PgWireError::ApiError(Box::new(err.into_datafusion()))
+    }
+}
+
 impl From<std::io::Error> for SemsqlError {
     fn from(err: std::io::Error) -> Self {
         SemsqlError::Storage(err.to_string())

@@ -193,11 +193,17 @@ impl Object<'_> {
     fn kind(&self, manifest: &Manifest) -> &'static str {
         match self {
             Object::Relation { schema, name } => {
+                // Definitions are views and external tables; the latter say EXTERNAL.
                 let is_view = manifest.schemas.get(*schema).is_some_and(|entry| {
-                    entry
-                        .definitions
-                        .get(*name)
-                        .is_some_and(|d| d.sql.trim_start().to_ascii_uppercase().contains("VIEW"))
+                    entry.definitions.get(*name).is_some_and(|d| {
+                        let opening: Vec<String> = d
+                            .sql
+                            .split_whitespace()
+                            .take(3)
+                            .map(str::to_ascii_uppercase)
+                            .collect();
+                        !opening.iter().any(|word| word == "EXTERNAL")
+                    })
                 });
                 if is_view {
                     "view"
@@ -234,6 +240,13 @@ pub struct Access {
     /// every connection was before roles existed.
     unknown_are_superusers: bool,
     files: FileAccess,
+}
+
+/// A role's superuser bit and every role whose privileges it has (itself, its groups,
+/// PUBLIC), for one check.
+struct Standing {
+    superuser: bool,
+    roles: BTreeSet<String>,
 }
 
 /// What the access layer knows of one role.
@@ -380,25 +393,30 @@ impl Access {
         self.role(role).is_some_and(|r| r.superuser)
     }
 
-    /// `role`, every role it is a member of (directly or not), and PUBLIC.
-    fn effective_roles(&self, role: &str) -> BTreeSet<String> {
-        let mut found = BTreeSet::from([PUBLIC.to_owned()]);
+    /// What `role` stands on in one check, from one lookup of each role involved.
+    fn standing(&self, role: &str) -> Standing {
+        let mut standing = Standing {
+            superuser: false,
+            roles: BTreeSet::from([PUBLIC.to_owned()]),
+        };
         let mut pending = vec![role.to_owned()];
         while let Some(next) = pending.pop() {
-            if !found.insert(next.clone()) {
+            if !standing.roles.insert(next.clone()) {
                 continue;
             }
             if let Some(info) = self.role(&next) {
+                standing.superuser |= next == role && info.superuser;
                 pending.extend(info.member_of);
             }
         }
-        found
+        standing
     }
 
     /// Whether `role` is `member` or one of its (transitive) member roles; superusers are
     /// members of every role, as in PostgreSQL.
     pub fn is_member_of(&self, role: &str, group: &str) -> bool {
-        self.is_superuser(role) || self.effective_roles(role).contains(group)
+        let standing = self.standing(role);
+        standing.superuser || standing.roles.contains(group)
     }
 
     /// The ACL of `object`, with PostgreSQL 15's defaults where none was recorded: the
@@ -439,27 +457,32 @@ impl Access {
     }
 
     pub fn is_owner(&self, role: &str, object: Object) -> bool {
-        if self.is_superuser(role) {
-            return true;
-        }
-        let effective = self.effective_roles(role);
-        self.owner(object)
-            .is_some_and(|owner| effective.contains(&owner))
+        self.owns(&self.standing(role), object)
+    }
+
+    fn owns(&self, standing: &Standing, object: Object) -> bool {
+        standing.superuser
+            || self
+                .owner(object)
+                .is_some_and(|owner| standing.roles.contains(&owner))
     }
 
     pub fn has_privilege(&self, role: &str, object: Object, privilege: Privilege) -> bool {
-        if self.is_superuser(role) {
+        self.holds(&self.standing(role), object, privilege)
+    }
+
+    fn holds(&self, standing: &Standing, object: Object, privilege: Privilege) -> bool {
+        if standing.superuser {
             return true;
         }
         let Some(acl) = self.acl_of(object) else {
             return false;
         };
-        let effective = self.effective_roles(role);
         acl.owner
             .as_ref()
-            .is_some_and(|owner| effective.contains(owner))
+            .is_some_and(|owner| standing.roles.contains(owner))
             || acl.grants.iter().any(|(grantee, privileges)| {
-                effective.contains(grantee) && privileges.contains(&privilege)
+                standing.roles.contains(grantee) && privileges.contains(&privilege)
             })
     }
 
@@ -470,13 +493,16 @@ impl Access {
         object: Object,
         privilege: Privilege,
     ) -> Result<(), SemsqlError> {
+        let standing = self.standing(role);
         if let Object::Relation { schema, .. } = object {
             if SYSTEM_SCHEMAS.contains(&schema) {
                 return Ok(());
             }
-            self.check(role, Object::Schema(schema), Privilege::Usage)?;
+            if !self.holds(&standing, Object::Schema(schema), Privilege::Usage) {
+                return Err(denied(format!("permission denied for schema {schema}")));
+            }
         }
-        if self.has_privilege(role, object, privilege) {
+        if self.holds(&standing, object, privilege) {
             return Ok(());
         }
         let kind = self.store.read(|manifest| object.kind(manifest));
@@ -719,7 +745,7 @@ impl Access {
             .ok_or_else(|| SemsqlError::RoleNotFound(group.to_owned()))?;
         self.role(member)
             .ok_or_else(|| SemsqlError::RoleNotFound(member.to_owned()))?;
-        if !revoke && self.effective_roles(group).contains(member) {
+        if !revoke && self.standing(group).roles.contains(member) {
             return Err(SemsqlError::InvalidGrant(format!(
                 "role \"{member}\" is a member of role \"{group}\""
             )));

@@ -210,11 +210,7 @@ impl Rewriter {
         let mut settings = Self::settings(ctx);
         let deadline = started + Duration::from_millis(settings.rewrite_timeout_ms);
         // The search is its own query for accounting, with the rewrite caps as its budget.
-        let role = settings
-            .caller
-            .as_ref()
-            .map(|caller| caller.role().to_owned());
-        let usage = self.runtime.start_query(None, 0, role);
+        let usage = self.runtime.start_query(None, 0, settings.caller_role());
         settings.usage = Some(usage.clone());
         settings.max_llm_requests = settings.rewrite_max_requests;
         settings.max_llm_tokens = settings.rewrite_max_tokens;

@@ -29,14 +29,14 @@ use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::sync::Mutex;
 
-use crate::access::scram::{self, ScramSecret, ServerExchange};
+use crate::access::scram::{ScramSecret, ServerExchange};
 use crate::access::Access;
 use crate::config::{AuthMethod, Config};
 use crate::engine::functions::POSTGRES_VERSION;
 
 const SCHEME: &str = "SCRAM-SHA-256";
 const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
-pub const DEFAULT_ITERATIONS: usize = 4096;
+pub use crate::access::scram::DEFAULT_ITERATIONS;
 
 /// A parsed SCRAM verifier.
 #[derive(Clone, PartialEq, Eq)]
@@ -177,7 +177,7 @@ impl Startup {
                 .flat_map(|round| self.mock_seed.hash_one((round, user)).to_be_bytes())
                 .collect();
             ScramSecret {
-                iterations: scram::DEFAULT_ITERATIONS,
+                iterations: DEFAULT_ITERATIONS,
                 salt,
                 stored_key: uuid::Uuid::new_v4().into_bytes().repeat(2),
                 server_key: uuid::Uuid::new_v4().into_bytes().repeat(2),

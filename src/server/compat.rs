@@ -174,6 +174,8 @@ pub fn client_column_name(name: &str) -> &str {
     name.find(DUPLICATE_MARK).map_or(name, |at| &name[..at])
 }
 
+use super::hooks::access::fold;
+
 /// PostgreSQL's name for an unnamed select item (its `FigureColname`): a column's name, a
 /// function's, a cast's argument's (else the type's), `case`, `exists`, `array`, and
 /// `?column?` for the rest. `None`: keep DataFusion's (scalar subqueries, where PostgreSQL
@@ -205,13 +207,6 @@ fn postgres_name(expr: &Expr) -> Option<String> {
         Expr::Array(_) => Some("array".to_owned()),
         Expr::Subquery(_) => None,
         _ => Some("?column?".to_owned()),
-    }
-}
-
-fn fold(ident: &datafusion::sql::sqlparser::ast::Ident) -> String {
-    match ident.quote_style {
-        Some(_) => ident.value.clone(),
-        None => ident.value.to_lowercase(),
     }
 }
 

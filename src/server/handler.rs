@@ -567,8 +567,6 @@ impl QueryHandler {
         let statement = statement.map_err(lm_user_error)?;
         let caller = caller_of(session.ctx.state().config().options());
         let name = statement.name.as_str();
-        let denied =
-            |err: crate::error::SemsqlError| PgWireError::ApiError(Box::new(err.into_datafusion()));
         if let Some((access, me)) = &caller {
             let exists = self.runtime().model(name).is_some();
             let superuser = access.is_superuser(me);
@@ -576,19 +574,19 @@ impl QueryHandler {
                 model_statements::ModelChange::Create { options, .. }
                 | model_statements::ModelChange::Alter { options, .. } => {
                     if exists {
-                        access
-                            .check_owner(me, Object::Model(name))
-                            .map_err(denied)?;
+                        access.check_owner(me, Object::Model(name))?;
                     }
                     let carries_key = |options: &crate::llm::models::RawOptions| {
                         options.keys().any(|key| key.starts_with("api_key"))
                     };
                     if !superuser && carries_key(options) {
-                        return Err(denied(crate::error::SemsqlError::InsufficientPrivilege(
-                            "only superusers may give a model an API key (api_key_env); \
+                        return Err(PgWireError::from(
+                            crate::error::SemsqlError::InsufficientPrivilege(
+                                "only superusers may give a model an API key (api_key_env); \
                              ask one to create the model and GRANT USAGE ON MODEL to you"
-                                .into(),
-                        )));
+                                    .into(),
+                            ),
+                        ));
                     }
                     // Outbound addresses are the administrator's to give: an ordinary role may
                     // point a model only inside llm.allowed_base_urls (checked by the runtime).
@@ -596,7 +594,7 @@ impl QueryHandler {
                         && options.contains_key("base_url")
                         && !self.runtime().restricts_base_urls()
                     {
-                        return Err(denied(crate::error::SemsqlError::InsufficientPrivilege(
+                        return Err(PgWireError::from(crate::error::SemsqlError::InsufficientPrivilege(
                             "only superusers may choose a model's base_url while the server has \
                              no llm.allowed_base_urls; ask one to create the model and GRANT \
                              USAGE ON MODEL to you"
@@ -608,24 +606,23 @@ impl QueryHandler {
                         .model(name)
                         .is_some_and(|model| carries_key(&model.raw));
                     if !superuser && keyed && options.contains_key("base_url") {
-                        return Err(denied(crate::error::SemsqlError::InsufficientPrivilege(
-                            "only superusers may repoint a model that carries an API key".into(),
-                        )));
+                        return Err(PgWireError::from(
+                            crate::error::SemsqlError::InsufficientPrivilege(
+                                "only superusers may repoint a model that carries an API key"
+                                    .into(),
+                            ),
+                        ));
                     }
                 }
                 model_statements::ModelChange::Drop { .. } if exists => {
-                    access
-                        .check_owner(me, Object::Model(name))
-                        .map_err(denied)?;
+                    access.check_owner(me, Object::Model(name))?;
                 }
                 model_statements::ModelChange::Drop { .. } => {}
                 model_statements::ModelChange::Grant { .. } => {
                     if !exists {
                         return Err(lm_user_error(LmError::undefined_model(name)));
                     }
-                    access
-                        .check_owner(me, Object::Model(name))
-                        .map_err(denied)?;
+                    access.check_owner(me, Object::Model(name))?;
                 }
             }
         }
@@ -636,9 +633,7 @@ impl QueryHandler {
                 ));
             };
             let grantees: Vec<String> = grantees.clone();
-            access
-                .change_grants(Object::Model(name), &[Privilege::Usage], &grantees, *revoke)
-                .map_err(denied)?;
+            access.change_grants(Object::Model(name), &[Privilege::Usage], &grantees, *revoke)?;
             return Ok(Response::Execution(Tag::new(if *revoke {
                 "REVOKE"
             } else {
@@ -656,15 +651,11 @@ impl QueryHandler {
             .map_err(lm_user_error)?;
         if let Some((access, me)) = &caller {
             if creating {
-                access.claim(me, Object::Model(name)).map_err(denied)?;
+                access.claim(me, Object::Model(name))?;
             }
         }
         if dropping {
-            self.sessions
-                .engine
-                .access()
-                .forget_model(name)
-                .map_err(denied)?;
+            self.sessions.engine.access().forget_model(name)?;
         }
         Ok(Response::Execution(Tag::new(tag)))
     }
@@ -674,14 +665,10 @@ impl QueryHandler {
         let state = session.ctx.state_ref();
         let mut state = state.write();
         let settings = LmSettings::of_mut(state.config_mut().options_mut());
-        let role = settings
-            .caller
-            .as_ref()
-            .map(|caller| caller.role().to_owned());
         let usage = self.runtime().start_query(
             settings.log_prompts.then(|| sql.to_owned()),
             settings.progress_interval_ms,
-            role,
+            settings.caller_role(),
         );
         settings.usage = Some(usage.clone());
         usage
@@ -924,16 +911,11 @@ async fn create_external_table(
         // maker owns it.
         let caller = caller_of(ctx.state().config().options());
         let (schema, table) = super::hooks::access::relation_of(ctx, &create.name);
-        let to_error = |err: crate::error::SemsqlError| api_error(err.into_datafusion());
         if let Some((access, me)) = &caller {
             for location in &create.locations {
-                access
-                    .check_server_file(me, location, FileUse::Read)
-                    .map_err(to_error)?;
+                access.check_server_file(me, location, FileUse::Read)?;
             }
-            access
-                .check(me, Object::Schema(&schema), Privilege::Create)
-                .map_err(to_error)?;
+            access.check(me, Object::Schema(&schema), Privilege::Create)?;
         }
         // The statement as the user wrote it: DataFusion's printed form drops the column list
         // and the OPTIONS (a `|` delimiter came back as `,`).
@@ -950,7 +932,7 @@ async fn create_external_table(
                 schema: &schema,
                 name: &table,
             };
-            access.claim(me, object).map_err(to_error)?;
+            access.claim(me, object)?;
         }
         Ok(Response::Execution(Tag::new("CREATE EXTERNAL TABLE")))
     };

@@ -2,8 +2,6 @@
 //! DBeaver, SQLAlchemy, pgcli, Metabase), replayed over the wire against a server with tables:
 //! each must succeed, and the catalog answers must name our tables.
 
-use tokio_postgres::SimpleQueryMessage;
-
 use crate::support::TestServer;
 
 /// Queries each client sends at connect time or to list tables and columns.
@@ -68,19 +66,7 @@ const CLIENT_QUERIES: &[(&str, &str)] = &[
     ),
 ];
 
-fn rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_owned))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
+use crate::support::text_rows as rows;
 
 #[tokio::test]
 async fn client_startup_and_metadata_queries_succeed() {

@@ -1,26 +1,15 @@
 //! Wrong or lost data that a review found (issue 15, item 7).
 
+use crate::support::{sqlstate, text_rows, TestServer};
 use semsql::config::FileConfig;
 use semsql::fake_llm::{Behaviour, FakeLlm, ScriptedAnswer};
-use tokio_postgres::SimpleQueryMessage;
-
-use crate::support::{sqlstate, TestServer};
 
 async fn rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    client
+    let messages = client
         .simple_query(sql)
         .await
-        .unwrap_or_else(|err| panic!("{sql}: {err}"))
-        .into_iter()
-        .filter_map(|message| match message {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_owned))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
+        .unwrap_or_else(|err| panic!("{sql}: {err}"));
+    text_rows(&messages)
 }
 
 /// A transaction that wrote to a table dropped and made again meanwhile must not commit its

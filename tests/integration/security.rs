@@ -3,9 +3,9 @@
 
 use semsql::config::{Config, FileConfig, Overrides};
 use semsql::fake_llm::{Behaviour, FakeLlm};
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, NoTls};
 
-use crate::support::{connect, sqlstate, TestServer};
+use crate::support::{connect, sqlstate, text_rows, TestServer};
 
 /// `role`'s connection to `server` (trust: no password).
 async fn connect_as(server: &TestServer, role: &str) -> Client {
@@ -26,15 +26,13 @@ async fn refused(client: &Client, sql: &str) -> String {
 
 /// The first column of every row of a simple query, as text.
 async fn column(client: &Client, sql: &str) -> Vec<String> {
-    client
+    let messages = client
         .simple_query(sql)
         .await
-        .unwrap_or_else(|err| panic!("{sql}: {err}"))
+        .unwrap_or_else(|err| panic!("{sql}: {err}"));
+    text_rows(&messages)
         .into_iter()
-        .filter_map(|message| match message {
-            SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap_or("NULL").to_owned()),
-            _ => None,
-        })
+        .map(|row| row[0].clone().unwrap_or_else(|| "NULL".to_owned()))
         .collect()
 }
 

@@ -221,3 +221,18 @@ pub fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf) {
     );
     (cert, key)
 }
+
+/// The rows of a simple query's answer, each value as text (`None` for NULL).
+pub fn text_rows(messages: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
+    messages
+        .iter()
+        .filter_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}

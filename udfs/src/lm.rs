@@ -230,6 +230,11 @@ impl Default for LmSettings {
 }
 
 impl LmSettings {
+    /// The role of the session's [`Caller`], if the server set one.
+    pub fn caller_role(&self) -> Option<String> {
+        self.caller.as_ref().map(|caller| caller.role().to_owned())
+    }
+
     /// Every setting's name, for `SHOW` and error messages.
     pub const NAMES: [&'static str; 17] = [
         "model",

@@ -29,10 +29,6 @@ use crate::error::SemsqlError;
 #[derive(Debug)]
 pub struct AccessHook;
 
-fn user_error(err: SemsqlError) -> PgWireError {
-    PgWireError::ApiError(Box::new(err.into_datafusion()))
-}
-
 /// A name as PostgreSQL keeps it: unquoted names fold to lower case.
 pub fn fold(ident: &Ident) -> String {
     match ident.quote_style {
@@ -488,14 +484,14 @@ async fn check_explain(
 async fn handle(ctx: &SessionContext, statement: &Statement) -> Option<PgWireResult<Response>> {
     let (access, me) = caller(ctx)?;
     if let Some(answered) = answer(&access, ctx, &me, statement) {
-        return Some(answered.map_err(user_error));
+        return Some(answered.map_err(PgWireError::from));
     }
     if let Some(refused) = check_explain(ctx, statement).await {
         return Some(refused);
     }
     check_ddl(&access, ctx, &me, statement)
         .err()
-        .map(|err| Err(user_error(err)))
+        .map(|err| Err(err.into()))
 }
 
 fn is_role_statement(statement: &Statement) -> bool {

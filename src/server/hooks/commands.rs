@@ -145,7 +145,7 @@ fn claim_ownership(ctx: &SessionContext, statement: &Statement) -> PgWireResult<
         }
         _ => return Ok(()),
     };
-    claimed.map_err(|err| api_error(err.into_datafusion()))
+    Ok(claimed?)
 }
 
 /// After a statement ran: records what must outlive the server, and answers with the tag.

@@ -50,10 +50,7 @@ fn is_transaction_statement(statement: &Statement) -> bool {
 
 /// A savepoint's name as PostgreSQL keeps it: unquoted names fold to lower case.
 fn savepoint_name(name: &Ident) -> String {
-    match name.quote_style {
-        Some(_) => name.value.clone(),
-        None => name.value.to_lowercase(),
-    }
+    super::access::fold(name)
 }
 
 /// Whether `statement`, run on a connection whose transaction block has failed, is a
