@@ -43,6 +43,10 @@ pub enum SemsqlError {
     NoVectorDimensions(String),
     #[error("{0}")]
     InvalidParameter(String),
+    #[error("{0}")]
+    InvalidRegularExpression(String),
+    #[error("{0}")]
+    InvalidEscapeSequence(String),
     #[error("unrecognized configuration parameter \"{0}\"")]
     UnrecognizedSetting(String),
     /// PostgreSQL's `permission denied for table t` and the like.
@@ -80,6 +84,8 @@ impl SemsqlError {
             SemsqlError::IndexNotFound(_) => "42704",
             SemsqlError::NoVectorDimensions(_) => "42804",
             SemsqlError::InvalidParameter(_) => "22023",
+            SemsqlError::InvalidRegularExpression(_) => "2201B",
+            SemsqlError::InvalidEscapeSequence(_) => "22025",
             SemsqlError::UnrecognizedSetting(_) => "42704",
             SemsqlError::InsufficientPrivilege(_) => "42501",
             SemsqlError::RoleNotFound(_) => "42704",

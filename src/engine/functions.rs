@@ -36,6 +36,7 @@ pub fn register(ctx: &SessionContext, runtime: Arc<crate::llm::Runtime>) {
         ctx.deregister_udf(function.name());
         ctx.register_udf(function.as_ref().clone());
     }
+    super::pg_functions::register(ctx);
     for function in semsql_udfs::aggregate_functions() {
         ctx.register_udaf(function.as_ref().clone());
     }
@@ -47,6 +48,8 @@ pub fn register(ctx: &SessionContext, runtime: Arc<crate::llm::Runtime>) {
     // SQLAlchemy's column reflection filters on it; every type lives in pg_catalog, which is
     // always on the search path.
     ctx.register_udf(always_visible("pg_type_is_visible"));
+    // SQLAlchemy's column reflection; semsql has only pg_catalog's collations.
+    ctx.register_udf(always_visible("pg_collation_is_visible"));
     // SQLAlchemy's psycopg dialect asks for `to_regtype('hstore')` when it connects.
     ctx.register_udf(create_udf(
         "to_regtype",

@@ -6,6 +6,8 @@ pub mod catalog;
 pub mod checked_arithmetic;
 pub mod demo;
 pub mod functions;
+pub mod pg_functions;
+pub mod search_path;
 pub mod settings_functions;
 pub mod storage;
 pub mod system;
@@ -35,6 +37,7 @@ use datafusion::optimizer::Analyzer;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::{
     PgCatalogContextProvider, Role as PgRole,
 };
+use search_path::SearchPath;
 use semsql_udfs::lm::LmSettings;
 use std::collections::BTreeMap;
 use storage::{Definition, Manifest, Store};
@@ -313,7 +316,8 @@ impl Engine {
             .template
             .config()
             .clone()
-            .with_extension(Transaction::new());
+            .with_extension(Transaction::new())
+            .with_extension(Arc::new(SearchPath::new(role.unwrap_or_default())));
         if let Some(role) = role {
             LmSettings::of_mut(config.options_mut()).caller = Some(Arc::new(SessionCaller {
                 role: role.to_owned(),
@@ -332,6 +336,10 @@ impl Engine {
             functions::register_role_functions(&ctx, role, self.access.clone());
         }
         advisory_locks::register(&ctx, self.advisory_locks.session());
+        let path = SearchPath::of(ctx.state_ref().read().config());
+        if let (Some(path), Some(catalog)) = (path, ctx.catalog(database)) {
+            search_path::register(&ctx, path, catalog);
+        }
         ctx
     }
 }

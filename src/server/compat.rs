@@ -21,12 +21,16 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    AccessExpr, CastKind, DataType, Expr, Query, SelectItem, SetExpr, Statement, Subscript,
-    UnaryOperator, Value, VisitMut, VisitorMut,
+    visit_relations_mut, AccessExpr, CastKind, DataType, Expr, FunctionArg, FunctionArgExpr,
+    FunctionArguments, Ident, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Statement,
+    Subscript, TableFactor, UnaryOperator, Value, Visit, VisitMut, Visitor, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::engine::pg_functions::backslash_pattern;
+use crate::engine::search_path::PathResolver;
 
 /// How `<+>` is spelled for the parser (see the module docs).
 pub const L1_OPERATOR: &str = "<~+>";
@@ -122,6 +126,12 @@ fn respell_role_statements(sql: &str) -> Option<String> {
 /// The rewritten SQL, or `None` when nothing needed rewriting (or it does not parse: then the
 /// normal path reports the syntax error).
 pub fn rewrite(sql: &str) -> Option<String> {
+    rewrite_in(sql, None)
+}
+
+/// [`rewrite`], with unqualified relation names resolved along a session's `search_path`
+/// (see `engine::search_path`).
+pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
     let words: Vec<String> = sql
         .trim()
         .trim_end_matches(';')
@@ -143,6 +153,11 @@ pub fn rewrite(sql: &str) -> Option<String> {
     let mut visitor = NarrowIntegerLiterals { changed: false };
     let mut fields = FieldSelection { changed: false };
     let mut named = false;
+    let mut qualified = false;
+    let mut bytea = ByteaHexLiterals { changed: false };
+    let mut likes = LikeEscapes { changed: false };
+    let mut splits = SplitToTable { changed: false };
+    let mut catalog_arrays = CatalogArrays { changed: false };
     // Catalog queries (psql's \d, drivers' reflection) name their columns themselves, and
     // datafusion-postgres rewrites some of their forms (`ARRAY(subquery)`) only where they
     // stand unnamed: they are left as they are.
@@ -155,14 +170,91 @@ pub fn rewrite(sql: &str) -> Option<String> {
         }
         let _ = statement.visit(&mut visitor);
         let _ = statement.visit(&mut fields);
+        let _ = statement.visit(&mut bytea);
+        let _ = statement.visit(&mut likes);
+        let _ = statement.visit(&mut splits);
+        let _ = statement.visit(&mut catalog_arrays);
+        if let Some(path) = path {
+            qualified |= qualify_relations(statement, path);
+        }
     }
-    (respelled.is_some() || visitor.changed || fields.changed || named).then(|| {
-        statements
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(";\n")
-    })
+    (respelled.is_some()
+        || visitor.changed
+        || fields.changed
+        || named
+        || qualified
+        || bytea.changed
+        || likes.changed
+        || splits.changed
+        || catalog_arrays.changed)
+        .then(|| {
+            statements
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(";\n")
+        })
+}
+
+/// Writes the schema into each unqualified relation name that the session's path finds
+/// elsewhere than in its default schema; true when any changed. A name a `WITH` clause
+/// defines is never qualified, nor the name a CREATE statement creates (PostgreSQL creates
+/// in the path's first schema, which is the default schema).
+fn qualify_relations(statement: &mut Statement, path: &PathResolver) -> bool {
+    let mut ctes = std::collections::HashSet::new();
+    collect_cte_names(statement, &mut ctes);
+    let mut changed = false;
+    let mut qualify = |name: &mut ObjectName| {
+        if let [ObjectNamePart::Identifier(ident)] = name.0.as_slice() {
+            let table = fold(ident);
+            if !ctes.contains(&table) {
+                if let Some(schema) = path.schema_of(&table) {
+                    name.0.insert(
+                        0,
+                        ObjectNamePart::Identifier(Ident::with_quote('"', schema)),
+                    );
+                    changed = true;
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    };
+    match statement {
+        Statement::CreateTable(create) => {
+            if let Some(query) = create.query.as_mut() {
+                let _ = visit_relations_mut(query, &mut qualify);
+            }
+        }
+        Statement::CreateView(view) => {
+            let _ = visit_relations_mut(&mut view.query, &mut qualify);
+        }
+        Statement::CreateSchema { .. }
+        | Statement::CreateRole(_)
+        | Statement::CreateFunction(_)
+        | Statement::CreateSequence { .. }
+        | Statement::CreateType { .. } => {}
+        _ => {
+            let _ = visit_relations_mut(statement, &mut qualify);
+        }
+    }
+    changed
+}
+
+/// The names `WITH` clauses anywhere in `statement` define.
+fn collect_cte_names(statement: &Statement, names: &mut std::collections::HashSet<String>) {
+    struct Ctes<'a>(&'a mut std::collections::HashSet<String>);
+    impl Visitor for Ctes<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+            if let Some(with) = &query.with {
+                for cte in &with.cte_tables {
+                    self.0.insert(fold(&cte.alias.name));
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = statement.visit(&mut Ctes(names));
 }
 
 /// Marks a select item's name made unique for DataFusion (which refuses two output columns of
@@ -203,6 +295,8 @@ fn postgres_name(expr: &Expr) -> Option<String> {
             _ => Some("?column?".to_owned()),
         },
         Expr::Case { .. } => Some("case".to_owned()),
+        Expr::Interval(_) => Some("interval".to_owned()),
+        Expr::TypedString(typed) => Some(type_name(&typed.data_type)),
         Expr::Exists { .. } => Some("exists".to_owned()),
         Expr::Array(_) => Some("array".to_owned()),
         Expr::Subquery(_) => None,
@@ -292,6 +386,294 @@ fn name_select_items(statement: &mut Statement) -> bool {
 const SHOW_MODELS: &str = "SELECT name, source, base_url, model, api_key_env, rows_per_request, \
      concurrency, is_default, options FROM semsql.models ORDER BY name";
 
+/// `'\x00ff'::bytea` (PostgreSQL's hex input for bytea) becomes `decode('00ff', 'hex')`:
+/// DataFusion's cast keeps the text's own bytes (`\`, `x`, `0`, ...).
+struct ByteaHexLiterals {
+    changed: bool,
+}
+
+impl VisitorMut for ByteaHexLiterals {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        let hex = match expr {
+            Expr::Cast {
+                expr: inner,
+                data_type: DataType::Bytea,
+                array: false,
+                ..
+            } => match inner.as_ref() {
+                Expr::Value(value) => match &value.value {
+                    Value::SingleQuotedString(text) | Value::EscapedStringLiteral(text) => {
+                        text.strip_prefix("\\x").map(str::to_owned)
+                    }
+                    _ => None,
+                },
+                _ => None,
+            },
+            Expr::TypedString(typed) if typed.data_type == DataType::Bytea => {
+                match &typed.value.value {
+                    Value::SingleQuotedString(text) => text.strip_prefix("\\x").map(str::to_owned),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        if let Some(hex) = hex {
+            let call = format!("decode('{}', 'hex')", hex.replace('\'', "''"));
+            if let Ok(parsed) = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(&call)
+                .and_then(|mut parser| parser.parse_expr())
+            {
+                *expr = parsed;
+                self.changed = true;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `LIKE 'a/_b' ESCAPE '/'` (SQLAlchemy's reflection sends it) becomes `LIKE 'a\_b'`:
+/// DataFusion takes backslash as the only escape character. The pattern is rewritten for the
+/// backslash (a backslash in it becomes an escaped backslash); `ESCAPE ''` (no escape
+/// character) likewise. A pattern that is not a constant is respelled while the query runs,
+/// by PostgreSQL's `like_escape(pattern, escape)`.
+struct LikeEscapes {
+    changed: bool,
+}
+
+impl VisitorMut for LikeEscapes {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        let (pattern, escape_char) = match expr {
+            Expr::Like {
+                pattern,
+                escape_char,
+                any: false,
+                ..
+            }
+            | Expr::ILike {
+                pattern,
+                escape_char,
+                any: false,
+                ..
+            } => (pattern, escape_char),
+            _ => return ControlFlow::Continue(()),
+        };
+        let escape = match escape_char.as_ref().map(|value| &value.value) {
+            Some(Value::SingleQuotedString(text)) if text != "\\" => text.chars().next(),
+            _ => return ControlFlow::Continue(()),
+        };
+        if let Expr::Value(literal) = pattern.as_mut() {
+            if let Value::SingleQuotedString(text) = &literal.value {
+                if let Some(respelled) = backslash_pattern(text, escape) {
+                    literal.value = Value::SingleQuotedString(respelled);
+                    *escape_char = None;
+                    self.changed = true;
+                }
+                return ControlFlow::Continue(());
+            }
+        }
+        // A pattern made while the query runs (`$1 || '%'`): respelled then.
+        let call = format!(
+            "like_escape({pattern}, '{}')",
+            escape
+                .map(String::from)
+                .unwrap_or_default()
+                .replace('\'', "''")
+        );
+        if let Ok(respelled) = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(&call)
+            .and_then(|mut parser| parser.parse_expr())
+        {
+            **pattern = respelled;
+            *escape_char = None;
+            self.changed = true;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `regexp_split_to_table(s, p [, flags])` (pgcli's completion queries call it) becomes
+/// `unnest(regexp_split_to_array(s, p [, flags]))`, in a select list and in FROM alike:
+/// DataFusion has no set-returning scalar functions, but unnests an array.
+struct SplitToTable {
+    changed: bool,
+}
+
+const SPLIT_TO_TABLE: &str = "regexp_split_to_table";
+
+fn is_named(name: &ObjectName, wanted: &str) -> bool {
+    matches!(name.0.as_slice(), [ObjectNamePart::Identifier(ident)]
+        if ident.value.eq_ignore_ascii_case(wanted))
+}
+
+/// `unnest(regexp_split_to_array(<args>))`.
+fn unnest_split(args: &str) -> Option<Expr> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&format!("unnest(regexp_split_to_array({args}))"))
+        .and_then(|mut parser| parser.parse_expr())
+        .ok()
+}
+
+impl VisitorMut for SplitToTable {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::Function(function) = expr {
+            if is_named(&function.name, SPLIT_TO_TABLE) {
+                if let FunctionArguments::List(list) = &function.args {
+                    let args = list
+                        .args
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    if let Some(unnest) = unnest_split(&args) {
+                        *expr = unnest;
+                        self.changed = true;
+                    }
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table {
+            name,
+            args: Some(args),
+            ..
+        } = factor
+        {
+            if is_named(name, SPLIT_TO_TABLE) {
+                let inner = args
+                    .args
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if let Some(Expr::Function(unnest)) = unnest_split(&inner) {
+                    if let FunctionArguments::List(list) = unnest.args {
+                        *name = ObjectName::from(vec![Ident::new("unnest")]);
+                        args.args = list.args;
+                        self.changed = true;
+                    }
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The catalogs keep `int2vector` and `int2[]` columns (`pg_index.indkey`,
+/// `pg_constraint.conkey`) as their text; where a query takes them apart
+/// (`unnest(indkey)`, `x = ANY(conkey)`) they are read through
+/// `semsql_int2_list` first, and `generate_subscripts(a, 1)` becomes
+/// `unnest(generate_series(1, cardinality(a)))` (SQLAlchemy's and pgjdbc's reflection).
+struct CatalogArrays {
+    changed: bool,
+}
+
+const INT2_CATALOG_COLUMNS: [&str; 6] = [
+    "indkey",
+    "indoption",
+    "conkey",
+    "confkey",
+    "stxkeys",
+    "partattrs",
+];
+const OID_CATALOG_COLUMNS: [&str; 7] = [
+    "indclass",
+    "indcollation",
+    "proargtypes",
+    "conpfeqop",
+    "conppeqop",
+    "conffeqop",
+    "conexclop",
+];
+
+/// The function that reads `expr` as an array, if it is a catalog vector column.
+fn catalog_list_function(expr: &Expr) -> Option<&'static str> {
+    let name = match expr {
+        Expr::Identifier(ident) => ident,
+        Expr::CompoundIdentifier(parts) => parts.last()?,
+        _ => return None,
+    };
+    let name = fold(name);
+    if INT2_CATALOG_COLUMNS.contains(&name.as_str()) {
+        Some(crate::engine::pg_functions::INT2_LIST)
+    } else if OID_CATALOG_COLUMNS.contains(&name.as_str()) {
+        Some(crate::engine::pg_functions::OID_LIST)
+    } else {
+        None
+    }
+}
+
+fn parse_expr(sql: &str) -> Option<Expr> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut parser| parser.parse_expr())
+        .ok()
+}
+
+impl CatalogArrays {
+    /// `semsql_int2_list(<column>)` in place of a catalog column.
+    fn as_list(&mut self, expr: &mut Expr) {
+        if let Some(function) = catalog_list_function(expr) {
+            if let Some(list) = parse_expr(&format!("{function}({expr})")) {
+                *expr = list;
+                self.changed = true;
+            }
+        }
+    }
+}
+
+impl VisitorMut for CatalogArrays {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        match expr {
+            Expr::Function(function) if is_named(&function.name, "generate_subscripts") => {
+                if let FunctionArguments::List(list) = &function.args {
+                    if let [array, dimension] = list.args.as_slice() {
+                        // Clients pass the dimension as a constant or a parameter; every
+                        // array semsql has is one-dimensional.
+                        let dimension = dimension.to_string();
+                        if dimension == "1" || dimension.starts_with('$') {
+                            let mut array = parse_expr(&array.to_string());
+                            if let Some(array) = array.as_mut() {
+                                self.as_list(array);
+                                if let Some(subscripts) = parse_expr(&format!(
+                                    "unnest(generate_series(1, cardinality({array})))"
+                                )) {
+                                    *expr = subscripts;
+                                    self.changed = true;
+                                    // Its column is already rewritten; nothing below to visit.
+                                    return ControlFlow::Continue(());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Expr::Function(function) if is_named(&function.name, "unnest") => {
+                if let FunctionArguments::List(list) = &mut function.args {
+                    if let [FunctionArg::Unnamed(FunctionArgExpr::Expr(array))] =
+                        list.args.as_mut_slice()
+                    {
+                        self.as_list(array);
+                    }
+                }
+            }
+            Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } => self.as_list(right),
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
 struct NarrowIntegerLiterals {
     changed: bool,
 }
@@ -378,6 +760,35 @@ impl VisitorMut for FieldSelection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn catalog_int2_arrays_are_read_as_arrays() {
+        assert_eq!(
+            rewrite("SELECT unnest(i.indkey) AS a, generate_subscripts(i.indkey, 1) AS o FROM pg_index i")
+                .as_deref(),
+            Some(
+                "SELECT unnest(semsql_int2_list(i.indkey)) AS a, \
+                 unnest(generate_series(1, cardinality(semsql_int2_list(i.indkey)))) AS o \
+                 FROM pg_index i"
+            )
+        );
+        assert_eq!(
+            rewrite("SELECT c.conname FROM pg_constraint c WHERE 2 = ANY(c.conkey)").as_deref(),
+            Some("SELECT c.conname FROM pg_constraint c WHERE 2 = ANY(semsql_int2_list(c.conkey))")
+        );
+    }
+
+    #[test]
+    fn like_escapes_are_respelled_for_backslash() {
+        assert_eq!(
+            rewrite("SELECT x LIKE $1 || '%' ESCAPE '/' FROM t").as_deref(),
+            Some("SELECT x LIKE like_escape($1 || '%', '/') AS \"?column?\" FROM t")
+        );
+        assert_eq!(
+            rewrite("SELECT 'a_b' LIKE 'a/_b' ESCAPE '/'").as_deref(),
+            Some("SELECT 'a_b' LIKE 'a\\_b' AS \"?column?\"")
+        );
+    }
 
     #[test]
     fn unnamed_items_get_postgres_names_and_repeats_are_made_unique() {

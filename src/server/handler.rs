@@ -49,6 +49,7 @@ use super::hooks::transactions;
 use super::parameters;
 use crate::access::{caller_of, FileUse, Object, Privilege};
 use crate::config::Config;
+use crate::engine::search_path::{PathResolver, SearchPath};
 use crate::engine::{Engine, CATALOG};
 use crate::error::{lm_user_error, to_error_info};
 use crate::llm::{statements as model_statements, Runtime};
@@ -67,6 +68,15 @@ struct ConnectionSession {
     service: DfSessionService,
     /// A `COPY ... FROM STDIN` waiting for its data.
     copy_in: Mutex<Option<PendingCopy>>,
+}
+
+impl ConnectionSession {
+    /// Readies the session's default schema for a statement and finds the names it must
+    /// qualify (see `engine::search_path`).
+    fn path_resolver(&self) -> Option<PathResolver> {
+        let path = SearchPath::of(self.ctx.state_ref().read().config())?;
+        path.resolver(&self.ctx)
+    }
 }
 
 struct PendingCopy {
@@ -164,7 +174,7 @@ impl QueryParser for SessionParser {
             ))));
         }
         let session = self.sessions.of(client);
-        let rewritten = super::compat::rewrite(sql);
+        let rewritten = super::compat::rewrite_in(sql, session.path_resolver().as_ref());
         let sql = rewritten.as_deref().unwrap_or(sql);
         let api_error = |err: DataFusionError| PgWireError::ApiError(Box::new(err));
         let mut statements = self
@@ -280,10 +290,24 @@ impl SimpleQueryHandler for QueryHandler {
             }
             return Ok(responses);
         }
+        let statements: Vec<&str> = model_statements::split_statements(query)
+            .into_iter()
+            .filter(|statement| !statement.trim().is_empty())
+            .collect();
+        if statements.len() > 1 && query.to_ascii_lowercase().contains("search_path") {
+            // The names after a `SET search_path` resolve along the new path: one statement
+            // at a time, stopping at the first error.
+            let mut responses = Vec::new();
+            for statement in statements {
+                responses
+                    .extend(Box::pin(SimpleQueryHandler::do_query(self, client, statement)).await?);
+            }
+            return Ok(responses);
+        }
         if let Some(target) = explain_rewrite::target(query) {
             return Ok(vec![self.explain_rewrite(client, &session, target).await?]);
         }
-        let rewritten = super::compat::rewrite(query);
+        let rewritten = super::compat::rewrite_in(query, session.path_resolver().as_ref());
         let sql = rewritten.unwrap_or_else(|| query.to_owned());
         let plan = self.rewrite_plan(client, &session, &sql).await?;
         let usage = self.start_lm_query(&session, query);
@@ -296,7 +320,7 @@ impl SimpleQueryHandler for QueryHandler {
         };
         let mut reported = Vec::with_capacity(responses.len());
         for response in responses {
-            let response = client_names(response);
+            let response = super::text_output::postgres_text(client_names(response));
             let response = self
                 .report_lm_usage(client, query, response, &usage)
                 .await?;
@@ -364,7 +388,7 @@ impl ExtendedQueryHandler for QueryHandler {
         )
         .await
         {
-            Ok(response) => client_names(response),
+            Ok(response) => super::text_output::postgres_text(client_names(response)),
             Err(err) => {
                 self.sessions.engine.runtime().finish_query(&usage);
                 return Err(err);
@@ -416,7 +440,7 @@ impl QueryHandler {
                  EXPLAIN REWRITE",
             )));
         }
-        let rewritten = super::compat::rewrite(target);
+        let rewritten = super::compat::rewrite_in(target, session.path_resolver().as_ref());
         let sql = rewritten.as_deref().unwrap_or(target);
         let report = self
             .sessions

@@ -8,6 +8,7 @@ pub mod explain_rewrite;
 pub mod handler;
 pub mod hooks;
 pub mod parameters;
+pub mod text_output;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -40,3 +40,7 @@ def test_inspector_lists_tables_and_columns(engine):
     inspector = sa.inspect(engine)
     assert table in inspector.get_table_names()
     assert inspector.has_table(table)
+    # Sent with `nspname NOT LIKE <param> || '%' ESCAPE '/'`.
+    schemas = inspector.get_schema_names()
+    assert "public" in schemas
+    assert not any(name.startswith("pg_") for name in schemas)

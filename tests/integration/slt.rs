@@ -81,9 +81,17 @@ impl sqllogictest::AsyncDB for InProcess {
             return Ok(DBOutput::StatementComplete(count));
         }
         let width = frame.schema().fields().len();
-        let mut response = encode_dataframe(frame, &Format::UnifiedText, None)
+        let response = encode_dataframe(frame, &Format::UnifiedText, None)
             .await
             .map_err(|e| err(&e))?;
+        // PostgreSQL's text for floats and times, as the server prints it.
+        let pgwire::api::results::Response::Query(mut response) =
+            semsql::server::text_output::postgres_text(pgwire::api::results::Response::Query(
+                response,
+            ))
+        else {
+            unreachable!("a query stays a query");
+        };
         let mut rows = Vec::new();
         while let Some(row) = response.data_rows().next().await {
             let row = row.map_err(|e| err(&e))?;

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod commands;
 pub mod indexes;
+pub mod postgres_settings;
 pub mod settings;
 pub mod show;
 pub mod transactions;
@@ -32,6 +33,7 @@ pub fn all(
         Arc::new(access::AccessHook),
         Arc::new(settings::LmSettingsHook { runtime }),
         Arc::new(show::ServerVersionHook),
+        Arc::new(postgres_settings::PostgresSettingsHook),
         Arc::new(indexes::IndexHook),
         Arc::new(commands::CommandTagHook),
         Arc::new(CursorStatementHook),

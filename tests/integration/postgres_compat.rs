@@ -1,0 +1,291 @@
+//! PostgreSQL 15's behaviour where clients look first (issue 14): `search_path`, SET that is
+//! never silently ignored, and the text output of floats, times and bytea. Each expected value
+//! is what PostgreSQL 15 answers to the same statement.
+
+use crate::support::{connect_with_notices, sqlstate, text_rows, TestServer};
+
+async fn rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    let messages = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|err| panic!("{sql}: {err}"));
+    text_rows(&messages)
+}
+
+fn one(value: &str) -> Vec<Vec<Option<String>>> {
+    vec![vec![Some(value.to_owned())]]
+}
+
+#[tokio::test]
+async fn search_path_decides_where_names_resolve_and_where_tables_are_made() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA s1; CREATE TABLE s1.only_s1 (a int); INSERT INTO s1.only_s1 VALUES (1);
+             CREATE TABLE s1.both (a int); INSERT INTO s1.both VALUES (10);
+             CREATE TABLE both (a int); INSERT INTO both VALUES (20)",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&client, "SHOW search_path").await,
+        one("\"$user\", public")
+    );
+    let err = client
+        .simple_query("SELECT a FROM only_s1")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42P01", "{err:?}");
+
+    client
+        .batch_execute("SET search_path = s1, public")
+        .await
+        .unwrap();
+    assert_eq!(rows(&client, "SHOW search_path").await, one("s1, public"));
+    assert_eq!(rows(&client, "SELECT a FROM only_s1").await, one("1"));
+    // The first schema of the path that holds the name wins.
+    assert_eq!(rows(&client, "SELECT a FROM both").await, one("10"));
+    // pg_catalog is searched first, implicitly.
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 's1'"
+        )
+        .await,
+        one("1")
+    );
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT current_schema(), current_schemas(true), current_schemas(false)"
+        )
+        .await,
+        vec![vec![
+            Some("s1".to_owned()),
+            Some("{pg_catalog,s1,public}".to_owned()),
+            Some("{s1,public}".to_owned()),
+        ]]
+    );
+    // A new table goes to the path's first schema.
+    client
+        .batch_execute("CREATE TABLE made_here (b int)")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT table_schema FROM information_schema.tables WHERE table_name = 'made_here'"
+        )
+        .await,
+        one("s1")
+    );
+    // A WITH name shadows a table of the path, as in PostgreSQL.
+    assert_eq!(
+        rows(
+            &client,
+            "WITH only_s1 AS (SELECT 7 AS a) SELECT a FROM only_s1"
+        )
+        .await,
+        one("7")
+    );
+    // The extended protocol resolves along the path too.
+    let row = client
+        .query_one("SELECT a FROM only_s1 WHERE a = $1", &[&1i32])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 1);
+
+    // Superset's form, and a path followed by a query in one message.
+    client
+        .batch_execute("SET search_path = \"public\"")
+        .await
+        .unwrap();
+    assert_eq!(rows(&client, "SELECT a FROM both").await, one("20"));
+    assert_eq!(
+        rows(&client, "SET search_path TO s1; SELECT a FROM both").await,
+        one("10")
+    );
+    client.batch_execute("RESET search_path").await.unwrap();
+    assert_eq!(
+        rows(&client, "SHOW search_path").await,
+        one("\"$user\", public")
+    );
+    assert_eq!(rows(&client, "SELECT a FROM both").await, one("20"));
+
+    // Another connection keeps its own path.
+    let other = server.client().await;
+    client.batch_execute("SET search_path = s1").await.unwrap();
+    assert_eq!(rows(&other, "SELECT a FROM both").await, one("20"));
+    client.batch_execute("RESET ALL").await.unwrap();
+    assert_eq!(rows(&client, "SELECT a FROM both").await, one("20"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn set_is_never_silently_ignored() {
+    let server = TestServer::start().await;
+    let (client, notices) = connect_with_notices(&server.connection_string()).await;
+    for (sql, code) in [
+        ("SET no_such_setting = 1", "42704"),
+        ("SHOW no_such_setting", "42704"),
+        ("RESET no_such_setting", "42704"),
+        ("SET ROLE somebody", "0A000"),
+        ("SET client_encoding = 'LATIN1'", "0A000"),
+        ("SET LOCAL search_path = s1", "0A000"),
+        ("SET timezone = 'Not/AZone'", "22023"),
+    ] {
+        let err = client.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&err), code, "{sql}: {err:?}");
+    }
+    assert_eq!(
+        client
+            .simple_query("SET no_such_setting = 1")
+            .await
+            .unwrap_err()
+            .as_db_error()
+            .unwrap()
+            .message(),
+        "unrecognized configuration parameter \"no_such_setting\""
+    );
+
+    // Accepted with the one value semsql has.
+    client
+        .batch_execute("SET client_encoding = 'UTF8'")
+        .await
+        .unwrap();
+    // Kept for SHOW, with a NOTICE saying semsql does not act on it.
+    client
+        .batch_execute("SET client_min_messages = warning")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&client, "SHOW client_min_messages").await,
+        one("warning")
+    );
+    assert!(
+        notices
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|notice| notice.contains("client_min_messages")),
+        "{:?}",
+        notices.lock().unwrap()
+    );
+    // Acted on: the time zone and the date style, reported as PostgreSQL reports them.
+    client
+        .batch_execute("SET timezone = 'America/New_York'")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&client, "SHOW timezone").await,
+        one("America/New_York")
+    );
+    assert_eq!(
+        rows(&client, "SELECT '2020-01-02 03:04:05+00'::timestamptz").await,
+        one("2020-01-01 22:04:05-05")
+    );
+    // Functions clients call: pgcli's regexp_split_to_table, SQLAlchemy's LIKE ... ESCAPE.
+    assert_eq!(
+        rows(&client, "SELECT regexp_split_to_table('a,b,,c', ',')").await,
+        [["a"], ["b"], [""], ["c"]]
+            .map(|row| row.map(|value| Some(value.to_owned())).to_vec())
+            .to_vec()
+    );
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT count(*) FROM regexp_split_to_table('x y z', '\\s+')"
+        )
+        .await,
+        one("3")
+    );
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT 'a_b' LIKE 'a/_b' ESCAPE '/', 'axb' LIKE 'a/_b' ESCAPE '/', 'a\\b' LIKE 'a\\b' ESCAPE ''"
+        )
+        .await,
+        vec![vec![
+            Some("t".to_owned()),
+            Some("f".to_owned()),
+            Some("t".to_owned())
+        ]]
+    );
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT pg_typeof(1::int4), pg_typeof('x'::text), pg_typeof(now())"
+        )
+        .await,
+        vec![vec![
+            Some("integer".to_owned()),
+            Some("text".to_owned()),
+            Some("timestamp with time zone".to_owned())
+        ]]
+    );
+    let err = client
+        .simple_query("SELECT regexp_split_to_array('a', '(')")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "2201B", "{err:?}");
+    client.batch_execute("SET DateStyle = ISO").await.unwrap();
+    assert_eq!(rows(&client, "SHOW DateStyle").await, one("ISO, MDY"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn text_output_is_postgres_text_output() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let cases = [
+        ("SELECT 1500::float8", "1500"),
+        ("SELECT 1.5::float8", "1.5"),
+        ("SELECT 1e20::float8", "1e+20"),
+        ("SELECT 0.00001::float8", "1e-05"),
+        ("SELECT 'Infinity'::float8", "Infinity"),
+        ("SELECT '-Infinity'::float8", "-Infinity"),
+        ("SELECT 'NaN'::float8", "NaN"),
+        ("SELECT 0.1::float4", "0.1"),
+        ("SELECT 1000000::float4", "1e+06"),
+        (
+            "SELECT '2020-01-02 03:04:05'::timestamp",
+            "2020-01-02 03:04:05",
+        ),
+        (
+            "SELECT '2020-01-02 03:04:05.5'::timestamp",
+            "2020-01-02 03:04:05.5",
+        ),
+        (
+            "SELECT '2020-01-02 03:04:05+00'::timestamptz",
+            "2020-01-02 03:04:05+00",
+        ),
+        ("SELECT '03:04:05'::time", "03:04:05"),
+        ("SELECT '\\x00ff'::bytea", "\\x00ff"),
+        ("SELECT bytea '\\x01'", "\\x01"),
+    ];
+    for (sql, expected) in cases {
+        assert_eq!(rows(&client, sql).await, one(expected), "{sql}");
+    }
+    // Stored values print the same way, and binary results are untouched.
+    client
+        .batch_execute(
+            "CREATE TABLE measures (x float8, at timestamp);
+             INSERT INTO measures VALUES (2.5e-7, '2021-06-01 12:00:00')",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&client, "SELECT x, at FROM measures").await,
+        vec![vec![
+            Some("2.5e-07".to_owned()),
+            Some("2021-06-01 12:00:00".to_owned())
+        ]]
+    );
+    let row = client
+        .query_one("SELECT x FROM measures", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, f64>(0), 2.5e-7);
+    server.stop().await;
+}
