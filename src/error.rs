@@ -47,6 +47,8 @@ pub enum SemsqlError {
     InvalidRegularExpression(String),
     #[error("{0}")]
     InvalidEscapeSequence(String),
+    #[error("{0}")]
+    CardinalityViolation(String),
     #[error("unrecognized configuration parameter \"{0}\"")]
     UnrecognizedSetting(String),
     /// PostgreSQL's `permission denied for table t` and the like.
@@ -86,6 +88,7 @@ impl SemsqlError {
             SemsqlError::InvalidParameter(_) => "22023",
             SemsqlError::InvalidRegularExpression(_) => "2201B",
             SemsqlError::InvalidEscapeSequence(_) => "22025",
+            SemsqlError::CardinalityViolation(_) => "21000",
             SemsqlError::UnrecognizedSetting(_) => "42704",
             SemsqlError::InsufficientPrivilege(_) => "42501",
             SemsqlError::RoleNotFound(_) => "42704",

@@ -8,11 +8,12 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListBuilder, StringBuilder};
-use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit};
 use datafusion::common::{exec_err, plan_err, DataFusionError, Result};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
-    Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
@@ -32,6 +33,8 @@ pub fn register(ctx: &SessionContext) {
         OID_LIST,
         DataType::Int64,
     )));
+    ctx.register_udaf(AggregateUDF::new_from_impl(SingleValue::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(SingleValueOf::new()));
 }
 
 /// The function `server::compat` reads a catalog's int2vector or int2[] text through.
@@ -482,6 +485,192 @@ impl ScalarUDFImpl for PgTypeof {
         };
         let name = postgres_type_name(field.data_type())?;
         Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name))))
+    }
+}
+
+/// The aggregate `server::compat` wraps a scalar subquery's one column in, and the function
+/// it wraps the subquery in (see [`SingleValue`]).
+pub const SINGLE_VALUE: &str = "semsql_single_value";
+pub const SINGLE_VALUE_OF: &str = "semsql_single_value_of";
+
+/// `semsql_single_value(x)`: the value of a group's only row (NULL for none) with a flag
+/// saying whether the group had more than one; `semsql_single_value_of(subquery)` unwraps it,
+/// failing with PostgreSQL's 21000 `more than one row returned by a subquery used as an
+/// expression` when the flag is set.
+///
+/// DataFusion plans a correlated scalar subquery (`(SELECT t.b FROM t WHERE t.a = o.a)`) only
+/// when its column is an aggregate, and it computes that aggregate for every key of the inner
+/// table before joining; so the aggregate only marks a key with many rows, and the error comes
+/// when an outer row actually meets that key, as in PostgreSQL.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SingleValue {
+    signature: Signature,
+}
+
+impl SingleValue {
+    fn new() -> Self {
+        SingleValue {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+fn more_than_one_row() -> DataFusionError {
+    external(SemsqlError::CardinalityViolation(
+        "more than one row returned by a subquery used as an expression".to_owned(),
+    ))
+}
+
+/// The aggregate's result: the value and whether there were many.
+fn single_value_fields(value: &DataType) -> datafusion::arrow::datatypes::Fields {
+    vec![
+        Field::new("value", value.clone(), true),
+        Field::new("many", DataType::Boolean, false),
+    ]
+    .into()
+}
+
+impl AggregateUDFImpl for SingleValue {
+    fn name(&self) -> &str {
+        SINGLE_VALUE
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Struct(single_value_fields(&args[0])))
+    }
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(vec![
+            Arc::new(Field::new(
+                "value",
+                args.input_fields[0].data_type().clone(),
+                true,
+            )),
+            Arc::new(Field::new("rows", DataType::UInt64, true)),
+        ])
+    }
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let value_type = args.exprs[0].data_type(args.schema)?;
+        Ok(Box::new(SingleValueAccumulator {
+            value: ScalarValue::try_from(&value_type)?,
+            value_type,
+            rows: 0,
+        }))
+    }
+}
+
+/// `semsql_single_value_of(struct)`: see [`SingleValue`].
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SingleValueOf {
+    signature: Signature,
+}
+
+impl SingleValueOf {
+    fn new() -> Self {
+        SingleValueOf {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for SingleValueOf {
+    fn name(&self) -> &str {
+        SINGLE_VALUE_OF
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        match &args[0] {
+            DataType::Struct(fields) if fields.len() == 2 => Ok(fields[0].data_type().clone()),
+            other => plan_err!("{SINGLE_VALUE_OF} takes {SINGLE_VALUE}'s result, not {other}"),
+        }
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let results = arrays[0].as_struct();
+        let many = results.column(1).as_boolean();
+        for row in 0..results.len() {
+            if results.is_valid(row) && many.is_valid(row) && many.value(row) {
+                return Err(more_than_one_row());
+            }
+        }
+        let values = results.column(0).clone();
+        // A missing row (the outer join found no key) is NULL.
+        let values = match results.nulls() {
+            Some(nulls) => datafusion::arrow::compute::kernels::nullif::nullif(
+                &values,
+                &datafusion::arrow::array::BooleanArray::new(nulls.inner().clone(), None)
+                    .iter()
+                    .map(|valid| valid.map(|valid| !valid))
+                    .collect(),
+            )?,
+            None => values,
+        };
+        scalar_if_constant(&args.args, values)
+    }
+}
+
+#[derive(Debug)]
+struct SingleValueAccumulator {
+    value: ScalarValue,
+    value_type: DataType,
+    rows: u64,
+}
+
+impl SingleValueAccumulator {
+    fn add(&mut self, value: ScalarValue, rows: u64) {
+        if rows == 0 {
+            return;
+        }
+        self.rows += rows;
+        if self.rows == 1 {
+            self.value = value;
+        }
+    }
+}
+
+impl Accumulator for SingleValueAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        for row in 0..values[0].len() {
+            self.add(ScalarValue::try_from_array(&values[0], row)?, 1);
+        }
+        Ok(())
+    }
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let rows = states[1].as_primitive::<datafusion::arrow::datatypes::UInt64Type>();
+        for row in 0..states[0].len() {
+            let count = if rows.is_null(row) {
+                0
+            } else {
+                rows.value(row)
+            };
+            self.add(ScalarValue::try_from_array(&states[0], row)?, count);
+        }
+        Ok(())
+    }
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![
+            self.value.clone(),
+            ScalarValue::UInt64(Some(self.rows)),
+        ])
+    }
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        let many = self.rows > 1;
+        let value = if many {
+            ScalarValue::try_from(&self.value_type)?
+        } else {
+            self.value.clone()
+        };
+        let fields = single_value_fields(&self.value_type);
+        datafusion::common::scalar::ScalarStructBuilder::new()
+            .with_scalar(fields[0].as_ref().clone(), value)
+            .with_scalar(fields[1].as_ref().clone(), ScalarValue::Boolean(Some(many)))
+            .build()
+    }
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.value.size()
     }
 }
 

@@ -22,8 +22,8 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     visit_relations_mut, AccessExpr, CastKind, DataType, Expr, FunctionArg, FunctionArgExpr,
-    FunctionArguments, Ident, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Statement,
-    Subscript, TableFactor, UnaryOperator, Value, Visit, VisitMut, Visitor, VisitorMut,
+    FunctionArguments, GroupByExpr, Ident, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr,
+    Statement, Subscript, TableFactor, UnaryOperator, Value, Visit, VisitMut, Visitor, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -158,6 +158,8 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
     let mut likes = LikeEscapes { changed: false };
     let mut splits = SplitToTable { changed: false };
     let mut catalog_arrays = CatalogArrays { changed: false };
+    let mut subqueries = ScalarSubqueries { changed: false };
+    let mut protected = ProtectSubqueryItems { changed: false };
     // Catalog queries (psql's \d, drivers' reflection) name their columns themselves, and
     // datafusion-postgres rewrites some of their forms (`ARRAY(subquery)`) only where they
     // stand unnamed: they are left as they are.
@@ -174,6 +176,11 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         let _ = statement.visit(&mut likes);
         let _ = statement.visit(&mut splits);
         let _ = statement.visit(&mut catalog_arrays);
+        // Catalog queries keep datafusion-postgres's handling, which psql's rely on.
+        if !catalog_query {
+            let _ = statement.visit(&mut subqueries);
+            let _ = statement.visit(&mut protected);
+        }
         if let Some(path) = path {
             qualified |= qualify_relations(statement, path);
         }
@@ -186,7 +193,9 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         || bytea.changed
         || likes.changed
         || splits.changed
-        || catalog_arrays.changed)
+        || catalog_arrays.changed
+        || subqueries.changed
+        || protected.changed)
         .then(|| {
             statements
                 .iter()
@@ -299,7 +308,15 @@ fn postgres_name(expr: &Expr) -> Option<String> {
         Expr::TypedString(typed) => Some(type_name(&typed.data_type)),
         Expr::Exists { .. } => Some("exists".to_owned()),
         Expr::Array(_) => Some("array".to_owned()),
-        Expr::Subquery(_) => None,
+        // A scalar subquery is named after its one column, as PostgreSQL names it.
+        Expr::Subquery(query) => match query.body.as_ref() {
+            SetExpr::Select(select) => match select.projection.as_slice() {
+                [SelectItem::ExprWithAlias { alias, .. }] => Some(fold(alias)),
+                [SelectItem::UnnamedExpr(inner)] => postgres_name(inner),
+                _ => Some("?column?".to_owned()),
+            },
+            _ => Some("?column?".to_owned()),
+        },
         _ => Some("?column?".to_owned()),
     }
 }
@@ -669,6 +686,147 @@ impl VisitorMut for CatalogArrays {
             }
             Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } => self.as_list(right),
             _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// A scalar subquery `(SELECT c FROM ...)` becomes
+/// `semsql_single_value_of((SELECT semsql_single_value(c) FROM ...))`: DataFusion plans a
+/// correlated scalar subquery only when its column is an aggregate, and these keep
+/// PostgreSQL's meaning (the one row's value, NULL for none, 21000 for more; see
+/// `engine::pg_functions`). Subqueries that already aggregate, group, sort or limit are left
+/// as they are.
+struct ScalarSubqueries {
+    changed: bool,
+}
+
+/// Aggregates a scalar subquery's column may already be (the common ones; another aggregate
+/// is wrapped too, which DataFusion then refuses as a nested aggregate).
+const AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "array_agg",
+    "string_agg",
+    "bool_and",
+    "bool_or",
+    "every",
+    "json_agg",
+    "jsonb_agg",
+    "json_object_agg",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "variance",
+    "var_pop",
+    "var_samp",
+    "llm_agg",
+    "llm_rerank",
+    "first_value",
+    "last_value",
+    "median",
+];
+
+fn is_aggregate_call(expr: &Expr) -> bool {
+    match expr {
+        Expr::Function(function) => {
+            function.over.is_none() && AGGREGATES.iter().any(|name| is_named(&function.name, name))
+                || function
+                    .name
+                    .0
+                    .last()
+                    .and_then(|part| part.as_ident())
+                    .is_some_and(|ident| {
+                        ident
+                            .value
+                            .eq_ignore_ascii_case(crate::engine::pg_functions::SINGLE_VALUE)
+                    })
+        }
+        Expr::Nested(inner) | Expr::Cast { expr: inner, .. } => is_aggregate_call(inner),
+        _ => false,
+    }
+}
+
+impl VisitorMut for ScalarSubqueries {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        let Expr::Subquery(query) = expr else {
+            return ControlFlow::Continue(());
+        };
+        if query.with.is_some()
+            || query.order_by.is_some()
+            || query.limit_clause.is_some()
+            || query.fetch.is_some()
+        {
+            return ControlFlow::Continue(());
+        }
+        let SetExpr::Select(select) = query.body.as_mut() else {
+            return ControlFlow::Continue(());
+        };
+        let grouped = !matches!(
+            &select.group_by,
+            GroupByExpr::Expressions(exprs, modifiers) if exprs.is_empty() && modifiers.is_empty()
+        );
+        if grouped || select.having.is_some() || select.distinct.is_some() {
+            return ControlFlow::Continue(());
+        }
+        let [item] = select.projection.as_mut_slice() else {
+            return ControlFlow::Continue(());
+        };
+        let column = match item {
+            SelectItem::UnnamedExpr(column) | SelectItem::ExprWithAlias { expr: column, .. } => {
+                column
+            }
+            _ => return ControlFlow::Continue(()),
+        };
+        if is_aggregate_call(column) {
+            return ControlFlow::Continue(());
+        }
+        let Some(wrapped) = parse_expr(&format!(
+            "{}({column})",
+            crate::engine::pg_functions::SINGLE_VALUE
+        )) else {
+            return ControlFlow::Continue(());
+        };
+        *column = wrapped;
+        if let Some(unwrapped) = parse_expr(&format!(
+            "{}({expr})",
+            crate::engine::pg_functions::SINGLE_VALUE_OF
+        )) {
+            *expr = unwrapped;
+            self.changed = true;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Puts each scalar subquery that is a whole select item in parentheses
+/// (`(SELECT ...)` → `((SELECT ...))`, the same query): datafusion-postgres's parser replaces
+/// such an item with NULL when it is correlated, and adds `LIMIT 1` when it is not, which
+/// answers wrongly without a word; an item in parentheses is left alone.
+struct ProtectSubqueryItems {
+    changed: bool,
+}
+
+impl VisitorMut for ProtectSubqueryItems {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let SetExpr::Select(select) = query.body.as_mut() {
+            for item in &mut select.projection {
+                if let SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } = item
+                {
+                    if matches!(expr, Expr::Subquery(_)) {
+                        let subquery = std::mem::replace(expr, Expr::Value(Value::Null.into()));
+                        *expr = Expr::Nested(Box::new(subquery));
+                        self.changed = true;
+                    }
+                }
+            }
         }
         ControlFlow::Continue(())
     }

@@ -289,3 +289,57 @@ async fn text_output_is_postgres_text_output() {
     assert_eq!(row.get::<_, f64>(0), 2.5e-7);
     server.stop().await;
 }
+
+/// A scalar subquery in a select list answers as in PostgreSQL, correlated or not: it was
+/// answered NULL (correlated) or from its first row (uncorrelated) without a word.
+#[tokio::test]
+async fn scalar_subqueries_answer_as_postgres() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE genres (id int, genre text);
+             INSERT INTO genres VALUES (1, 'western'), (2, 'comedy'), (2, 'drama');
+             CREATE TABLE picks (id int);
+             INSERT INTO picks VALUES (1), (3)",
+        )
+        .await
+        .unwrap();
+    let messages = client
+        .simple_query(
+            "SELECT p.id, (SELECT g.genre FROM genres g WHERE g.id = p.id) FROM picks p ORDER BY p.id",
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = match &messages[0] {
+        tokio_postgres::SimpleQueryMessage::RowDescription(columns) => columns
+            .iter()
+            .map(|column| column.name().to_owned())
+            .collect(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(names, ["id", "genre"]);
+    assert_eq!(
+        text_rows(&messages),
+        vec![
+            vec![Some("1".to_owned()), Some("western".to_owned())],
+            vec![Some("3".to_owned()), None],
+        ]
+    );
+    for sql in [
+        "SELECT (SELECT genre FROM genres)",
+        "SELECT p.id, (SELECT g.genre FROM genres g WHERE g.id = p.id + 1) FROM picks p",
+    ] {
+        let err = client.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&err), "21000", "{sql}: {err:?}");
+    }
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT (SELECT genre FROM genres WHERE id = 1) AS only_one"
+        )
+        .await,
+        one("western")
+    );
+    server.stop().await;
+}
