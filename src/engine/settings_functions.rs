@@ -36,9 +36,17 @@ fn fixed_setting(name: &str) -> Option<&'static str> {
         // semsql compiles no query code at run time.
         "jit" => "off",
         "default_transaction_read_only" | "transaction_read_only" => "off",
-        "is_superuser" => "on",
         _ => return None,
     })
+}
+
+/// `is_superuser` for the session's role (`on` for a session without one: trust with no
+/// configured users, where every name is a superuser).
+pub fn is_superuser(options: &ConfigOptions) -> &'static str {
+    match &semsql_udfs::lm::LmSettings::of(options).caller {
+        Some(caller) if !caller.is_superuser() => "off",
+        _ => "on",
+    }
 }
 
 /// Settings kept by `SET` outside the session's options (see the module docs).
@@ -61,6 +69,9 @@ fn setting(options: &ConfigOptions, name: &str) -> Result<Option<String>> {
     let lower = name.to_ascii_lowercase();
     if let Some(value) = fixed_setting(&lower) {
         return Ok(Some(value.to_owned()));
+    }
+    if lower == "is_superuser" {
+        return Ok(Some(is_superuser(options).to_owned()));
     }
     if lower == "timezone" {
         return Ok(Some(

@@ -62,6 +62,13 @@ async fn an_ordinary_role_reads_and_writes_only_what_it_was_granted() {
     let mallory = connect_as(&server, "mallory").await;
 
     assert_eq!(column(&mallory, "SELECT current_user").await, ["mallory"]);
+    // Drivers read it to decide what to offer; it answered `on` for every role.
+    assert_eq!(
+        column(&mallory, "SELECT current_setting('is_superuser')").await,
+        ["off"]
+    );
+    assert_eq!(column(&mallory, "SHOW is_superuser").await, ["off"]);
+    assert_eq!(column(&admin, "SHOW is_superuser").await, ["on"]);
     assert_eq!(column(&mallory, "SELECT note FROM shared").await, ["hello"]);
     // The view is granted; what it reads is checked with its owner's privileges.
     assert_eq!(

@@ -219,6 +219,7 @@ fn owns(statement: &Statement) -> bool {
             match name.as_slice() {
                 [single] => {
                     single == "search_path"
+                        || single == "is_superuser"
                         || single == "timezone"
                         || single == "all"
                         || FIXED.iter().any(|(fixed, ..)| fixed == single)
@@ -239,11 +240,7 @@ fn known_elsewhere(name: &str) -> bool {
         || name.contains('.')
         || matches!(
             name,
-            "server_version"
-                | "server_version_num"
-                | "transaction_isolation"
-                | "catalogs"
-                | "is_superuser"
+            "server_version" | "server_version_num" | "transaction_isolation" | "catalogs"
         )
 }
 
@@ -325,6 +322,12 @@ impl PostgresSettingsHook {
                     .unwrap_or_default();
                 if name == "search_path" {
                     return single_text_row("search_path", &path_of(ctx)?.display());
+                }
+                if name == "is_superuser" {
+                    let superuser = crate::engine::settings_functions::is_superuser(
+                        ctx.state_ref().read().config().options(),
+                    );
+                    return single_text_row("is_superuser", superuser);
                 }
                 if name == "timezone" {
                     let zone = client
