@@ -380,6 +380,8 @@ impl ExtendedQueryHandler for QueryHandler {
             return self.model_statement(&session, statement);
         }
         let usage = self.start_lm_query(&session, &sql);
+        let text_typed = super::parameters::as_text_parameters(portal);
+        let portal = text_typed.as_ref().unwrap_or(portal);
         let response = match ExtendedQueryHandler::do_query(
             &session.service,
             client,

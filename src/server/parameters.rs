@@ -21,6 +21,11 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::stmt::StoredStatement;
 use pgwire::api::Type;
 
 /// The SQL name of a declared parameter type that DataFusion can plan, or `None` for a type
@@ -213,6 +218,77 @@ fn placeholders(statement: &Statement) -> (usize, HashMap<usize, Option<SqlType>
     (found.highest, found.casts)
 }
 
+/// The portal with its `uuid`, `json` and `jsonb` parameters declared `text` and sent as text
+/// (their binary forms turned into their text), or `None` when it has none. semsql keeps these
+/// types as text, and the parameter decoder reads a value declared `uuid` or `json` only as
+/// one of those types, so psycopg's `execute("... %s", (uuid4(),))` failed to bind.
+pub fn as_text_parameters<S: Clone + Default>(portal: &Portal<S>) -> Option<Portal<S>> {
+    let declared = &portal.statement.parameter_types;
+    let textual = |ty: &Option<Type>| matches!(ty, Some(ty) if *ty == Type::UUID || *ty == Type::JSON || *ty == Type::JSONB);
+    if !declared.iter().any(textual) {
+        return None;
+    }
+    let mut parameters = portal.parameters.clone();
+    let mut formats = Vec::with_capacity(parameters.len());
+    for (index, value) in parameters.iter_mut().enumerate() {
+        let binary = portal.parameter_format.is_binary(index);
+        let ty = declared.get(index).cloned().flatten();
+        if binary && textual(&ty) {
+            if let Some(bytes) = value.as_ref() {
+                *value = Some(Bytes::from(binary_as_text(ty.as_ref(), bytes)?));
+            }
+            formats.push(0);
+        } else {
+            formats.push(i16::from(binary));
+        }
+    }
+    let types = declared
+        .iter()
+        .map(|ty| {
+            if textual(ty) {
+                Some(Type::TEXT)
+            } else {
+                ty.clone()
+            }
+        })
+        .collect();
+    // `Portal` is non-exhaustive: made from its default, then filled in.
+    let mut text_typed = Portal::default();
+    text_typed.name = portal.name.clone();
+    text_typed.statement = Arc::new(StoredStatement::new(
+        portal.statement.id.clone(),
+        portal.statement.statement.clone(),
+        types,
+    ));
+    text_typed.parameter_format = Format::Individual(formats);
+    text_typed.parameters = parameters;
+    text_typed.result_column_format = portal.result_column_format.clone();
+    text_typed.state = portal.state.clone();
+    Some(text_typed)
+}
+
+/// A binary `uuid`, `json` or `jsonb` value as its text; `None` when it is malformed (the
+/// portal is then left as it was, and the decoder reports the error).
+fn binary_as_text(ty: Option<&Type>, bytes: &[u8]) -> Option<Vec<u8>> {
+    match ty {
+        Some(ty) if *ty == Type::UUID => {
+            let bytes: [u8; 16] = bytes.try_into().ok()?;
+            Some(
+                uuid::Uuid::from_bytes(bytes)
+                    .hyphenated()
+                    .to_string()
+                    .into_bytes(),
+            )
+        }
+        // jsonb's binary form is a version byte (1) and the text.
+        Some(ty) if *ty == Type::JSONB => match bytes.split_first() {
+            Some((1, text)) => Some(text.to_vec()),
+            _ => None,
+        },
+        _ => Some(bytes.to_vec()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,5 +352,24 @@ mod tests {
             types("SELECT * FROM t WHERE id = $1", &[Some(Type::UNKNOWN)]).await,
             [Some(DataType::Int32)]
         );
+    }
+
+    #[test]
+    fn binary_uuid_and_jsonb_values_become_their_text() {
+        let uuid = [
+            0x12, 0x34, 0x56, 0x78, 0x12, 0x34, 0x56, 0x78, 0x12, 0x34, 0x56, 0x78, 0x12, 0x34,
+            0x56, 0x78,
+        ];
+        assert_eq!(
+            binary_as_text(Some(&Type::UUID), &uuid).unwrap(),
+            b"12345678-1234-5678-1234-567812345678"
+        );
+        assert_eq!(binary_as_text(Some(&Type::UUID), &uuid[..3]), None);
+        assert_eq!(
+            binary_as_text(Some(&Type::JSONB), b"\x01{}").unwrap(),
+            b"{}"
+        );
+        assert_eq!(binary_as_text(Some(&Type::JSONB), b"\x02{}"), None);
+        assert_eq!(binary_as_text(Some(&Type::JSON), b"[1]").unwrap(), b"[1]");
     }
 }

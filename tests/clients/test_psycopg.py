@@ -4,9 +4,11 @@ nested transactions, and errors with PostgreSQL's SQLSTATEs and wording."""
 
 import datetime
 import decimal
+import uuid
 
 import psycopg
 import pytest
+from psycopg.types.json import Json, Jsonb
 
 
 @pytest.fixture
@@ -99,3 +101,17 @@ def test_catalog_functions_drivers_call(conn):
 def test_to_regtype_knows_our_types_only(conn):
     row = conn.execute("SELECT to_regtype('int4'), to_regtype('hstore'), to_regtype('vector')").fetchone()
     assert row == ("integer", None, "vector")
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_uuid_and_json_parameters_bind_as_their_text(conn, binary):
+    # semsql keeps uuid and json values as text: they bind in either format and come back as
+    # their text (PostgreSQL would return uuid and json values).
+    key = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    conn.execute("CREATE TABLE IF NOT EXISTS psy_docs (id TEXT, doc TEXT)")
+    conn.execute("DELETE FROM psy_docs")
+    with conn.cursor(binary=binary) as cur:
+        cur.execute("INSERT INTO psy_docs VALUES (%s, %s)", (key, Jsonb({"a": 1})))
+        cur.execute("INSERT INTO psy_docs VALUES (%s, %s)", (uuid.uuid4(), Json([1, 2])))
+        cur.execute("SELECT doc FROM psy_docs WHERE id = %s", (key,))
+        assert cur.fetchall() == [('{"a": 1}',)]
