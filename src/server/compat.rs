@@ -438,10 +438,7 @@ impl VisitorMut for ByteaHexLiterals {
         };
         if let Some(hex) = hex {
             let call = format!("decode('{}', 'hex')", hex.replace('\'', "''"));
-            if let Ok(parsed) = Parser::new(&PostgreSqlDialect {})
-                .try_with_sql(&call)
-                .and_then(|mut parser| parser.parse_expr())
-            {
+            if let Some(parsed) = parse_expr(&call) {
                 *expr = parsed;
                 self.changed = true;
             }
@@ -500,10 +497,7 @@ impl VisitorMut for LikeEscapes {
                 .unwrap_or_default()
                 .replace('\'', "''")
         );
-        if let Ok(respelled) = Parser::new(&PostgreSqlDialect {})
-            .try_with_sql(&call)
-            .and_then(|mut parser| parser.parse_expr())
-        {
+        if let Some(respelled) = parse_expr(&call) {
             **pattern = respelled;
             *escape_char = None;
             self.changed = true;
@@ -528,10 +522,7 @@ fn is_named(name: &ObjectName, wanted: &str) -> bool {
 
 /// `unnest(regexp_split_to_array(<args>))`.
 fn unnest_split(args: &str) -> Option<Expr> {
-    Parser::new(&PostgreSqlDialect {})
-        .try_with_sql(&format!("unnest(regexp_split_to_array({args}))"))
-        .and_then(|mut parser| parser.parse_expr())
-        .ok()
+    parse_expr(&format!("unnest(regexp_split_to_array({args}))"))
 }
 
 impl VisitorMut for SplitToTable {
@@ -628,6 +619,7 @@ fn catalog_list_function(expr: &Expr) -> Option<&'static str> {
     }
 }
 
+/// One expression parsed as PostgreSQL writes it, for the rewrites that build one as text.
 fn parse_expr(sql: &str) -> Option<Expr> {
     Parser::new(&PostgreSqlDialect {})
         .try_with_sql(sql)

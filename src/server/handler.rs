@@ -837,7 +837,8 @@ impl Drop for FinishOnDrop {
     }
 }
 
-fn notice(message: String) -> PgWireBackendMessage {
+/// A NOTICE message (severity NOTICE, SQLSTATE 00000).
+pub(crate) fn notice(message: String) -> PgWireBackendMessage {
     PgWireBackendMessage::NoticeResponse(NoticeResponse::from(ErrorInfo::new(
         "NOTICE".to_owned(),
         "00000".to_owned(),

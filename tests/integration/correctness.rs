@@ -1,16 +1,8 @@
 //! Wrong or lost data that a review found (issue 15, item 7).
 
-use crate::support::{sqlstate, text_rows, TestServer};
+use crate::support::{rows, sqlstate, TestServer};
 use semsql::config::FileConfig;
 use semsql::fake_llm::{Behaviour, FakeLlm, ScriptedAnswer};
-
-async fn rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    let messages = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|err| panic!("{sql}: {err}"));
-    text_rows(&messages)
-}
 
 /// A transaction that wrote to a table dropped and made again meanwhile must not commit its
 /// rows (or the old table's files) into the new table: 40001, and the folder still opens.

@@ -2,15 +2,7 @@
 //! never silently ignored, and the text output of floats, times and bytea. Each expected value
 //! is what PostgreSQL 15 answers to the same statement.
 
-use crate::support::{connect_with_notices, sqlstate, text_rows, TestServer};
-
-async fn rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    let messages = client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|err| panic!("{sql}: {err}"));
-    text_rows(&messages)
-}
+use crate::support::{connect_with_notices, rows, sqlstate, text_rows, TestServer};
 
 fn one(value: &str) -> Vec<Vec<Option<String>>> {
     vec![vec![Some(value.to_owned())]]

@@ -223,6 +223,15 @@ pub fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// The rows of a simple query's answer, each value as text (`None` for NULL).
+/// A simple query's rows as text (`None` for NULL); panics, naming the query, when it fails.
+pub async fn rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    let messages = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|err| panic!("{sql}: {err}"));
+    text_rows(&messages)
+}
+
 pub fn text_rows(messages: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
     messages
         .iter()

@@ -28,12 +28,13 @@ use datafusion_postgres::QueryHook;
 use pgwire::api::results::{Response, Tag};
 use pgwire::api::ClientInfo;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
-use pgwire::messages::response::NoticeResponse;
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::PgWireBackendMessage;
 
 use super::{placeholder_plan, single_text_row};
 use crate::engine::search_path::SearchPath;
+use crate::error::SemsqlError;
+use crate::server::handler::notice;
 
 #[derive(Debug)]
 pub struct PostgresSettingsHook;
@@ -99,19 +100,21 @@ fn kept_key(name: &str) -> String {
     format!("semsql.kept.{name}")
 }
 
-fn error(code: &str, message: String) -> PgWireError {
+/// A state no client can bring about (a statement `owns` did not claim).
+fn internal(message: &str) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
         "ERROR".to_owned(),
-        code.to_owned(),
-        message,
+        "XX000".to_owned(),
+        message.to_owned(),
     )))
 }
 
+fn not_supported(message: String) -> PgWireError {
+    SemsqlError::NotSupported(message).into()
+}
+
 fn unrecognized(name: &str) -> PgWireError {
-    error(
-        "42704",
-        format!("unrecognized configuration parameter \"{name}\""),
-    )
+    SemsqlError::UnrecognizedSetting(name.to_owned()).into()
 }
 
 /// The lowercased name of a setting, or `None` for the names other hooks own
@@ -180,17 +183,9 @@ fn is_default(values: &[Expr]) -> bool {
         if ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("default"))
 }
 
-fn notice(message: String) -> PgWireBackendMessage {
-    PgWireBackendMessage::NoticeResponse(NoticeResponse::from(ErrorInfo::new(
-        "NOTICE".to_owned(),
-        "00000".to_owned(),
-        message,
-    )))
-}
-
 fn path_of(ctx: &SessionContext) -> PgWireResult<Arc<SearchPath>> {
     SearchPath::of(ctx.state_ref().read().config())
-        .ok_or_else(|| error("XX000", "this session has no search_path".to_owned()))
+        .ok_or_else(|| internal("this session has no search_path"))
 }
 
 /// Which statements this hook answers (the rest go on to the next hook).
@@ -258,7 +253,31 @@ fn reset_all(statement: &Statement, ctx: &SessionContext, client: &mut dyn HookC
     }
 }
 
+/// Tells the client a setting's new value, as PostgreSQL reports the settings drivers watch.
+async fn report(client: &mut dyn HookClient, name: &str, value: &str) -> PgWireResult<()> {
+    client
+        .send_message(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+            name.to_owned(),
+            value.to_owned(),
+        )))
+        .await
+}
+
 impl PostgresSettingsHook {
+    /// Both protocols' execution: `RESET ALL`'s part, then the statements this hook owns.
+    async fn answer(
+        &self,
+        statement: &Statement,
+        ctx: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        reset_all(statement, ctx, client);
+        if !owns(statement) {
+            return None;
+        }
+        Some(self.run(statement, ctx, client).await)
+    }
+
     async fn run(
         &self,
         statement: &Statement,
@@ -277,19 +296,17 @@ impl PostgresSettingsHook {
                     scope,
                     Some(ContextModifier::Local | ContextModifier::Global)
                 ) {
-                    return Err(error(
-                        "0A000",
-                        format!("SET LOCAL is not supported by semsql; use SET {name}"),
-                    ));
+                    return Err(not_supported(format!(
+                        "SET LOCAL is not supported by semsql; use SET {name}"
+                    )));
                 }
                 self.set(&name, values, ctx, client).await
             }
-            Statement::Set(other) => Err(error(
-                "0A000",
-                format!("semsql does not support \"{other}\""),
-            )),
+            Statement::Set(other) => Err(not_supported(format!(
+                "semsql does not support \"{other}\""
+            ))),
             Statement::Reset(reset) => match &reset.reset {
-                Reset::ALL => Err(error("XX000", "RESET ALL is answered later".to_owned())),
+                Reset::ALL => Err(internal("RESET ALL is answered later")),
                 Reset::ConfigurationParameter(name) => {
                     let name = postgres_name(name).unwrap_or_default();
                     if name == "search_path" {
@@ -300,11 +317,7 @@ impl PostgresSettingsHook {
                         FORMATS.iter().find(|(format, ..)| *format == name)
                     {
                         client.metadata_mut().remove(*format);
-                        client
-                            .send_message(PgWireBackendMessage::ParameterStatus(
-                                ParameterStatus::new((*reported).to_owned(), (*default).to_owned()),
-                            ))
-                            .await?;
+                        report(client, reported, default).await?;
                     } else if PASSED_ON.contains(&name.as_str()) {
                         client.metadata_mut().remove("statement_timeout_ms");
                     } else if name == "timezone" {
@@ -338,8 +351,7 @@ impl PostgresSettingsHook {
                     return single_text_row("TimeZone", &zone);
                 }
                 if name == "all" {
-                    return Err(error(
-                        "0A000",
+                    return Err(not_supported(
                         "SHOW ALL is not supported by semsql; SHOW one setting by name".to_owned(),
                     ));
                 }
@@ -366,7 +378,7 @@ impl PostgresSettingsHook {
                 }
                 Err(unrecognized(&name))
             }
-            _ => Err(error("XX000", "not a settings statement".to_owned())),
+            _ => Err(internal("not a settings statement")),
         }
     }
 
@@ -392,10 +404,9 @@ impl PostgresSettingsHook {
             FIXED.iter().find(|(fixed, ..)| *fixed == name)
         {
             if !is_default(values) && !accepted.contains(&value.to_ascii_lowercase().as_str()) {
-                return Err(error(
-                    "0A000",
-                    format!("semsql supports only {fixed} = {shown}, not \"{value}\""),
-                ));
+                return Err(not_supported(format!(
+                    "semsql supports only {fixed} = {shown}, not \"{value}\""
+                )));
             }
         } else if let Some((format, reported, default)) =
             FORMATS.iter().find(|(format, ..)| *format == name)
@@ -410,17 +421,11 @@ impl PostgresSettingsHook {
             client
                 .metadata_mut()
                 .insert((*format).to_owned(), value.clone());
-            client
-                .send_message(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
-                    (*reported).to_owned(),
-                    value,
-                )))
-                .await?;
+            report(client, reported, &value).await?;
         } else if PASSED_ON.contains(&name) {
-            return Err(error(
-                "0A000",
-                format!("SET SESSION is not supported by semsql for {name}; use SET {name}"),
-            ));
+            return Err(not_supported(format!(
+                "SET SESSION is not supported by semsql for {name}; use SET {name}"
+            )));
         } else if KEPT.iter().any(|(kept, _)| *kept == name) {
             if is_default(values) {
                 client.metadata_mut().remove(&kept_key(name));
@@ -455,10 +460,9 @@ impl PostgresSettingsHook {
             .parse::<datafusion::arrow::array::timezone::Tz>()
             .is_err()
         {
-            return Err(error(
-                "22023",
-                format!("invalid value for parameter \"TimeZone\": \"{zone}\""),
-            ));
+            return Err(PgWireError::from(SemsqlError::InvalidParameter(format!(
+                "invalid value for parameter \"TimeZone\": \"{zone}\""
+            ))));
         }
         ctx.state_ref()
             .write()
@@ -469,12 +473,7 @@ impl PostgresSettingsHook {
         client
             .metadata_mut()
             .insert("timezone".to_owned(), zone.to_owned());
-        client
-            .send_message(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
-                "TimeZone".to_owned(),
-                zone.to_owned(),
-            )))
-            .await
+        report(client, "TimeZone", zone).await
     }
 }
 
@@ -486,11 +485,7 @@ impl QueryHook for PostgresSettingsHook {
         session_context: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        reset_all(statement, session_context, client);
-        if !owns(statement) {
-            return None;
-        }
-        Some(self.run(statement, session_context, client).await)
+        self.answer(statement, session_context, client).await
     }
 
     async fn handle_extended_parse_query(
@@ -519,11 +514,7 @@ impl QueryHook for PostgresSettingsHook {
         session_context: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        reset_all(statement, session_context, client);
-        if !owns(statement) {
-            return None;
-        }
-        Some(self.run(statement, session_context, client).await)
+        self.answer(statement, session_context, client).await
     }
 }
 
