@@ -54,7 +54,13 @@ async fn main() {
             .collect(),
     )
     .expect("options");
-    let client = Client::new(&options).expect("client");
+    let client = Client::new(
+        &options,
+        &std::sync::Arc::new(
+            semsql::llm::secrets::Secrets::open(None, &Default::default()).expect("secrets"),
+        ),
+    )
+    .expect("client");
     let task = LmTask {
         function: "llm_filter",
         model: None,

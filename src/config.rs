@@ -124,6 +124,17 @@ pub struct FileConfig {
     /// `[models.NAME]` tables: the same options as `CREATE MODEL ... WITH (...)`.
     #[serde(default)]
     pub models: BTreeMap<String, toml::Table>,
+    /// `[secrets.NAME]` tables: where an API key comes from (`env = "VAR"` or `file = "/path"`).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, crate::llm::secrets::SecretSource>,
+    /// `[[hba]]` tables: who may connect from where, with or without TLS.
+    #[serde(default)]
+    pub hba: Vec<crate::server::hba::HbaRule>,
+    /// Ends a session idle inside a transaction this long (e.g. "5min"; PostgreSQL's setting,
+    /// which a session may change with SET). Default: none.
+    pub idle_in_transaction_session_timeout: Option<String>,
+    /// Ends a session idle outside a transaction this long. Default: none.
+    pub idle_session_timeout: Option<String>,
 }
 
 impl FileConfig {
@@ -166,6 +177,10 @@ pub struct Config {
     pub files: FilesConfig,
     /// Bytes of memory query execution may use (`None`: no limit).
     pub memory_limit: Option<usize>,
+    /// The `[[hba]]` rules.
+    pub hba: crate::server::hba::HostRules,
+    /// The server's idle timeouts (sessions may change theirs with SET).
+    pub idle: crate::server::connection::IdleTimeouts,
 }
 
 impl Config {
@@ -181,7 +196,7 @@ impl Config {
             ))
         })?;
         let users = file.users;
-        let llm = llm_config(&file.llm, &file.models)?;
+        let llm = llm_config(&file.llm, &file.models, &file.secrets)?;
         for url in &llm.allowed_base_urls {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(SemsqlError::Config(format!(
@@ -205,6 +220,26 @@ impl Config {
                 ))
             }
         };
+        let timeout = |name: &str, text: &Option<String>| -> Result<u64, SemsqlError> {
+            match text {
+                None => Ok(0),
+                Some(text) => {
+                    crate::server::connection::parse_milliseconds(text).ok_or_else(|| {
+                        SemsqlError::Config(format!(
+                            "{name} {text:?} is not a time such as 30s, 5min or 1h"
+                        ))
+                    })
+                }
+            }
+        };
+        let idle = crate::server::connection::IdleTimeouts {
+            in_transaction_ms: timeout(
+                "idle_in_transaction_session_timeout",
+                &file.idle_in_transaction_session_timeout,
+            )?,
+            session_ms: timeout("idle_session_timeout", &file.idle_session_timeout)?,
+        };
+        let hba = crate::server::hba::HostRules::new(&file.hba)?;
         let config = Config {
             listen,
             data_dir: overrides
@@ -227,6 +262,8 @@ impl Config {
                 .or(file.memory_limit)
                 .map(|text| parse_bytes(&text))
                 .transpose()?,
+            hba,
+            idle,
         };
         config.validate()?;
         Ok(config)
@@ -300,6 +337,7 @@ pub fn parse_bytes(text: &str) -> Result<usize, SemsqlError> {
 fn llm_config(
     llm: &LlmFileConfig,
     models: &BTreeMap<String, toml::Table>,
+    secrets: &BTreeMap<String, crate::llm::secrets::SecretSource>,
 ) -> Result<crate::llm::LlmConfig, SemsqlError> {
     let mut raw_models = BTreeMap::new();
     for (name, table) in models {
@@ -332,8 +370,19 @@ fn llm_config(
             };
             raw.insert(key.to_ascii_lowercase(), text);
         }
-        crate::llm::models::ModelOptions::parse(name, &raw)
+        let options = crate::llm::models::ModelOptions::parse(name, &raw)
             .map_err(|err| SemsqlError::Config(err.message))?;
+        if let Some(secret) = &options.api_key_secret {
+            if !secrets
+                .keys()
+                .any(|defined| defined.eq_ignore_ascii_case(secret))
+            {
+                return Err(SemsqlError::Config(format!(
+                    "models.{name}.api_key_secret is \"{secret}\", but no [secrets.{secret}] \
+                     table defines it"
+                )));
+            }
+        }
         raw_models.insert(name.to_ascii_lowercase(), raw);
     }
     if let Some(default) = &llm.default_model {
@@ -349,6 +398,7 @@ fn llm_config(
         cache_memory_bytes: llm.cache_memory_mb.unwrap_or(64) << 20,
         allowed_base_urls: llm.allowed_base_urls.clone(),
         rewrite_max_background: llm.rewrite_max_background.unwrap_or(2),
+        secrets: secrets.clone(),
         local_model_dir: llm.local_model_dir.clone(),
     })
 }

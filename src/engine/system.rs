@@ -4,7 +4,9 @@
 //! - `semsql.llm_requests`: the last requests sent to models (prompt text only for sessions with
 //!   `semsql.log_prompts = on`);
 //! - `semsql.llm_queries`: per-query usage of the last queries that called a model;
-//! - `semsql.llm_cache`: the answer cache's hits, misses and sizes.
+//! - `semsql.llm_cache`: the answer cache's hits, misses and sizes;
+//! - `semsql.secrets`: the named secrets, where each is read from and which models use it
+//!   (superusers only: other roles see no rows; no value is ever shown).
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -34,6 +36,7 @@ enum Kind {
     Requests,
     Queries,
     Cache,
+    Secrets,
 }
 
 #[derive(Debug)]
@@ -99,6 +102,13 @@ impl Kind {
                 float("lm_wait_ms"),
                 float("elapsed_ms"),
                 text("sql", true),
+            ],
+            Kind::Secrets => vec![
+                text("name", false),
+                text("source", false),
+                text("kind", false),
+                text("location", false),
+                text("used_by", true),
             ],
             Kind::Cache => vec![
                 text("tier", false),
@@ -183,6 +193,40 @@ impl Kind {
                     floats(log.iter().map(|q| q.usage.lm_wait_ms)),
                     floats(log.iter().map(|q| q.usage.elapsed_ms)),
                     strings(log.iter().map(|q| visible(&q.role, &q.sql))),
+                ]
+            }
+            Kind::Secrets => {
+                let secrets = match viewer {
+                    Some(_) => Vec::new(),
+                    None => runtime.secrets.list(),
+                };
+                let models = runtime.models();
+                let users = |name: &str| {
+                    let users: Vec<&str> = models
+                        .iter()
+                        .filter(|model| model.options.api_key_secret.as_deref() == Some(name))
+                        .map(|model| model.name.as_str())
+                        .collect();
+                    (!users.is_empty()).then(|| users.join(", "))
+                };
+                vec![
+                    strings(secrets.iter().map(|(name, _)| Some(name.clone()))),
+                    strings(
+                        secrets
+                            .iter()
+                            .map(|(_, secret)| Some(secret.origin_name().to_owned())),
+                    ),
+                    strings(
+                        secrets
+                            .iter()
+                            .map(|(_, secret)| Some(secret.source.kind().to_owned())),
+                    ),
+                    strings(
+                        secrets
+                            .iter()
+                            .map(|(_, secret)| Some(secret.source.location())),
+                    ),
+                    strings(secrets.iter().map(|(name, _)| users(name))),
                 ]
             }
             Kind::Cache => {
@@ -303,6 +347,7 @@ pub fn schema(runtime: Arc<Runtime>) -> Result<Arc<dyn SchemaProvider>> {
         ("llm_requests", Kind::Requests),
         ("llm_queries", Kind::Queries),
         ("llm_cache", Kind::Cache),
+        ("secrets", Kind::Secrets),
     ] {
         schema.register_table(
             name.to_owned(),

@@ -94,17 +94,29 @@ pub fn estimate_tokens(text: &str) -> u64 {
     (text.chars().count() as u64).div_ceil(4)
 }
 
+/// Where a model's API key is read, each time a request is sent.
+#[derive(Debug, Clone)]
+enum KeySource {
+    None,
+    Env(String),
+    Secret(String, std::sync::Arc<super::secrets::Secrets>),
+}
+
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
     base_url: String,
-    api_key_env: Option<String>,
+    key: KeySource,
     headers: HeaderMap,
     timeout: Duration,
 }
 
 impl Client {
-    pub fn new(options: &ModelOptions) -> Result<Self, String> {
+    /// `secrets`: where `api_key_secret` is looked up when a request is sent.
+    pub fn new(
+        options: &ModelOptions,
+        secrets: &std::sync::Arc<super::secrets::Secrets>,
+    ) -> Result<Self, String> {
         let mut headers = HeaderMap::new();
         for (name, value) in &options.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
@@ -120,21 +132,28 @@ impl Client {
         Ok(Client {
             http,
             base_url: options.base_url.clone(),
-            api_key_env: options.api_key_env.clone(),
+            key: match (&options.api_key_secret, &options.api_key_env) {
+                (Some(secret), _) => KeySource::Secret(secret.clone(), secrets.clone()),
+                (None, Some(variable)) => KeySource::Env(variable.clone()),
+                (None, None) => KeySource::None,
+            },
             headers,
             timeout: options.timeout,
         })
     }
 
     fn api_key(&self) -> Result<Option<String>, CallError> {
-        match &self.api_key_env {
-            None => Ok(None),
-            Some(variable) => match std::env::var(variable) {
+        match &self.key {
+            KeySource::None => Ok(None),
+            KeySource::Env(variable) => match std::env::var(variable) {
                 Ok(key) if !key.is_empty() => Ok(Some(key)),
                 _ => Err(CallError::fatal(format!(
                     "the environment variable {variable} (the model's api_key_env) is not set"
                 ))),
             },
+            KeySource::Secret(name, secrets) => {
+                secrets.value(name).map(Some).map_err(CallError::fatal)
+            }
         }
     }
 

@@ -16,6 +16,7 @@ pub mod client;
 pub mod local_embed;
 pub mod models;
 pub mod scheduler;
+pub mod secrets;
 pub mod statements;
 
 use std::collections::{BTreeMap, HashMap};
@@ -53,6 +54,8 @@ pub struct LlmConfig {
     pub allowed_base_urls: Vec<String>,
     /// Most background rewrite searches at once.
     pub rewrite_max_background: usize,
+    /// Secrets defined in the configuration file.
+    pub secrets: BTreeMap<String, secrets::SecretSource>,
 }
 
 impl Default for LlmConfig {
@@ -64,6 +67,7 @@ impl Default for LlmConfig {
             local_model_dir: None,
             allowed_base_urls: Vec::new(),
             rewrite_max_background: 2,
+            secrets: BTreeMap::new(),
         }
     }
 }
@@ -96,9 +100,22 @@ pub struct Model {
 }
 
 impl Model {
-    fn new(name: &str, raw: RawOptions, source: ModelSource) -> Result<Self, LmError> {
+    fn new(
+        name: &str,
+        raw: RawOptions,
+        source: ModelSource,
+        secrets: &Arc<secrets::Secrets>,
+    ) -> Result<Self, LmError> {
         let options = ModelOptions::parse(name, &raw)?;
-        let client = Client::new(&options)
+        if let Some(secret) = &options.api_key_secret {
+            if !secrets.exists(secret) {
+                return Err(LmError::new(
+                    "42704",
+                    format!("model \"{name}\": secret \"{secret}\" does not exist"),
+                ));
+            }
+        }
+        let client = Client::new(&options, secrets)
             .map_err(|message| LmError::new("22023", format!("model \"{name}\": {message}")))?;
         Ok(Model {
             name: name.to_owned(),
@@ -119,6 +136,8 @@ pub struct Runtime {
     default_model: Option<String>,
     /// `llm.allowed_base_urls`: when not empty, where SQL-made models may send requests.
     allowed_base_urls: Vec<String>,
+    /// Where models' API keys come from.
+    pub secrets: Arc<secrets::Secrets>,
     pub cache: AnswerCache,
     pub activity: Activity,
     next_query_id: AtomicU64,
@@ -138,9 +157,10 @@ impl std::fmt::Debug for ModelFile {
 impl Runtime {
     /// The runtime for a data folder (`None`: nothing persisted, for tests).
     pub fn open(data_dir: Option<&Path>, config: &LlmConfig) -> Result<Runtime, LmError> {
+        let secrets = Arc::new(secrets::Secrets::open(data_dir, &config.secrets)?);
         let mut models = BTreeMap::new();
         for (name, raw) in &config.models {
-            let model = Model::new(name, raw.clone(), ModelSource::ConfigFile)?;
+            let model = Model::new(name, raw.clone(), ModelSource::ConfigFile, &secrets)?;
             models.insert(name.clone(), Arc::new(model));
         }
         let model_file = data_dir.map(ModelFile::new);
@@ -150,7 +170,7 @@ impl Runtime {
                     tracing::warn!(%name, "a model made with CREATE MODEL is shadowed by the config file's");
                     continue;
                 }
-                match Model::new(&name, raw, ModelSource::Sql) {
+                match Model::new(&name, raw, ModelSource::Sql, &secrets) {
                     Ok(model) => {
                         models.insert(name, Arc::new(model));
                     }
@@ -173,6 +193,7 @@ impl Runtime {
             model_file: model_file.map(std::sync::Mutex::new),
             default_model: config.default_model.clone(),
             allowed_base_urls: config.allowed_base_urls.clone(),
+            secrets,
             cache: AnswerCache::open(data_dir, config.cache_memory_bytes),
             activity: Activity::default(),
             next_query_id: AtomicU64::new(1),
@@ -382,7 +403,7 @@ impl Runtime {
         };
         match next {
             Some(raw) => {
-                let model = Model::new(name, raw.clone(), ModelSource::Sql)?;
+                let model = Model::new(name, raw.clone(), ModelSource::Sql, &self.secrets)?;
                 self.check_base_url(&model.options.base_url)?;
                 stored.insert(name.to_owned(), raw);
                 file.save(&stored)?;
@@ -398,6 +419,33 @@ impl Runtime {
             }
         }
         Ok(tag)
+    }
+
+    /// `CREATE SECRET` and `DROP SECRET` (a secret a model uses cannot be dropped).
+    pub fn change_secret(
+        &self,
+        statement: &statements::SecretStatement,
+    ) -> Result<&'static str, LmError> {
+        let name = statement.name.as_str();
+        match &statement.change {
+            statements::SecretChange::Create {
+                source,
+                if_not_exists,
+            } => self.secrets.create(name, source.clone(), *if_not_exists),
+            statements::SecretChange::Drop { if_exists } => {
+                // Holding the models' lock: no model can take up the secret meanwhile.
+                let _models = self
+                    .model_file
+                    .as_ref()
+                    .map(|file| file.lock().expect("model file lock"));
+                let used_by = self
+                    .models()
+                    .into_iter()
+                    .find(|model| model.options.api_key_secret.as_deref() == Some(name))
+                    .map(|model| model.name.clone());
+                self.secrets.drop_secret(name, *if_exists, used_by)
+            }
+        }
     }
 
     /// Whether `llm.allowed_base_urls` limits where models may point.

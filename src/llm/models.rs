@@ -3,7 +3,8 @@
 //!
 //! Options are kept as the text the user gave and validated into [`ModelOptions`], so that
 //! `ALTER MODEL` can change one option and `SHOW MODELS` can print them back. An API key is never
-//! an option: `api_key_env` names the environment variable that holds it.
+//! an option: `api_key_secret` names a secret (see `secrets`), or `api_key_env` the environment
+//! variable that holds it; both only a superuser may give.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,8 @@ pub struct ModelOptions {
     pub embedding_model: String,
     /// The environment variable holding the API key.
     pub api_key_env: Option<String>,
+    /// The secret holding the API key.
+    pub api_key_secret: Option<String>,
     /// Extra HTTP headers.
     pub headers: Vec<(String, String)>,
     pub rows_per_request: usize,
@@ -56,11 +59,12 @@ pub struct ModelOptions {
 }
 
 /// Every option a model takes, for validation and documentation.
-pub const OPTION_NAMES: [&str; 21] = [
+pub const OPTION_NAMES: [&str; 22] = [
     "base_url",
     "model",
     "embedding_model",
     "api_key_env",
+    "api_key_secret",
     "headers",
     "rows_per_request",
     "embed_batch",
@@ -187,11 +191,22 @@ impl ModelOptions {
         {
             return Err(invalid(name, "prices must be numbers ≥ 0"));
         }
+        let api_key_env = text("api_key_env").filter(|value| !value.is_empty());
+        let api_key_secret = text("api_key_secret")
+            .filter(|value| !value.is_empty())
+            .map(|value| value.to_ascii_lowercase());
+        if api_key_env.is_some() && api_key_secret.is_some() {
+            return Err(invalid(
+                name,
+                "give the API key as api_key_secret or api_key_env, not both",
+            ));
+        }
         Ok(ModelOptions {
             embedding_model: text("embedding_model").unwrap_or_else(|| model.clone()),
             base_url,
             model,
-            api_key_env: text("api_key_env").filter(|value| !value.is_empty()),
+            api_key_env,
+            api_key_secret,
             headers,
             rows_per_request: at_least_one(
                 "rows_per_request",

@@ -7,6 +7,8 @@
 //! DROP MODEL [IF EXISTS] name;
 //! GRANT USAGE ON MODEL name TO role [, ...];   -- or PUBLIC
 //! REVOKE USAGE ON MODEL name FROM role [, ...];
+//! CREATE SECRET [IF NOT EXISTS] name WITH (env = 'VARIABLE' | file = '/path');
+//! DROP SECRET [IF EXISTS] name;
 //! ```
 //!
 //! (`SHOW MODELS` is a query over `semsql.models`, rewritten before parsing.)
@@ -43,6 +45,82 @@ pub enum ModelChange {
 pub struct ModelStatement {
     pub name: String,
     pub change: ModelChange,
+}
+
+/// What a statement does to one secret.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecretChange {
+    Create {
+        source: super::secrets::SecretSource,
+        if_not_exists: bool,
+    },
+    Drop {
+        if_exists: bool,
+    },
+}
+
+/// A parsed secret statement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretStatement {
+    pub name: String,
+    pub change: SecretChange,
+}
+
+/// A statement about models or secrets.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Statement {
+    Model(ModelStatement),
+    Secret(SecretStatement),
+}
+
+/// Whether `sql` is a model or secret statement; `None` when it is neither.
+pub fn parse_statement(sql: &str) -> Option<Result<Statement, LmError>> {
+    if let Some(model) = parse(sql) {
+        return Some(model.map(Statement::Model));
+    }
+    let mut words = sql.split_whitespace().map(str::to_ascii_uppercase);
+    let first = words.next()?;
+    if !(matches!(first.as_str(), "CREATE" | "DROP") && words.next()? == "SECRET") {
+        return None;
+    }
+    Some(parse_secret(sql).map(Statement::Secret))
+}
+
+fn parse_secret(sql: &str) -> Result<SecretStatement, LmError> {
+    let mut tokens = tokenize(sql)?;
+    let verb = tokens.name("CREATE or DROP")?;
+    tokens.name("SECRET")?;
+    let statement = if verb == "create" {
+        let if_not_exists = tokens.keyword("IF");
+        if if_not_exists && !(tokens.keyword("NOT") && tokens.keyword("EXISTS")) {
+            return Err(syntax("expected IF NOT EXISTS"));
+        }
+        let name = tokens.name("a secret name")?;
+        if !tokens.keyword("WITH") {
+            return Err(syntax(format!(
+                "CREATE SECRET {name} needs WITH (env = 'VARIABLE') or WITH (file = '/path')"
+            )));
+        }
+        let options = tokens.options()?;
+        SecretStatement {
+            change: SecretChange::Create {
+                source: super::secrets::SecretSource::from_options(&name, &options)?,
+                if_not_exists,
+            },
+            name,
+        }
+    } else {
+        let if_exists = tokens.keyword("IF");
+        if if_exists && !tokens.keyword("EXISTS") {
+            return Err(syntax("expected IF EXISTS"));
+        }
+        SecretStatement {
+            name: tokens.name("a secret name")?,
+            change: SecretChange::Drop { if_exists },
+        }
+    };
+    tokens.end()?;
+    Ok(statement)
 }
 
 fn syntax(message: impl Into<String>) -> LmError {
@@ -123,12 +201,13 @@ pub fn split_statements(sql: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Whether any statement of a script is a model statement.
+/// Whether any statement of a script is a model or secret statement.
 pub fn any_model_statement(sql: &str) -> bool {
-    sql.to_ascii_uppercase().contains("MODEL")
+    let upper = sql.to_ascii_uppercase();
+    (upper.contains("MODEL") || upper.contains("SECRET"))
         && split_statements(sql)
             .iter()
-            .any(|statement| parse(statement).is_some())
+            .any(|statement| parse_statement(statement).is_some())
 }
 
 struct Tokens {
@@ -402,6 +481,28 @@ mod tests {
                 reset: vec!["concurrency".into()]
             }
         );
+        let secret =
+            parse_statement("create secret if not exists OpenAI with (env = 'OPENAI_API_KEY')")
+                .unwrap()
+                .unwrap();
+        assert_eq!(
+            secret,
+            Statement::Secret(SecretStatement {
+                name: "openai".into(),
+                change: SecretChange::Create {
+                    source: crate::llm::secrets::SecretSource::Env("OPENAI_API_KEY".into()),
+                    if_not_exists: true
+                }
+            })
+        );
+        for bad in [
+            "CREATE SECRET s",
+            "CREATE SECRET s WITH (value = 'sk-1')",
+            "DROP SECRET s t",
+        ] {
+            assert!(parse_statement(bad).unwrap().is_err(), "{bad}");
+        }
+        assert!(parse_statement("CREATE TABLE secret (a int)").is_none());
         let drop = parse("DROP MODEL IF EXISTS \"Fast\"").unwrap().unwrap();
         assert_eq!(drop.name, "Fast");
         assert!(parse("CREATE TABLE t (a int)").is_none());

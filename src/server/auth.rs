@@ -119,6 +119,7 @@ fn fatal(code: &str, message: String) -> PgWireError {
 pub struct Authenticator {
     method: AuthMethod,
     tls_required: bool,
+    hosts: Arc<crate::server::hba::HostRules>,
     access: Arc<Access>,
     connections: Arc<ConnectionManager>,
     keys: Arc<RandomPidSecretKeyGenerator>,
@@ -131,6 +132,7 @@ impl Authenticator {
         Authenticator {
             method: config.auth,
             tls_required: config.tls_required,
+            hosts: Arc::new(config.hba.clone()),
             access,
             connections,
             keys: Arc::new(RandomPidSecretKeyGenerator::default()),
@@ -143,6 +145,7 @@ impl Authenticator {
         Startup {
             method: self.method,
             tls_required: self.tls_required,
+            hosts: self.hosts.clone(),
             access: self.access.clone(),
             parameters: server_parameters(),
             connections: self.connections.clone(),
@@ -158,6 +161,7 @@ impl Authenticator {
 pub struct Startup {
     method: AuthMethod,
     tls_required: bool,
+    hosts: Arc<crate::server::hba::HostRules>,
     access: Arc<Access>,
     parameters: DefaultServerParameterProvider,
     connections: Arc<ConnectionManager>,
@@ -241,6 +245,19 @@ impl StartupHandler for Startup {
                         ),
                     ));
                 }
+                let database = client
+                    .metadata()
+                    .get(pgwire::api::METADATA_DATABASE)
+                    .cloned()
+                    .unwrap_or_else(|| user.clone());
+                self.hosts
+                    .admit(
+                        &user,
+                        &database,
+                        client.socket_addr().ip(),
+                        client.is_secure(),
+                    )
+                    .map_err(|message| fatal("28000", message))?;
                 match self.method {
                     AuthMethod::Trust => {
                         match self.access.role(&user) {

@@ -154,7 +154,7 @@ impl QueryParser for SessionParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        if model_statements::parse(sql).is_some() {
+        if model_statements::parse_statement(sql).is_some() {
             // Checked and run when executed (see `QueryHandler::model_statement`).
             return Ok(Some((sql.to_owned(), None)));
         }
@@ -281,8 +281,8 @@ impl SimpleQueryHandler for QueryHandler {
             // stopping at the first error as PostgreSQL does.
             let mut responses = Vec::new();
             for statement in model_statements::split_statements(query) {
-                match model_statements::parse(statement) {
-                    Some(parsed) => responses.push(self.model_statement(&session, parsed)?),
+                match model_statements::parse_statement(statement) {
+                    Some(parsed) => responses.push(self.lm_statement(&session, parsed)?),
                     None => responses.extend(
                         Box::pin(SimpleQueryHandler::do_query(self, client, statement)).await?,
                     ),
@@ -376,8 +376,8 @@ impl ExtendedQueryHandler for QueryHandler {
     {
         let session = self.sessions.of(client);
         let sql = portal.statement.statement.0.clone();
-        if let Some(statement) = model_statements::parse(&sql) {
-            return self.model_statement(&session, statement);
+        if let Some(statement) = model_statements::parse_statement(&sql) {
+            return self.lm_statement(&session, statement);
         }
         let usage = self.start_lm_query(&session, &sql);
         let text_typed = super::parameters::as_text_parameters(portal);
@@ -581,6 +581,35 @@ impl QueryHandler {
         Response::Query(wrapped)
     }
 
+    /// A model or secret statement.
+    fn lm_statement(
+        &self,
+        session: &ConnectionSession,
+        statement: Result<model_statements::Statement, LmError>,
+    ) -> PgWireResult<Response> {
+        match statement.map_err(lm_user_error)? {
+            model_statements::Statement::Model(model) => self.model_statement(session, Ok(model)),
+            model_statements::Statement::Secret(secret) => {
+                // Secrets are the administrator's: only a superuser defines or drops one.
+                let caller = caller_of(session.ctx.state().config().options());
+                if let Some((access, me)) = &caller {
+                    if !access.is_superuser(me) {
+                        return Err(PgWireError::from(
+                            crate::error::SemsqlError::InsufficientPrivilege(
+                                "must be superuser to create or drop secrets".into(),
+                            ),
+                        ));
+                    }
+                }
+                let tag = self
+                    .runtime()
+                    .change_secret(&secret)
+                    .map_err(lm_user_error)?;
+                Ok(Response::Execution(Tag::new(tag)))
+            }
+        }
+    }
+
     /// `CREATE MODEL`, `ALTER MODEL`, `DROP MODEL`, `GRANT/REVOKE USAGE ON MODEL`, checked
     /// against the session's role: a model's owner (or a superuser) may alter, drop and grant
     /// it, and only superusers may give a model a key (`api_key_env`), since its requests
@@ -608,7 +637,8 @@ impl QueryHandler {
                     if !superuser && carries_key(options) {
                         return Err(PgWireError::from(
                             crate::error::SemsqlError::InsufficientPrivilege(
-                                "only superusers may give a model an API key (api_key_env); \
+                                "only superusers may give a model an API key (api_key_secret, \
+                             api_key_env); \
                              ask one to create the model and GRANT USAGE ON MODEL to you"
                                     .into(),
                             ),

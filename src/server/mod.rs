@@ -3,9 +3,11 @@
 
 pub mod auth;
 pub mod compat;
+pub mod connection;
 pub mod copy;
 pub mod explain_rewrite;
 pub mod handler;
+pub mod hba;
 pub mod hooks;
 pub mod parameters;
 pub mod text_output;
@@ -16,7 +18,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pgwire::tokio::process_socket;
 use pgwire::tokio::tokio_rustls::rustls::pki_types::pem::PemObject;
 use pgwire::tokio::tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use pgwire::tokio::tokio_rustls::rustls::{self, ServerConfig};
@@ -42,6 +43,7 @@ pub struct Server {
     handlers: Arc<Handlers>,
     tls: Option<TlsAcceptor>,
     max_connections: usize,
+    idle: connection::IdleTimeouts,
 }
 
 impl Server {
@@ -68,6 +70,7 @@ impl Server {
             handlers: Arc::new(Handlers::new(engine, config)),
             tls,
             max_connections: config.max_connections,
+            idle: config.idle,
         })
     }
 
@@ -114,9 +117,10 @@ impl Server {
                     let handlers = self.handlers.clone();
                     let tls = self.tls.clone();
                     let span = tracing::info_span!("connection", %peer);
+                    let idle = self.idle;
                     connections.spawn(async move {
                         let _ = socket.set_nodelay(true);
-                        if let Err(err) = process_socket(socket, tls, handlers).await {
+                        if let Err(err) = connection::serve(socket, tls, &*handlers, idle).await {
                             tracing::debug!(%err, "connection ended with an error");
                         }
                         drop(permit);

@@ -304,6 +304,236 @@ async fn models_secrets_and_outbound_addresses_are_a_superusers_to_give() {
     server.stop().await;
 }
 
+/// `CREATE SECRET`: only a superuser defines, drops or uses a secret; a model that names one
+/// sends its value (read from the file when the request goes out), granted roles may call the
+/// model, no catalog or file of the data folder holds the value, and secrets survive a restart.
+#[tokio::test]
+async fn named_secrets_are_a_superusers_to_define_and_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("provider.key");
+    let key = "sk-from-a-secret-file";
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
+    let fake = FakeLlm::start(
+        "127.0.0.1:0",
+        Behaviour {
+            api_key: Some(key.to_owned()),
+            ..Behaviour::default()
+        },
+    )
+    .await
+    .unwrap();
+    let data = dir.path().join("data");
+    let server = TestServer::start_in(&data, FileConfig::default()).await;
+    let admin = server.client().await;
+    setup(&admin).await;
+    let mallory = connect_as(&server, "mallory").await;
+    let define = format!(
+        "CREATE SECRET provider WITH (file = '{}')",
+        key_file.display()
+    );
+    assert_eq!(refused(&mallory, &define).await, "42501");
+    admin.batch_execute(&define).await.unwrap();
+    assert_eq!(refused(&admin, &define).await, "42710");
+    assert_eq!(refused(&mallory, "DROP SECRET provider").await, "42501");
+    let keyed = |name: &str| {
+        format!(
+            "CREATE MODEL {name} WITH (base_url = '{}', model = 'fake-1', api_key_secret = 'provider')",
+            fake.base_url()
+        )
+    };
+    assert_eq!(refused(&mallory, &keyed("exfil")).await, "42501");
+    assert_eq!(
+        refused(
+            &admin,
+            &format!(
+                "CREATE MODEL m WITH (base_url = '{}', model = 'x', api_key_secret = 'nope')",
+                fake.base_url()
+            )
+        )
+        .await,
+        "42704"
+    );
+    admin.batch_execute(&keyed("keyed")).await.unwrap();
+    admin
+        .batch_execute(&format!(
+            "GRANT USAGE ON MODEL keyed TO mallory;
+             CREATE MODEL keyless WITH (base_url = '{}', model = 'fake-1');
+             GRANT USAGE ON MODEL keyless TO mallory",
+            fake.base_url()
+        ))
+        .await
+        .unwrap();
+    let call = |model: &str| {
+        format!("SELECT llm_map('Repeat: {{0}}', note, llm_model('{model}')) FROM shared")
+    };
+    assert_eq!(column(&mallory, &call("keyed")).await.len(), 1);
+    // The provider demands the key: without the secret the same call is refused, so the
+    // answer above is the secret's doing (the cache is off, or it would answer).
+    mallory
+        .batch_execute("SET semsql.cache = 'off'")
+        .await
+        .unwrap();
+    let err = mallory.simple_query(&call("keyless")).await.unwrap_err();
+    assert!(!err.to_string().contains(key), "{err}");
+    // Only a superuser sees the secrets, and nobody their value.
+    assert!(column(&mallory, "SELECT name FROM semsql.secrets")
+        .await
+        .is_empty());
+    let shown = crate::support::rows(
+        &admin,
+        "SELECT name, source, kind, location, used_by FROM semsql.secrets",
+    )
+    .await;
+    assert_eq!(
+        shown,
+        vec![vec![
+            Some("provider".to_owned()),
+            Some("CREATE SECRET".to_owned()),
+            Some("file".to_owned()),
+            Some(key_file.display().to_string()),
+            Some("keyed".to_owned()),
+        ]]
+    );
+    assert_eq!(refused(&admin, "DROP SECRET provider").await, "2BP01");
+    server.stop().await;
+
+    let server = TestServer::start_in(&data, FileConfig::default()).await;
+    let admin = server.client().await;
+    assert_eq!(column(&admin, &call("keyed")).await.len(), 1);
+    admin
+        .batch_execute("DROP MODEL keyed; DROP SECRET provider; DROP SECRET IF EXISTS provider")
+        .await
+        .unwrap();
+    server.stop().await;
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(key),
+                "{} holds the key",
+                path.display()
+            );
+        }
+    }
+}
+
+/// `[[hba]]` rules: a role that must use TLS is refused in plaintext with a FATAL saying so,
+/// gets in over TLS, and other roles are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hba_rules_require_tls_for_one_role() {
+    crate::support::require_tool("psql", "--version", "apt-get install postgresql-client");
+    crate::support::require_tool("openssl", "version", "apt-get install openssl");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = crate::support::self_signed_certificate(dir.path());
+    let file: FileConfig = toml::from_str(&format!(
+        "[tls]\ncert = '{}'\nkey = '{}'\n\
+         [[hba]]\ntype = 'hostnossl'\nuser = 'alice'\nmethod = 'reject'\n\
+         [[hba]]\ntype = 'host'\naddress = '127.0.0.0/8'\n",
+        cert.display(),
+        key.display()
+    ))
+    .unwrap();
+    let overrides = Overrides {
+        listen: Some("127.0.0.1:0".into()),
+        data_dir: Some(dir.path().join("data")),
+        ..Overrides::default()
+    };
+    let server = TestServer::start_with(Config::resolve(file, overrides).unwrap()).await;
+    let port = server.addr.port();
+    let psql = |user: &str, mode: &str| {
+        std::process::Command::new("psql")
+            .arg(format!(
+                "host=127.0.0.1 port={port} user={user} dbname=semsql sslmode={mode}"
+            ))
+            .args(["-X", "-At", "-c", "SELECT current_user"])
+            .output()
+            .unwrap()
+    };
+    let plain = psql("alice", "disable");
+    assert!(!plain.status.success());
+    let stderr = String::from_utf8_lossy(&plain.stderr);
+    assert!(
+        stderr.contains("reject connection") && stderr.contains("user \"alice\""),
+        "{stderr}"
+    );
+    let secure = psql("alice", "require");
+    assert_eq!(String::from_utf8_lossy(&secure.stdout).trim(), "alice");
+    let other = psql("bob", "disable");
+    assert_eq!(String::from_utf8_lossy(&other.stdout).trim(), "bob");
+    server.stop().await;
+}
+
+/// `idle_in_transaction_session_timeout`: a session left in an open transaction is ended with
+/// PostgreSQL's FATAL 25P03, its staged writes are gone, and the server keeps serving; an idle
+/// session outside a transaction is not touched by it.
+#[tokio::test]
+async fn idle_transactions_are_ended() {
+    let server = TestServer::start().await;
+    let admin = server.client().await;
+    admin
+        .batch_execute("CREATE TABLE held (a int)")
+        .await
+        .unwrap();
+    let (client, connection) = tokio_postgres::connect(&server.connection_string(), NoTls)
+        .await
+        .unwrap();
+    let ended = tokio::spawn(connection);
+    client
+        .batch_execute("SET idle_in_transaction_session_timeout = '300ms'")
+        .await
+        .unwrap();
+    assert_eq!(
+        column(&client, "SHOW idle_in_transaction_session_timeout").await,
+        ["300ms"]
+    );
+    // Idle outside a transaction: the session stays.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    client
+        .batch_execute("BEGIN; INSERT INTO held VALUES (1)")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert!(client.batch_execute("COMMIT").await.is_err());
+    let err = ended.await.unwrap().unwrap_err();
+    assert_eq!(sqlstate(&err), "25P03", "{err}");
+    let message = err.as_db_error().map(|db| db.message().to_owned());
+    assert_eq!(
+        message.as_deref(),
+        Some("terminating connection due to idle-in-transaction timeout")
+    );
+    assert_eq!(column(&admin, "SELECT count(*) FROM held").await, ["0"]);
+    assert_eq!(
+        refused(&admin, "SET idle_in_transaction_session_timeout = 'soon'").await,
+        "22023"
+    );
+    server.stop().await;
+
+    // The configuration file's default applies to every session: here idle_session_timeout.
+    let dir = tempfile::tempdir().unwrap();
+    let file: FileConfig = toml::from_str("idle_session_timeout = '300ms'").unwrap();
+    let server = TestServer::start_in(dir.path(), file).await;
+    let (client, connection) = tokio_postgres::connect(&server.connection_string(), NoTls)
+        .await
+        .unwrap();
+    let ended = tokio::spawn(connection);
+    assert_eq!(
+        column(&client, "SHOW idle_session_timeout").await,
+        ["300ms"]
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let err = ended.await.unwrap().unwrap_err();
+    assert_eq!(sqlstate(&err), "57P05", "{err}");
+    let again = server.client().await;
+    again
+        .batch_execute("SET idle_session_timeout = 0")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(column(&again, "SELECT 1").await, ["1"]);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn roles_are_durable_and_log_in_with_scram() {
     let dir = tempfile::tempdir().unwrap();

@@ -34,6 +34,9 @@ use pgwire::messages::PgWireBackendMessage;
 use super::{placeholder_plan, single_text_row};
 use crate::engine::search_path::SearchPath;
 use crate::error::SemsqlError;
+use crate::server::connection::{
+    parse_milliseconds, server_default_key, show_milliseconds, IDLE_IN_TRANSACTION, IDLE_SESSION,
+};
 use crate::server::handler::notice;
 
 #[derive(Debug)]
@@ -65,8 +68,6 @@ const FIXED: &[(&str, &[&str], &str)] = &[
 const KEPT: &[(&str, &str)] = &[
     ("client_min_messages", "notice"),
     ("lock_timeout", "0"),
-    ("idle_in_transaction_session_timeout", "0"),
-    ("idle_session_timeout", "0"),
     ("work_mem", "4MB"),
     ("maintenance_work_mem", "64MB"),
     ("temp_buffers", "8MB"),
@@ -94,6 +95,9 @@ const KEPT: &[(&str, &str)] = &[
     ("quote_all_identifiers", "off"),
     ("trace_sort", "off"),
 ];
+
+/// The idle timeouts, which the connection loop acts on (`server::connection`).
+const IDLE_TIMEOUTS: &[&str] = &[IDLE_IN_TRANSACTION, IDLE_SESSION];
 
 /// Where a kept setting's value lives in the connection's metadata.
 fn kept_key(name: &str) -> String {
@@ -249,6 +253,9 @@ fn reset_all(statement: &Statement, ctx: &SessionContext, client: &mut dyn HookC
             for (name, _) in KEPT {
                 client.metadata_mut().remove(&kept_key(name));
             }
+            for name in IDLE_TIMEOUTS {
+                client.metadata_mut().remove(*name);
+            }
         }
     }
 }
@@ -313,6 +320,8 @@ impl PostgresSettingsHook {
                         path_of(ctx)?.reset();
                     } else if KEPT.iter().any(|(kept, _)| *kept == name) {
                         client.metadata_mut().remove(&kept_key(&name));
+                    } else if IDLE_TIMEOUTS.contains(&name.as_str()) {
+                        client.metadata_mut().remove(&name);
                     } else if let Some((format, reported, default)) =
                         FORMATS.iter().find(|(format, ..)| *format == name)
                     {
@@ -367,6 +376,15 @@ impl PostgresSettingsHook {
                 }
                 if let Some((fixed, _, shown)) = FIXED.iter().find(|(fixed, ..)| *fixed == name) {
                     return single_text_row(fixed, shown);
+                }
+                if let Some(timeout) = IDLE_TIMEOUTS.iter().find(|timeout| **timeout == name) {
+                    let metadata = client.metadata();
+                    let millis = metadata
+                        .get(*timeout)
+                        .or_else(|| metadata.get(&server_default_key(timeout)))
+                        .and_then(|value| value.parse().ok())
+                        .unwrap_or(0);
+                    return single_text_row(timeout, &show_milliseconds(millis));
                 }
                 if let Some((kept, default)) = KEPT.iter().find(|(kept, _)| *kept == name) {
                     let value = client
@@ -426,6 +444,19 @@ impl PostgresSettingsHook {
             return Err(not_supported(format!(
                 "SET SESSION is not supported by semsql for {name}; use SET {name}"
             )));
+        } else if IDLE_TIMEOUTS.contains(&name) {
+            if is_default(values) {
+                client.metadata_mut().remove(name);
+            } else {
+                let millis = parse_milliseconds(&value).ok_or_else(|| {
+                    PgWireError::from(SemsqlError::InvalidParameter(format!(
+                        "invalid value for parameter \"{name}\": \"{value}\""
+                    )))
+                })?;
+                client
+                    .metadata_mut()
+                    .insert(name.to_owned(), millis.to_string());
+            }
         } else if KEPT.iter().any(|(kept, _)| *kept == name) {
             if is_default(values) {
                 client.metadata_mut().remove(&kept_key(name));
