@@ -108,12 +108,18 @@ impl Acl {
     /// PostgreSQL's `aclitem[]` text: `{alice=arwdD/alice,=r/alice}`; `None` when nothing was
     /// granted (psql shows an empty cell, as for PostgreSQL's default privileges).
     pub fn display(&self) -> Option<String> {
-        if self.grants.is_empty() {
-            return None;
-        }
-        let grantor = self.owner.clone().unwrap_or_default();
-        let items: Vec<String> = self
-            .grants
+        let items = self.items();
+        (!items.is_empty()).then(|| format!("{{{}}}", items.join(",")))
+    }
+
+    /// The `aclitem`s one by one (`alice=arwdD/owner`, `=r/owner` for PUBLIC), as
+    /// `pg_class.relacl` holds them; empty when nothing was granted.
+    pub fn items(&self) -> Vec<String> {
+        let grantor = self
+            .owner
+            .clone()
+            .unwrap_or_else(|| crate::engine::pg_catalog_access::BOOTSTRAP_SUPERUSER.to_owned());
+        self.grants
             .iter()
             .map(|(grantee, privileges)| {
                 let grantee = if grantee == PUBLIC { "" } else { grantee };
@@ -124,8 +130,7 @@ impl Acl {
                     .collect();
                 format!("{grantee}={letters}/{grantor}")
             })
-            .collect();
-        Some(format!("{{{}}}", items.join(",")))
+            .collect()
     }
 }
 
@@ -334,6 +339,26 @@ impl Access {
         names.extend(PREDEFINED_ROLES.iter().map(|s| s.to_string()));
         self.store.read(|manifest| {
             names.extend(manifest.access.roles.keys().cloned());
+        });
+        names.into_iter().collect()
+    }
+
+    /// Every name that owns something: the defined roles, and names trust let in that made
+    /// objects (so `pg_get_userbyid` can name every owner `pg_class` shows).
+    pub fn owner_names(&self) -> Vec<String> {
+        let mut names: BTreeSet<String> = self.role_names().into_iter().collect();
+        self.store.read(|manifest| {
+            for entry in manifest.schemas.values() {
+                let acls = entry.acl.iter().chain(entry.relation_acls.values());
+                names.extend(acls.filter_map(|acl| acl.owner.clone()));
+            }
+            names.extend(
+                manifest
+                    .access
+                    .models
+                    .values()
+                    .filter_map(|acl| acl.owner.clone()),
+            );
         });
         names.into_iter().collect()
     }

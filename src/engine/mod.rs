@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod checked_arithmetic;
 pub mod demo;
 pub mod functions;
+pub mod pg_catalog_access;
 pub mod pg_functions;
 pub mod search_path;
 pub mod settings_functions;
@@ -199,6 +200,17 @@ impl Engine {
             .build();
         let ctx = SessionContext::new_with_state(with_vectors);
         functions::register(&ctx, runtime.clone());
+        // Owners, grants and role OIDs in pg_catalog come from the access layer.
+        if let Some(pg_catalog) = catalog.schema(search_path::PG_CATALOG) {
+            catalog.register_schema(
+                search_path::PG_CATALOG,
+                Arc::new(pg_catalog_access::AccessAwareCatalog::new(
+                    pg_catalog,
+                    access.clone(),
+                )),
+            )?;
+        }
+        ctx.register_udf(pg_catalog_access::PgGetUserById::udf(access.clone()));
         catalog.register_schema(system::SYSTEM_SCHEMA, system::schema(runtime.clone())?)?;
 
         let engine = Engine {

@@ -160,6 +160,7 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
     let mut catalog_arrays = CatalogArrays { changed: false };
     let mut subqueries = ScalarSubqueries { changed: false };
     let mut protected = ProtectSubqueryItems { changed: false };
+    let mut no_column_acls = NoColumnPrivilegesOrPolicies { changed: false };
     // Catalog queries (psql's \d, drivers' reflection) name their columns themselves, and
     // datafusion-postgres rewrites some of their forms (`ARRAY(subquery)`) only where they
     // stand unnamed: they are left as they are.
@@ -176,6 +177,9 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         let _ = statement.visit(&mut likes);
         let _ = statement.visit(&mut splits);
         let _ = statement.visit(&mut catalog_arrays);
+        if catalog_query {
+            let _ = statement.visit(&mut no_column_acls);
+        }
         // Catalog queries keep datafusion-postgres's handling, which psql's rely on.
         if !catalog_query {
             let _ = statement.visit(&mut subqueries);
@@ -194,6 +198,7 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         || likes.changed
         || splits.changed
         || catalog_arrays.changed
+        || no_column_acls.changed
         || subqueries.changed
         || protected.changed)
         .then(|| {
@@ -816,6 +821,37 @@ impl VisitorMut for ProtectSubqueryItems {
                         let subquery = std::mem::replace(expr, Expr::Value(Value::Null.into()));
                         *expr = Expr::Nested(Box::new(subquery));
                         self.changed = true;
+                    }
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// psql's `\dp` lists column privileges (`pg_attribute.attacl`) and row-security policies
+/// (`pg_policy`) through `ARRAY(subquery)` select items DataFusion cannot plan. semsql has
+/// neither column privileges nor policies, so those lists are always empty: such an item
+/// becomes the empty text PostgreSQL prints for an empty list.
+struct NoColumnPrivilegesOrPolicies {
+    changed: bool,
+}
+
+impl VisitorMut for NoColumnPrivilegesOrPolicies {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let SetExpr::Select(select) = query.body.as_mut() {
+            for item in &mut select.projection {
+                if let SelectItem::ExprWithAlias { expr, .. } = item {
+                    let text = expr.to_string().to_ascii_lowercase();
+                    let lists_nothing = text.contains("array(")
+                        && (text.contains("attacl") || text.contains("pg_policy"));
+                    if lists_nothing {
+                        if let Some(empty) = parse_expr("CAST('' AS TEXT)") {
+                            *expr = empty;
+                            self.changed = true;
+                        }
                     }
                 }
             }

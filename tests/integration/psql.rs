@@ -112,3 +112,69 @@ async fn psql_meta_commands_on_the_demo_data() {
     );
     server.stop().await;
 }
+
+/// `\dt` shows each table's real owner and `\dp` its grants as PostgreSQL prints them; role
+/// OIDs are the same on every connection and after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_shows_owners_and_privileges() {
+    crate::support::require_tool("psql", "--version", "apt-get install postgresql-client");
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), FileConfig::default()).await;
+    let admin = server.client().await;
+    admin
+        .batch_execute(
+            "CREATE ROLE alice LOGIN; CREATE ROLE bob LOGIN;
+             GRANT CREATE ON SCHEMA public TO alice",
+        )
+        .await
+        .unwrap();
+    let alice = crate::support::connect(&format!(
+        "host=127.0.0.1 port={} user=alice dbname=semsql",
+        server.addr.port()
+    ))
+    .await;
+    alice
+        .batch_execute(
+            "CREATE TABLE notes (id int); GRANT SELECT ON notes TO bob;
+             GRANT SELECT, INSERT ON notes TO public",
+        )
+        .await
+        .unwrap();
+    admin
+        .batch_execute("CREATE TABLE plain (id int)")
+        .await
+        .unwrap();
+    let tables = psql_with(&server, &["-t", "-A"], "\\dt");
+    assert!(tables.contains("public|notes|table|alice"), "{tables}");
+    // The test client's role (let in by trust) made it.
+    assert!(tables.contains("public|plain|table|tester"), "{tables}");
+    // PostgreSQL 15 prints exactly this for the same statements.
+    let privileges = psql_with(&server, &["-t", "-A"], "\\dp notes");
+    assert_eq!(
+        privileges.trim(),
+        "public|notes|table|alice=arwdDxt/alice\nbob=r/alice\n=ar/alice||"
+    );
+    // Nothing granted: an empty cell, as PostgreSQL's default privileges.
+    let plain = psql_with(&server, &["-t", "-A"], "\\dp plain");
+    assert_eq!(plain.trim(), "public|plain|table|||");
+    let oid = psql_value(&server, "SELECT oid FROM pg_roles WHERE rolname = 'alice'");
+    assert_ne!(oid, "0");
+    assert_eq!(
+        psql_value(
+            &server,
+            "SELECT relowner FROM pg_class WHERE relname = 'notes'"
+        ),
+        oid
+    );
+    assert_eq!(
+        psql_value(&server, &format!("SELECT pg_get_userbyid({oid})")),
+        "alice"
+    );
+    server.stop().await;
+    let server = TestServer::start_in(dir.path(), FileConfig::default()).await;
+    assert_eq!(
+        psql_value(&server, "SELECT oid FROM pg_roles WHERE rolname = 'alice'"),
+        oid
+    );
+    server.stop().await;
+}

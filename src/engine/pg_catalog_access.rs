@@ -1,0 +1,379 @@
+//! pg_catalog's ownership and privilege columns, answered from the access layer.
+//!
+//! datafusion-pg-catalog builds `pg_class` with every `relowner` 0 and no `relacl` column,
+//! gives every role in `pg_roles` the OID 0, and answers `pg_get_userbyid` with `postgres` for
+//! any OID. So `\dt` showed `postgres` as every table's owner and `\dp` failed. This module
+//! wraps those two tables (their rows are datafusion-pg-catalog's, with these columns
+//! replaced) and replaces `pg_get_userbyid`:
+//!
+//! - a role's OID is a stable hash of its name (the same on every connection and after a
+//!   restart); objects no role owns (made by the server, or before roles existed) belong to
+//!   the bootstrap superuser, OID 10, named [`BOOTSTRAP_SUPERUSER`];
+//! - `pg_class.relowner` is the owner's OID and `pg_class.relacl` PostgreSQL's `aclitem[]`
+//!   text items (`{owner=arwdDxt/owner,alice=ar/owner,=r/owner}`), NULL when nothing was
+//!   granted (as PostgreSQL's default privileges).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Int32Array, ListBuilder, RecordBatch, StringBuilder,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::common::{plan_err, DataFusionError};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::TableType;
+use datafusion::error::Result;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::physical_plan::{collect, ExecutionPlan};
+
+use crate::access::{Access, Object};
+
+/// The name shown for OID 10, the owner of what no role owns.
+pub const BOOTSTRAP_SUPERUSER: &str = "semsql";
+
+/// OID 10, as PostgreSQL's bootstrap superuser.
+const BOOTSTRAP_OID: i32 = 10;
+
+/// A role's OID: FNV-1a of its name, above PostgreSQL's reserved range (16384), so the same
+/// role has the same OID on every connection and after every restart.
+pub fn role_oid(name: &str) -> i32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in name.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    const FIRST: u32 = 16_384;
+    (FIRST + hash % (i32::MAX as u32 - FIRST)) as i32
+}
+
+/// Wraps the `pg_catalog` schema datafusion-pg-catalog made.
+#[derive(Debug)]
+pub struct AccessAwareCatalog {
+    inner: Arc<dyn SchemaProvider>,
+    access: Arc<Access>,
+}
+
+impl AccessAwareCatalog {
+    pub fn new(inner: Arc<dyn SchemaProvider>, access: Arc<Access>) -> Self {
+        Self { inner, access }
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for AccessAwareCatalog {
+    fn table_names(&self) -> Vec<String> {
+        self.inner.table_names()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let Some(table) = self.inner.table(name).await? else {
+            return Ok(None);
+        };
+        let kind = match name.to_ascii_lowercase().as_str() {
+            "pg_class" => Kind::Class,
+            "pg_roles" => Kind::Roles,
+            _ => return Ok(Some(table)),
+        };
+        let namespaces = self.inner.table("pg_namespace").await?;
+        Ok(Some(Arc::new(AccessAwareTable::new(
+            kind,
+            table,
+            namespaces,
+            self.access.clone(),
+        ))))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.inner.table_exist(name)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Class,
+    Roles,
+}
+
+#[derive(Debug)]
+struct AccessAwareTable {
+    kind: Kind,
+    inner: Arc<dyn TableProvider>,
+    namespaces: Option<Arc<dyn TableProvider>>,
+    access: Arc<Access>,
+    schema: SchemaRef,
+}
+
+fn acl_type() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+}
+
+impl AccessAwareTable {
+    fn new(
+        kind: Kind,
+        inner: Arc<dyn TableProvider>,
+        namespaces: Option<Arc<dyn TableProvider>>,
+        access: Arc<Access>,
+    ) -> Self {
+        let inner_schema = inner.schema();
+        let schema = match kind {
+            Kind::Class => {
+                let mut fields: Vec<Field> = inner_schema
+                    .fields()
+                    .iter()
+                    .map(|field| field.as_ref().clone())
+                    .collect();
+                fields.push(Field::new("relacl", acl_type(), true));
+                Arc::new(Schema::new_with_metadata(
+                    fields,
+                    inner_schema.metadata().clone(),
+                ))
+            }
+            Kind::Roles => inner_schema,
+        };
+        Self {
+            kind,
+            inner,
+            namespaces,
+            access,
+            schema,
+        }
+    }
+
+    /// OID → schema name, from `pg_namespace`.
+    async fn namespace_names(&self, state: &dyn Session) -> Result<HashMap<i64, String>> {
+        let mut names = HashMap::new();
+        let Some(namespaces) = &self.namespaces else {
+            return Ok(names);
+        };
+        for batch in all_rows(namespaces.as_ref(), state).await? {
+            let oids = int64_column(&batch, "oid")?;
+            let nspnames = string_column(&batch, "nspname")?;
+            let nspnames = nspnames.as_string::<i32>();
+            for row in 0..batch.num_rows() {
+                if !oids.is_null(row) && !nspnames.is_null(row) {
+                    names.insert(oids.value(row), nspnames.value(row).to_owned());
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    fn owner_oid(owner: Option<&str>) -> i32 {
+        owner.map_or(BOOTSTRAP_OID, role_oid)
+    }
+
+    async fn class_rows(&self, state: &dyn Session, batch: RecordBatch) -> Result<RecordBatch> {
+        let namespaces = self.namespace_names(state).await?;
+        let relnames = string_column(&batch, "relname")?;
+        let relnames = relnames.as_string::<i32>();
+        let relnamespaces = int64_column(&batch, "relnamespace")?;
+        let mut owners = Vec::with_capacity(batch.num_rows());
+        let mut acls = ListBuilder::new(StringBuilder::new());
+        for row in 0..batch.num_rows() {
+            let schema = namespaces
+                .get(&relnamespaces.value(row))
+                .map(String::as_str)
+                .unwrap_or_default();
+            let object = Object::Relation {
+                schema,
+                name: relnames.value(row),
+            };
+            let acl = self.access.acl_of(object);
+            owners.push(Self::owner_oid(
+                acl.as_ref().and_then(|acl| acl.owner.as_deref()),
+            ));
+            match acl.filter(|acl| !acl.grants.is_empty()) {
+                Some(acl) => {
+                    // As PostgreSQL lists a granted table's ACL: the owner's own privileges
+                    // first (all of a table's), then the grants.
+                    let owner = acl.owner.as_deref().unwrap_or(BOOTSTRAP_SUPERUSER);
+                    acls.values()
+                        .append_value(format!("{owner}=arwdDxt/{owner}"));
+                    for item in acl.items() {
+                        acls.values().append_value(item);
+                    }
+                    acls.append(true);
+                }
+                None => acls.append(false),
+            }
+        }
+        let mut columns = batch.columns().to_vec();
+        let owner_at = batch.schema().index_of("relowner")?;
+        columns[owner_at] = Arc::new(Int32Array::from(owners));
+        columns.push(Arc::new(acls.finish()));
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+
+    fn role_rows(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        let names = string_column(&batch, "rolname")?;
+        let names = names.as_string::<i32>();
+        let oids: Int32Array = (0..batch.num_rows())
+            .map(|row| (!names.is_null(row)).then(|| role_oid(names.value(row))))
+            .collect();
+        let mut columns = batch.columns().to_vec();
+        let oid_at = batch.schema().index_of("oid")?;
+        let target = batch.schema().field(oid_at).data_type().clone();
+        columns[oid_at] = cast(&oids, &target)?;
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+async fn all_rows(table: &dyn TableProvider, state: &dyn Session) -> Result<Vec<RecordBatch>> {
+    let plan = table.scan(state, None, &[], None).await?;
+    collect(plan, state.task_ctx()).await
+}
+
+fn string_column(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
+    let column = batch.column(batch.schema().index_of(name)?);
+    Ok(cast(column, &DataType::Utf8)?)
+}
+
+fn int64_column(batch: &RecordBatch, name: &str) -> Result<datafusion::arrow::array::Int64Array> {
+    let column = batch.column(batch.schema().index_of(name)?);
+    let column = cast(column, &DataType::Int64)?;
+    column
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::Int64Array>()
+        .cloned()
+        .ok_or_else(|| DataFusionError::Internal(format!("{name} is not an integer column")))
+}
+
+#[async_trait]
+impl TableProvider for AccessAwareTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let mut batches = Vec::new();
+        for batch in all_rows(self.inner.as_ref(), state).await? {
+            batches.push(match self.kind {
+                Kind::Class => self.class_rows(state, batch).await?,
+                Kind::Roles => self.role_rows(batch)?,
+            });
+        }
+        Ok(MemorySourceConfig::try_new_exec(
+            &[batches],
+            self.schema.clone(),
+            projection.cloned(),
+        )?)
+    }
+}
+
+/// `pg_get_userbyid(oid)`: the role's name, as PostgreSQL answers it (`unknown (OID=n)` for
+/// an OID no role has).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct PgGetUserById {
+    signature: Signature,
+    access: AccessHandle,
+}
+
+/// Compares by identity, so the UDF can derive `PartialEq`.
+#[derive(Debug, Clone)]
+struct AccessHandle(Arc<Access>);
+
+impl PartialEq for AccessHandle {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for AccessHandle {}
+
+impl std::hash::Hash for AccessHandle {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (Arc::as_ptr(&self.0) as usize).hash(state);
+    }
+}
+
+impl PgGetUserById {
+    pub fn udf(access: Arc<Access>) -> ScalarUDF {
+        ScalarUDF::new_from_impl(Self {
+            signature: Signature::any(1, Volatility::Stable),
+            access: AccessHandle(access),
+        })
+    }
+}
+
+impl ScalarUDFImpl for PgGetUserById {
+    fn name(&self) -> &str {
+        "pg_get_userbyid"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [oid] = args.args.as_slice() else {
+            return plan_err!("pg_get_userbyid takes one argument");
+        };
+        let oids = oid.to_array(args.number_rows)?;
+        let oids = cast(&oids, &DataType::Int64)?;
+        let oids = oids
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int64Array>()
+            .ok_or_else(|| DataFusionError::Internal("pg_get_userbyid: not an oid".into()))?;
+        let names: HashMap<i64, String> = self
+            .access
+            .0
+            .owner_names()
+            .into_iter()
+            .map(|name| (i64::from(role_oid(&name)), name))
+            .chain([(i64::from(BOOTSTRAP_OID), BOOTSTRAP_SUPERUSER.to_owned())])
+            .collect();
+        let mut out = StringBuilder::new();
+        for row in 0..oids.len() {
+            if oids.is_null(row) {
+                out.append_null();
+                continue;
+            }
+            let oid = oids.value(row);
+            match names.get(&oid) {
+                Some(name) => out.append_value(name),
+                None => out.append_value(format!("unknown (OID={oid})")),
+            }
+        }
+        let array: ArrayRef = Arc::new(out.finish());
+        if matches!(oid, ColumnarValue::Scalar(_)) {
+            return Ok(ColumnarValue::Scalar(
+                datafusion::common::ScalarValue::try_from_array(&array, 0)?,
+            ));
+        }
+        Ok(ColumnarValue::Array(array))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_oids_are_stable_and_outside_the_reserved_range() {
+        assert_eq!(role_oid("alice"), role_oid("alice"));
+        assert_ne!(role_oid("alice"), role_oid("bob"));
+        for name in ["", "a", "semsql", "pg_read_server_files"] {
+            assert!(role_oid(name) >= 16_384, "{name}");
+        }
+    }
+}
