@@ -534,6 +534,64 @@ async fn idle_transactions_are_ended() {
     server.stop().await;
 }
 
+/// 50 distinct slow queries from an ordinary role in `semsql.rewrite = 'auto'`: each would
+/// start a background rewrite search, but at most `llm.rewrite_max_background` (2) run at once
+/// on the whole server, so the model sees a bounded number of requests, and the server keeps
+/// answering everyone meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_slow_queries_in_auto_mode_start_a_bounded_number_of_searches() {
+    // A slow model: a search holds its slot for seconds.
+    let fake = FakeLlm::start(
+        "127.0.0.1:0",
+        Behaviour {
+            latency_ms: 3_000,
+            ..Behaviour::default()
+        },
+    )
+    .await
+    .unwrap();
+    let server = TestServer::start().await;
+    let admin = server.client().await;
+    setup(&admin).await;
+    // The model's own lane would let 64 requests through at once: only the search cap bounds
+    // what reaches it.
+    admin
+        .batch_execute(&format!(
+            "CREATE MODEL rw WITH (base_url = '{}', model = 'fake-1', concurrency = 64); \
+             GRANT USAGE ON MODEL rw TO mallory",
+            fake.base_url()
+        ))
+        .await
+        .unwrap();
+    let mallory = connect_as(&server, "mallory").await;
+    mallory
+        .batch_execute(
+            "SET semsql.model = 'rw'; SET semsql.rewrite = 'auto'; SET semsql.rewrite_min_ms = 0",
+        )
+        .await
+        .unwrap();
+    for id in 0..50 {
+        let rows = column(
+            &mallory,
+            &format!("SELECT count(*) FROM shared WHERE id > {id} OR note = 'q{id}'"),
+        )
+        .await;
+        assert_eq!(rows.len(), 1);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let seen = fake.stats();
+    // Two searches of four prompts each at most; fifty unbounded searches would have sent
+    // up to 200.
+    assert!(seen.max_in_flight <= 8, "{seen:?}");
+    assert!(seen.chat_requests <= 8, "{seen:?}");
+    // And searches did start: the bound is the cap's doing, not a search that never began.
+    assert!(seen.in_flight >= 1, "{seen:?}");
+    // Everyone is still served, at once.
+    assert_eq!(column(&mallory, "SELECT 1").await, ["1"]);
+    assert_eq!(column(&admin, "SELECT count(*) FROM secret").await, ["2"]);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn roles_are_durable_and_log_in_with_scram() {
     let dir = tempfile::tempdir().unwrap();
