@@ -153,7 +153,9 @@ fn external_sqlstate(err: &(dyn std::error::Error + Send + Sync + 'static)) -> &
 /// DataFusion reports planning problems as text; these are the ones Postgres gives codes to.
 fn plan_sqlstate(message: &str) -> &'static str {
     let lower = message.to_ascii_lowercase();
-    if lower.contains("table '") && lower.contains("not found")
+    if lower.contains("table function") && lower.contains("not found") {
+        "42883"
+    } else if lower.contains("table '") && lower.contains("not found")
         || lower.contains("doesn't exist")
         || lower.contains("does not exist") && lower.contains("table")
     {
@@ -204,6 +206,7 @@ pub fn sqlstate_of(err: &DataFusionError) -> &'static str {
         DataFusionError::ArrowError(arrow, _) => arrow_sqlstate(arrow),
         DataFusionError::ParquetError(_) | DataFusionError::IoError(_) => "58030",
         DataFusionError::ObjectStore(_) => "58030",
+        DataFusionError::Configuration(message) if is_create_function(message) => "0A000",
         DataFusionError::Configuration(_) => "42704",
         DataFusionError::Execution(message) => {
             let lower = message.to_ascii_lowercase();
@@ -261,8 +264,17 @@ pub fn client_message(err: &DataFusionError) -> String {
 
 /// PostgreSQL's text for the errors clients and users meet most, which tools match on
 /// (`relation "x" does not exist`, `column "y" does not exist`, `division by zero`).
+/// DataFusion's answer to `CREATE FUNCTION` when no function factory is set up (semsql has
+/// none: a user-defined function would run with whose privileges, on which model?).
+fn is_create_function(message: &str) -> bool {
+    message.contains("Function factory has not been configured")
+}
+
 fn postgres_wording(err: &DataFusionError) -> Option<String> {
     match err {
+        DataFusionError::Configuration(message) if is_create_function(message) => {
+            Some("CREATE FUNCTION is not supported by semsql".to_owned())
+        }
         DataFusionError::SchemaError(schema_err, _) => match schema_err.as_ref() {
             SchemaError::FieldNotFound { field, .. } => Some(match &field.relation {
                 Some(relation) => {

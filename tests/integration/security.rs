@@ -105,6 +105,20 @@ async fn an_ordinary_role_reads_and_writes_only_what_it_was_granted() {
     ] {
         assert_eq!(refused(&mallory, attack).await, "42501", "{attack}");
     }
+    // Functions that would reach the server's files or run code as another role do not
+    // exist: PostgreSQL's file functions are undefined, CREATE FUNCTION is not supported.
+    for (attack, code) in [
+        ("SELECT pg_read_file('/etc/passwd')", "42883"),
+        ("SELECT pg_ls_dir('/')", "42883"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "42883"),
+        (
+            "CREATE FUNCTION peek() RETURNS text AS 'SELECT payload FROM secret' LANGUAGE sql \
+             SECURITY DEFINER",
+            "0A000",
+        ),
+    ] {
+        assert_eq!(refused(&mallory, attack).await, code, "{attack}");
+    }
     // Extended protocol: refused at execution, prepared or not.
     let err = mallory
         .query("SELECT payload FROM secret WHERE id = $1", &[&1i32])
