@@ -11,7 +11,9 @@
 //!   the bootstrap superuser, OID 10, named [`BOOTSTRAP_SUPERUSER`];
 //! - `pg_class.relowner` is the owner's OID and `pg_class.relacl` PostgreSQL's `aclitem[]`
 //!   text items (`{owner=arwdDxt/owner,alice=ar/owner,=r/owner}`), NULL when nothing was
-//!   granted (as PostgreSQL's default privileges).
+//!   granted (as PostgreSQL's default privileges);
+//! - `pg_user` (which datafusion-pg-catalog lacks) lists the roles that may log in, as
+//!   PostgreSQL's view over `pg_authid` does, with the password shown as `********`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -68,10 +70,18 @@ impl AccessAwareCatalog {
 #[async_trait]
 impl SchemaProvider for AccessAwareCatalog {
     fn table_names(&self) -> Vec<String> {
-        self.inner.table_names()
+        let mut names = self.inner.table_names();
+        names.push(PG_USER.to_owned());
+        names
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if name.eq_ignore_ascii_case(PG_USER) {
+            return Ok(Some(Arc::new(UsersTable {
+                access: self.access.clone(),
+                schema: UsersTable::schema(),
+            })));
+        }
         let Some(table) = self.inner.table(name).await? else {
             return Ok(None);
         };
@@ -90,7 +100,108 @@ impl SchemaProvider for AccessAwareCatalog {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.inner.table_exist(name)
+        name.eq_ignore_ascii_case(PG_USER) || self.inner.table_exist(name)
+    }
+}
+
+const PG_USER: &str = "pg_user";
+
+/// `pg_user`: the roles that may log in.
+#[derive(Debug)]
+struct UsersTable {
+    access: Arc<Access>,
+    schema: SchemaRef,
+}
+
+impl UsersTable {
+    fn schema() -> SchemaRef {
+        let flag = |name: &str| Field::new(name, DataType::Boolean, false);
+        Arc::new(Schema::new(vec![
+            Field::new("usename", DataType::Utf8, false),
+            Field::new("usesysid", DataType::Int32, false),
+            flag("usecreatedb"),
+            flag("usesuper"),
+            flag("userepl"),
+            flag("usebypassrls"),
+            Field::new("passwd", DataType::Utf8, false),
+            Field::new(
+                "valuntil",
+                DataType::Timestamp(
+                    datafusion::arrow::datatypes::TimeUnit::Microsecond,
+                    Some("+00:00".into()),
+                ),
+                true,
+            ),
+            Field::new("useconfig", acl_type(), true),
+        ]))
+    }
+
+    fn batch(&self) -> Result<RecordBatch> {
+        use datafusion::arrow::array::{BooleanArray, StringArray, TimestampMicrosecondArray};
+        let users: Vec<_> = self
+            .access
+            .role_names()
+            .into_iter()
+            .filter_map(|name| self.access.role(&name))
+            .filter(|role| role.login)
+            .collect();
+        let flags = |flag: &dyn Fn(&crate::access::RoleInfo) -> bool| -> ArrayRef {
+            Arc::new(
+                users
+                    .iter()
+                    .map(|u| Some(flag(u)))
+                    .collect::<BooleanArray>(),
+            )
+        };
+        let mut config = ListBuilder::new(StringBuilder::new());
+        for _ in &users {
+            config.append(false);
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                users.iter().map(|u| u.name.as_str()),
+            )),
+            Arc::new(Int32Array::from_iter_values(
+                users.iter().map(|u| role_oid(&u.name)),
+            )),
+            flags(&|u| u.superuser),
+            flags(&|u| u.superuser),
+            flags(&|_| false),
+            flags(&|u| u.superuser),
+            Arc::new(StringArray::from_iter_values(
+                users.iter().map(|_| "********"),
+            )),
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![None; users.len()]).with_timezone("+00:00"),
+            ),
+            Arc::new(config.finish()),
+        ];
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+#[async_trait]
+impl TableProvider for UsersTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![self.batch()?]],
+            self.schema.clone(),
+            projection.cloned(),
+        )?)
     }
 }
 

@@ -170,6 +170,19 @@ async fn psql_shows_owners_and_privileges() {
         psql_value(&server, &format!("SELECT pg_get_userbyid({oid})")),
         "alice"
     );
+    // pg_user: the roles that may log in (not the predefined pg_* roles), passwords hidden.
+    assert_eq!(
+        psql_with(
+            &server,
+            &["-t", "-A"],
+            "SELECT usename, usesysid, usesuper, passwd FROM pg_user ORDER BY usename"
+        )
+        .trim(),
+        format!(
+            "alice|{oid}|f|********\nbob|{}|f|********",
+            psql_value(&server, "SELECT oid FROM pg_roles WHERE rolname = 'bob'")
+        )
+    );
     server.stop().await;
     let server = TestServer::start_in(dir.path(), FileConfig::default()).await;
     assert_eq!(
