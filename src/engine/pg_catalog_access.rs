@@ -12,6 +12,7 @@
 //! - `pg_class.relowner` is the owner's OID and `pg_class.relacl` PostgreSQL's `aclitem[]`
 //!   text items (`{owner=arwdDxt/owner,alice=ar/owner,=r/owner}`), NULL when nothing was
 //!   granted (as PostgreSQL's default privileges);
+//! - `pg_auth_members` holds semsql's role memberships (`GRANT group TO member`);
 //! - `pg_user` (which datafusion-pg-catalog lacks) lists the roles that may log in, as
 //!   PostgreSQL's view over `pg_authid` does, with the password shown as `********`.
 
@@ -88,6 +89,7 @@ impl SchemaProvider for AccessAwareCatalog {
         let kind = match name.to_ascii_lowercase().as_str() {
             "pg_class" => Kind::Class,
             "pg_roles" => Kind::Roles,
+            "pg_auth_members" => Kind::Members,
             _ => return Ok(Some(table)),
         };
         let namespaces = self.inner.table("pg_namespace").await?;
@@ -209,6 +211,9 @@ impl TableProvider for UsersTable {
 enum Kind {
     Class,
     Roles,
+    /// `pg_auth_members`: datafusion-pg-catalog's is PostgreSQL's own export (its predefined
+    /// roles' memberships); semsql's memberships replace it.
+    Members,
 }
 
 #[derive(Debug)]
@@ -245,7 +250,7 @@ impl AccessAwareTable {
                     inner_schema.metadata().clone(),
                 ))
             }
-            Kind::Roles => inner_schema,
+            Kind::Roles | Kind::Members => inner_schema,
         };
         Self {
             kind,
@@ -321,6 +326,44 @@ impl AccessAwareTable {
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 
+    /// One row per (member, group) of semsql's roles, in the table's own column types.
+    fn member_rows(&self) -> Result<RecordBatch> {
+        use datafusion::arrow::array::{BooleanArray, Int64Array};
+        let mut pairs = Vec::new();
+        for name in self.access.role_names() {
+            if let Some(role) = self.access.role(&name) {
+                for group in role.member_of {
+                    pairs.push((name.clone(), group));
+                }
+            }
+        }
+        let ids = |value: &dyn Fn(&(String, String)) -> i64| -> ArrayRef {
+            Arc::new(pairs.iter().map(value).collect::<Int64Array>())
+        };
+        let flags =
+            |value: bool| -> ArrayRef { Arc::new(BooleanArray::from(vec![value; pairs.len()])) };
+        let mut columns = Vec::new();
+        for field in self.schema.fields() {
+            let column = match field.name().as_str() {
+                "oid" => {
+                    ids(&|(member, group)| i64::from(role_oid(&format!("{member}\u{0}{group}"))))
+                }
+                "roleid" => ids(&|(_, group)| i64::from(role_oid(group))),
+                "member" => ids(&|(member, _)| i64::from(role_oid(member))),
+                "grantor" => ids(&|_| i64::from(BOOTSTRAP_OID)),
+                "admin_option" => flags(false),
+                "inherit_option" | "set_option" => flags(true),
+                other => {
+                    return Err(DataFusionError::Internal(format!(
+                        "pg_auth_members has an unexpected column {other}"
+                    )))
+                }
+            };
+            columns.push(cast(&column, field.data_type())?);
+        }
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+
     fn role_rows(&self, batch: RecordBatch) -> Result<RecordBatch> {
         let names = string_column(&batch, "rolname")?;
         let names = names.as_string::<i32>();
@@ -373,11 +416,15 @@ impl TableProvider for AccessAwareTable {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let mut batches = Vec::new();
-        for batch in all_rows(self.inner.as_ref(), state).await? {
-            batches.push(match self.kind {
-                Kind::Class => self.class_rows(state, batch).await?,
-                Kind::Roles => self.role_rows(batch)?,
-            });
+        if matches!(self.kind, Kind::Members) {
+            batches.push(self.member_rows()?);
+        } else {
+            for batch in all_rows(self.inner.as_ref(), state).await? {
+                batches.push(match self.kind {
+                    Kind::Class => self.class_rows(state, batch).await?,
+                    Kind::Roles | Kind::Members => self.role_rows(batch)?,
+                });
+            }
         }
         Ok(MemorySourceConfig::try_new_exec(
             &[batches],

@@ -150,6 +150,22 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         Ok(statements) => statements,
         Err(_) => return respelled,
     };
+    // datafusion-postgres answers some of psql's catalog queries that use `ARRAY(subquery)` by
+    // swapping in a whole replacement query it matches on the text; that must see the text as
+    // psql sent it. So such a query is taken as datafusion-postgres's parser leaves it, and
+    // only the ARRAY subqueries it left are rewritten here.
+    let mut arrays = ArraySubqueries { changed: false };
+    let mut arrays_left = false;
+    if statements.iter().any(has_array_subquery) {
+        let parser =
+            datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser::new();
+        if let Ok(parsed) = parser.parse(sql) {
+            if parsed.iter().any(has_array_subquery) {
+                statements = parsed;
+                arrays_left = true;
+            }
+        }
+    }
     let mut visitor = NarrowIntegerLiterals { changed: false };
     let mut fields = FieldSelection { changed: false };
     let mut named = false;
@@ -180,6 +196,10 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         if catalog_query {
             let _ = statement.visit(&mut no_column_acls);
         }
+        // After \dp's lists, which are answered without planning their subqueries.
+        if arrays_left {
+            let _ = statement.visit(&mut arrays);
+        }
         // Catalog queries keep datafusion-postgres's handling, which psql's rely on.
         if !catalog_query {
             let _ = statement.visit(&mut subqueries);
@@ -199,6 +219,7 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         || splits.changed
         || catalog_arrays.changed
         || no_column_acls.changed
+        || arrays.changed
         || subqueries.changed
         || protected.changed)
         .then(|| {
@@ -829,6 +850,96 @@ impl VisitorMut for ProtectSubqueryItems {
     }
 }
 
+/// `ARRAY(SELECT e FROM ... [ORDER BY ...])`, PostgreSQL's array of a subquery's rows (psql's
+/// `\du` lists each role's groups so), which DataFusion does not plan: it becomes
+/// `coalesce((SELECT array_agg(e [ORDER BY ...]) FROM ...), make_array())`, the same array,
+/// correlated or not (`{}` when there are no rows). Only a plain one-column SELECT is
+/// rewritten; others are left for DataFusion to refuse.
+struct ArraySubqueries {
+    changed: bool,
+}
+
+impl ArraySubqueries {
+    fn aggregated(query: &Query) -> Option<Expr> {
+        let SetExpr::Select(select) = query.body.as_ref() else {
+            return None;
+        };
+        let plain = select.distinct.is_none()
+            && select.having.is_none()
+            && matches!(&select.group_by, GroupByExpr::Expressions(by, _) if by.is_empty())
+            && query.limit_clause.is_none()
+            && query.fetch.is_none();
+        let item = match select.projection.as_slice() {
+            [SelectItem::UnnamedExpr(item) | SelectItem::ExprWithAlias { expr: item, .. }]
+                if plain =>
+            {
+                item.clone()
+            }
+            _ => return None,
+        };
+        let order = match &query.order_by {
+            None => String::new(),
+            Some(order_by) => {
+                // `ORDER BY 1` is the select item itself.
+                let text = order_by.to_string();
+                let positional = text.trim().eq_ignore_ascii_case("ORDER BY 1");
+                if positional {
+                    format!(" ORDER BY {item}")
+                } else {
+                    format!(" {text}")
+                }
+            }
+        };
+        let mut inner = query.clone();
+        inner.order_by = None;
+        if let SetExpr::Select(select) = inner.body.as_mut() {
+            select.projection = vec![SelectItem::UnnamedExpr(parse_expr(&format!(
+                "array_agg({item}{order})"
+            ))?)];
+        }
+        parse_expr(&format!("coalesce(({inner}), make_array())"))
+    }
+}
+
+impl VisitorMut for ArraySubqueries {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::Function(function) = expr {
+            let is_array = function.name.to_string().eq_ignore_ascii_case("array");
+            if let (true, FunctionArguments::Subquery(query)) = (is_array, &function.args) {
+                if let Some(aggregated) = Self::aggregated(query) {
+                    *expr = aggregated;
+                    self.changed = true;
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Whether `statement` holds an `ARRAY(subquery)`.
+fn has_array_subquery(statement: &Statement) -> bool {
+    struct Finder(bool);
+    impl Visitor for Finder {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            if let Expr::Function(function) = expr {
+                if function.name.to_string().eq_ignore_ascii_case("array")
+                    && matches!(function.args, FunctionArguments::Subquery(_))
+                {
+                    self.0 = true;
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut finder = Finder(false);
+    let _ = statement.visit(&mut finder);
+    finder.0
+}
+
 /// psql's `\dp` lists column privileges (`pg_attribute.attacl`) and row-security policies
 /// (`pg_policy`) through `ARRAY(subquery)` select items DataFusion cannot plan. semsql has
 /// neither column privileges nor policies, so those lists are always empty: such an item
@@ -961,6 +1072,25 @@ mod tests {
         assert_eq!(
             rewrite("SELECT c.conname FROM pg_constraint c WHERE 2 = ANY(c.conkey)").as_deref(),
             Some("SELECT c.conname FROM pg_constraint c WHERE 2 = ANY(semsql_int2_list(c.conkey))")
+        );
+    }
+
+    #[test]
+    fn array_subqueries_become_aggregates() {
+        let rewritten =
+            rewrite("SELECT s.a, ARRAY(SELECT t.x FROM t WHERE t.a = s.a ORDER BY 1) AS xs FROM s")
+                .unwrap();
+        assert!(
+            rewritten.contains(
+                "coalesce((SELECT array_agg(t.x ORDER BY t.x) FROM t WHERE t.a = s.a), make_array()) AS xs"
+            ),
+            "{rewritten}"
+        );
+        // Not a plain one-column SELECT: left for DataFusion to refuse.
+        let grouped = rewrite("SELECT ARRAY(SELECT count(*) FROM t GROUP BY a) FROM s");
+        assert!(
+            !grouped.unwrap_or_default().contains("array_agg"),
+            "a grouped subquery is not rewritten"
         );
     }
 

@@ -183,6 +183,15 @@ async fn psql_shows_owners_and_privileges() {
             psql_value(&server, "SELECT oid FROM pg_roles WHERE rolname = 'bob'")
         )
     );
+    // \du lists the roles with their groups, as PostgreSQL 15 prints it for the same roles.
+    admin
+        .batch_execute("CREATE ROLE readers; GRANT readers TO alice")
+        .await
+        .unwrap();
+    assert_eq!(
+        psql_with(&server, &["-t", "-A"], "\\du").trim(),
+        "alice||{readers}\nbob||{}\nreaders|Cannot login|{}"
+    );
     server.stop().await;
     let server = TestServer::start_in(dir.path(), FileConfig::default()).await;
     assert_eq!(
