@@ -92,7 +92,11 @@ impl SchemaProvider for AccessAwareCatalog {
             "pg_auth_members" => Kind::Members,
             _ => return Ok(Some(table)),
         };
-        let namespaces = self.inner.table("pg_namespace").await?;
+        // Only pg_class needs the schema names, to find each relation's ACL.
+        let namespaces = match kind {
+            Kind::Class => self.inner.table("pg_namespace").await?,
+            Kind::Roles | Kind::Members => None,
+        };
         Ok(Some(Arc::new(AccessAwareTable::new(
             kind,
             table,
@@ -284,8 +288,11 @@ impl AccessAwareTable {
         owner.map_or(BOOTSTRAP_OID, role_oid)
     }
 
-    async fn class_rows(&self, state: &dyn Session, batch: RecordBatch) -> Result<RecordBatch> {
-        let namespaces = self.namespace_names(state).await?;
+    fn class_rows(
+        &self,
+        namespaces: &HashMap<i64, String>,
+        batch: RecordBatch,
+    ) -> Result<RecordBatch> {
         let relnames = string_column(&batch, "relname")?;
         let relnames = relnames.as_string::<i32>();
         let relnamespaces = int64_column(&batch, "relnamespace")?;
@@ -419,9 +426,14 @@ impl TableProvider for AccessAwareTable {
         if matches!(self.kind, Kind::Members) {
             batches.push(self.member_rows()?);
         } else {
+            // Read once per scan, not per batch.
+            let namespaces = match self.kind {
+                Kind::Class => self.namespace_names(state).await?,
+                Kind::Roles | Kind::Members => HashMap::new(),
+            };
             for batch in all_rows(self.inner.as_ref(), state).await? {
                 batches.push(match self.kind {
-                    Kind::Class => self.class_rows(state, batch).await?,
+                    Kind::Class => self.class_rows(&namespaces, batch)?,
                     Kind::Roles | Kind::Members => self.role_rows(batch)?,
                 });
             }

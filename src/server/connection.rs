@@ -40,14 +40,19 @@ pub struct IdleTimeouts {
     pub session_ms: u64,
 }
 
-/// The timeout `name` in force on `client`, if any.
-pub fn timeout_of(client: &impl ClientInfo, name: &str) -> Option<Duration> {
-    let metadata = client.metadata();
-    let millis = metadata
+/// The timeout `name` in force on a connection with this metadata, in milliseconds (0: none):
+/// the session's value, else the server's.
+pub fn timeout_millis(metadata: &std::collections::HashMap<String, String>, name: &str) -> u64 {
+    metadata
         .get(name)
         .or_else(|| metadata.get(&server_default_key(name)))
         .and_then(|value| value.parse::<u64>().ok())
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// The timeout `name` in force on `client`, if any.
+fn timeout_of(client: &impl ClientInfo, name: &str) -> Option<Duration> {
+    let millis = timeout_millis(client.metadata(), name);
     (millis > 0).then(|| Duration::from_millis(millis))
 }
 

@@ -36,6 +36,26 @@ async fn column(client: &Client, sql: &str) -> Vec<String> {
         .collect()
 }
 
+/// A server with a self-signed certificate in `dir` and `extra` appended to its `[tls]`
+/// table (further tables may follow), for the TLS tests that drive psql.
+async fn tls_server(dir: &std::path::Path, extra: &str) -> TestServer {
+    crate::support::require_tool("psql", "--version", "apt-get install postgresql-client");
+    crate::support::require_tool("openssl", "version", "apt-get install openssl");
+    let (cert, key) = crate::support::self_signed_certificate(dir);
+    let file: FileConfig = toml::from_str(&format!(
+        "[tls]\ncert = '{}'\nkey = '{}'\n{extra}",
+        cert.display(),
+        key.display()
+    ))
+    .unwrap();
+    let overrides = Overrides {
+        listen: Some("127.0.0.1:0".into()),
+        data_dir: Some(dir.join("data")),
+        ..Overrides::default()
+    };
+    TestServer::start_with(Config::resolve(file, overrides).unwrap()).await
+}
+
 /// A superuser's setup: a private table, a shared one, a view over the private one, and an
 /// ordinary role `mallory`.
 async fn setup(admin: &Client) {
@@ -436,24 +456,13 @@ async fn named_secrets_are_a_superusers_to_define_and_never_shown() {
 /// gets in over TLS, and other roles are not affected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hba_rules_require_tls_for_one_role() {
-    crate::support::require_tool("psql", "--version", "apt-get install postgresql-client");
-    crate::support::require_tool("openssl", "version", "apt-get install openssl");
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = crate::support::self_signed_certificate(dir.path());
-    let file: FileConfig = toml::from_str(&format!(
-        "[tls]\ncert = '{}'\nkey = '{}'\n\
-         [[hba]]\ntype = 'hostnossl'\nuser = 'alice'\nmethod = 'reject'\n\
+    let server = tls_server(
+        dir.path(),
+        "[[hba]]\ntype = 'hostnossl'\nuser = 'alice'\nmethod = 'reject'\n\
          [[hba]]\ntype = 'host'\naddress = '127.0.0.0/8'\n",
-        cert.display(),
-        key.display()
-    ))
-    .unwrap();
-    let overrides = Overrides {
-        listen: Some("127.0.0.1:0".into()),
-        data_dir: Some(dir.path().join("data")),
-        ..Overrides::default()
-    };
-    let server = TestServer::start_with(Config::resolve(file, overrides).unwrap()).await;
+    )
+    .await;
     let port = server.addr.port();
     let psql = |user: &str, mode: &str| {
         std::process::Command::new("psql")
@@ -707,22 +716,8 @@ async fn roles_are_durable_and_log_in_with_scram() {
 /// `tls.required`: a plaintext startup is refused with a FATAL that says why; TLS works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn required_tls_refuses_plaintext() {
-    crate::support::require_tool("psql", "--version", "apt-get install postgresql-client");
-    crate::support::require_tool("openssl", "version", "apt-get install openssl");
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = crate::support::self_signed_certificate(dir.path());
-    let file: FileConfig = toml::from_str(&format!(
-        "[tls]\ncert = '{}'\nkey = '{}'\nrequired = true",
-        cert.display(),
-        key.display()
-    ))
-    .unwrap();
-    let overrides = Overrides {
-        listen: Some("127.0.0.1:0".into()),
-        data_dir: Some(dir.path().join("data")),
-        ..Overrides::default()
-    };
-    let server = TestServer::start_with(Config::resolve(file, overrides).unwrap()).await;
+    let server = tls_server(dir.path(), "required = true").await;
     let port = server.addr.port();
     let plain = std::process::Command::new("psql")
         .arg(format!(

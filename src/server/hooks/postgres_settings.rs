@@ -35,7 +35,7 @@ use super::{placeholder_plan, single_text_row};
 use crate::engine::search_path::SearchPath;
 use crate::error::SemsqlError;
 use crate::server::connection::{
-    parse_milliseconds, server_default_key, show_milliseconds, IDLE_IN_TRANSACTION, IDLE_SESSION,
+    parse_milliseconds, show_milliseconds, timeout_millis, IDLE_IN_TRANSACTION, IDLE_SESSION,
 };
 use crate::server::handler::notice;
 
@@ -378,12 +378,7 @@ impl PostgresSettingsHook {
                     return single_text_row(fixed, shown);
                 }
                 if let Some(timeout) = IDLE_TIMEOUTS.iter().find(|timeout| **timeout == name) {
-                    let metadata = client.metadata();
-                    let millis = metadata
-                        .get(*timeout)
-                        .or_else(|| metadata.get(&server_default_key(timeout)))
-                        .and_then(|value| value.parse().ok())
-                        .unwrap_or(0);
+                    let millis = timeout_millis(client.metadata(), timeout);
                     return single_text_row(timeout, &show_milliseconds(millis));
                 }
                 if let Some((kept, default)) = KEPT.iter().find(|(kept, _)| *kept == name) {
