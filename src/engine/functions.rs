@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{AsArray, BooleanArray, StringArray};
+use datafusion::arrow::array::{AsArray, BooleanArray, Int32Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::logical_expr::{
     create_udf, ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
@@ -50,19 +50,22 @@ pub fn register(ctx: &SessionContext, runtime: Arc<crate::llm::Runtime>) {
     ctx.register_udf(always_visible("pg_type_is_visible"));
     // SQLAlchemy's column reflection; semsql has only pg_catalog's collations.
     ctx.register_udf(always_visible("pg_collation_is_visible"));
-    // SQLAlchemy's psycopg dialect asks for `to_regtype('hstore')` when it connects.
+    // SQLAlchemy's psycopg dialect asks for `to_regtype('hstore')` when it connects, and
+    // psycopg's `TypeInfo.fetch` (pgvector-python's `register_vector`) compares it with
+    // `pg_type.oid`: the answer is the type's OID, as `regtype` is one (printed as a number
+    // here, where PostgreSQL prints the name).
     ctx.register_udf(create_udf(
         "to_regtype",
         vec![DataType::Utf8],
-        DataType::Utf8,
+        DataType::Int32,
         Volatility::Stable,
         Arc::new(|args| {
             let names = ColumnarValue::values_to_arrays(args)?;
             let names = datafusion::arrow::compute::cast(&names[0], &DataType::Utf8)?;
-            let types: StringArray = names
+            let types: Int32Array = names
                 .as_string::<i32>()
                 .iter()
-                .map(|name| name.and_then(regtype_name))
+                .map(|name| name.and_then(regtype_oid))
                 .collect();
             Ok(ColumnarValue::Array(Arc::new(types)))
         }),
@@ -154,33 +157,37 @@ fn always_visible(name: &str) -> ScalarUDF {
     )
 }
 
-/// PostgreSQL's name for a type semsql has, as `regtype` prints it; `None` for any other.
-fn regtype_name(name: &str) -> Option<&'static str> {
+/// The OID of a type semsql has, by any of PostgreSQL's names for it; `None` for any other.
+fn regtype_oid(name: &str) -> Option<i32> {
     let lower = name.trim().to_ascii_lowercase();
     let lower = lower.strip_prefix("pg_catalog.").unwrap_or(&lower);
     Some(match lower {
-        "bool" | "boolean" => "boolean",
-        "int2" | "smallint" => "smallint",
-        "int4" | "int" | "integer" => "integer",
-        "int8" | "bigint" => "bigint",
-        "float4" | "real" => "real",
-        "float8" | "double precision" => "double precision",
-        "numeric" | "decimal" => "numeric",
-        "text" => "text",
-        "varchar" | "character varying" => "character varying",
-        "bpchar" | "char" | "character" => "character",
-        "name" => "name",
-        "bytea" => "bytea",
-        "date" => "date",
-        "time" | "time without time zone" => "time without time zone",
-        "timestamp" | "timestamp without time zone" => "timestamp without time zone",
-        "timestamptz" | "timestamp with time zone" => "timestamp with time zone",
-        "interval" => "interval",
-        "json" => "json",
-        "jsonb" => "jsonb",
-        "uuid" => "uuid",
-        "oid" => "oid",
-        "vector" | "public.vector" => "vector",
+        "bool" | "boolean" => 16,
+        "bytea" => 17,
+        "name" => 19,
+        "int8" | "bigint" => 20,
+        "int2" | "smallint" => 21,
+        "int4" | "int" | "integer" => 23,
+        "text" => 25,
+        "oid" => 26,
+        "json" => 114,
+        "float4" | "real" => 700,
+        "float8" | "double precision" => 701,
+        "bpchar" | "char" | "character" => 1042,
+        "varchar" | "character varying" => 1043,
+        "date" => 1082,
+        "time" | "time without time zone" => 1083,
+        "timestamp" | "timestamp without time zone" => 1114,
+        "timestamptz" | "timestamp with time zone" => 1184,
+        "interval" => 1186,
+        "numeric" | "decimal" => 1700,
+        "bit" => 1560,
+        "varbit" | "bit varying" => 1562,
+        "uuid" => 2950,
+        "jsonb" => 3802,
+        "vector" | "public.vector" => {
+            datafusion_postgres::arrow_pg::datatypes::PG_VECTOR_TYPE_OID as i32
+        }
         _ => return None,
     })
 }

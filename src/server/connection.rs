@@ -88,6 +88,7 @@ pub async fn serve<H: PgWireServerHandlers>(
     let copy = handlers.copy_handler();
     let cancel = handlers.cancel_handler();
     let errors = handlers.error_handler();
+    let mut vector_parameters = super::vector_parameters::VectorParameters::default();
     loop {
         let message = match socket.state() {
             PgWireConnectionState::AwaitingStartup
@@ -129,6 +130,7 @@ pub async fn serve<H: PgWireServerHandlers>(
         if matches!(message, PgWireFrontendMessage::Terminate(_)) {
             break;
         }
+        let message = vector_parameters.translate(message);
         let extended_query = match socket.state() {
             PgWireConnectionState::CopyInProgress(extended_query) => extended_query,
             _ => message.is_extended_query(),

@@ -201,7 +201,16 @@ impl QueryParser for SessionParser {
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
-        self.any_session.query_parser().get_parameter_types(stmt)
+        let mut types = self.any_session.query_parser().get_parameter_types(stmt)?;
+        // `$1::vector` is planned as text (see `parameters`) but is a `vector` to the client.
+        if let Some((statement, _)) = &stmt.1 {
+            for position in parameters::vector_parameters(statement) {
+                if let Some(ty) = types.get_mut(position - 1) {
+                    *ty = datafusion_postgres::arrow_pg::datatypes::pg_vector_type();
+                }
+            }
+        }
+        Ok(types)
     }
 
     fn get_result_schema(

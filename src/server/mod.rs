@@ -11,6 +11,7 @@ pub mod hba;
 pub mod hooks;
 pub mod parameters;
 pub mod text_output;
+pub mod vector_parameters;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -116,12 +116,14 @@ pub async fn plan_with_parameter_types(
         })
         .collect();
     let prefix: Vec<SqlType> = declared.iter().map_while(Clone::clone).collect();
+    // A type known past the first untyped parameter is not in the first plan.
+    let all_known_used = prefix.len() == declared.iter().flatten().count();
     let first = plan_prepared(ctx, statement, prefix).await;
     let inferred = match &first {
         Ok(plan) => plan.get_parameter_types()?,
         Err(_) => Default::default(),
     };
-    if count == 0 || (first.is_ok() && inferred.values().all(Option::is_some)) {
+    if count == 0 || (first.is_ok() && all_known_used && inferred.values().all(Option::is_some)) {
         return first;
     }
     let text = sql_type("text").expect("text is a type");
@@ -136,7 +138,7 @@ pub async fn plan_with_parameter_types(
         });
         match known {
             Some(ty) => all.push(ty),
-            // Cast to a type only our rules plan (`$1::vector`): typed by them, not here.
+            // Cast to a type only our rules plan: typed by them, not here.
             None if casts.contains_key(&position) => return first,
             None => all.push(text.clone()),
         }
@@ -171,24 +173,54 @@ async fn plan_prepared(
     }
 }
 
+/// Whether a SQL type is pgvector's `vector` (with or without a dimension count).
+pub fn is_vector_type(data_type: &SqlType) -> bool {
+    matches!(data_type, SqlType::Custom(name, _) if name.to_string().eq_ignore_ascii_case("vector"))
+}
+
+/// The positions (from 1) of the parameters the statement casts to `vector` (`$1::vector`),
+/// which are described to clients as pgvector's `vector`, as PostgreSQL with pgvector does.
+pub fn vector_parameters(statement: &Statement) -> Vec<usize> {
+    struct Found(Vec<usize>);
+    impl Visitor for Found {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            if let Expr::Cast {
+                expr, data_type, ..
+            } = expr
+            {
+                if let (Some(at), true) = (position(expr), is_vector_type(data_type)) {
+                    self.0.push(at);
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut found = Found(Vec::new());
+    let _ = statement.visit(&mut found);
+    found.0
+}
+
+/// The `$n` a placeholder expression stands for.
+fn position(expr: &Expr) -> Option<usize> {
+    match expr {
+        Expr::Value(value) => match &value.value {
+            Value::Placeholder(name) => name.strip_prefix('$')?.parse().ok(),
+            _ => None,
+        },
+        Expr::Nested(inner) => position(inner),
+        _ => None,
+    }
+}
+
 /// What the statement's text says of its placeholders: the highest `$n`, and the type of
 /// each one written with an explicit cast (`$1::bigint`, `CAST($2 AS date)`), which PostgreSQL
-/// takes as the parameter's type. Casts to types DataFusion plans only through our own rules
-/// (`vector`) are left out.
+/// takes as the parameter's type. A cast to `vector` types it `text` (our rules cast it);
+/// casts to other types DataFusion plans only through our own rules are left out.
 fn placeholders(statement: &Statement) -> (usize, HashMap<usize, Option<SqlType>>) {
     struct Found {
         highest: usize,
         casts: HashMap<usize, Option<SqlType>>,
-    }
-    fn position(expr: &Expr) -> Option<usize> {
-        match expr {
-            Expr::Value(value) => match &value.value {
-                Value::Placeholder(name) => name.strip_prefix('$')?.parse().ok(),
-                _ => None,
-            },
-            Expr::Nested(inner) => position(inner),
-            _ => None,
-        }
     }
     impl Visitor for Found {
         type Break = ();
@@ -201,10 +233,14 @@ fn placeholders(statement: &Statement) -> (usize, HashMap<usize, Option<SqlType>
             } = expr
             {
                 if let Some(at) = position(expr) {
-                    let planned = !matches!(data_type, SqlType::Custom(..));
-                    self.casts
-                        .entry(at)
-                        .or_insert_with(|| planned.then(|| data_type.clone()));
+                    let planned = match data_type {
+                        // `$1::vector` is read as its text and cast by our rules: typed as
+                        // `vector`, DataFusion would take it for a `real[]` in `{...}` form.
+                        _ if is_vector_type(data_type) => sql_type("text"),
+                        SqlType::Custom(..) => None,
+                        other => Some(other.clone()),
+                    };
+                    self.casts.entry(at).or_insert(planned);
                 }
             }
             ControlFlow::Continue(())

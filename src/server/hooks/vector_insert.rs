@@ -31,8 +31,20 @@ use crate::planner::vector_syntax::vector_size;
 #[derive(Debug)]
 pub struct VectorInsertHook;
 
-/// `vector_parse(value [, n])` in SQL.
+/// `vector_parse(value [, n])` in SQL. A parameter's cast to `vector` (`$2::vector`) is
+/// dropped: `vector_parse` reads the parameter's text itself, and the cast would have the
+/// parameter taken for a `real[]` in PostgreSQL's `{...}` array form.
 fn parse_call(value: SqlExpr, size: Option<i32>) -> SqlExpr {
+    let value = match value {
+        SqlExpr::Cast {
+            expr, data_type, ..
+        } if crate::server::parameters::is_vector_type(&data_type)
+            && matches!(expr.as_ref(), SqlExpr::Value(v) if matches!(v.value, Value::Placeholder(_))) =>
+        {
+            *expr
+        }
+        other => other,
+    };
     let mut args = vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(value))];
     if let Some(size) = size {
         args.push(FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::value(
@@ -248,13 +260,12 @@ impl QueryHook for VectorInsertHook {
         if !rewrite_vector_values(session_context, &mut statement).await {
             return None;
         }
-        let plan = session_context
-            .state()
-            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
-                statement,
-            )))
-            .await
-            .map_err(api_error);
+        // Parameters typed as PostgreSQL types them (`$2::vector` is read as its text). The
+        // types a client declared do not reach hooks: the context types each parameter.
+        let plan =
+            crate::server::parameters::plan_with_parameter_types(session_context, &statement, &[])
+                .await
+                .map_err(api_error);
         Some(plan)
     }
 
