@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{AsArray, BooleanArray, Int32Array, StringArray};
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, Int32Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{
     create_udf, ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     TypeSignature, Volatility,
@@ -100,6 +101,12 @@ pub fn register(ctx: &SessionContext, runtime: Arc<crate::llm::Runtime>) {
             }),
         ));
     }
+    if let Ok(inner) = ctx.udf("format_type") {
+        ctx.register_udf(ScalarUDF::new_from_impl(FormatType {
+            signature: inner.signature().clone(),
+            inner,
+        }));
+    }
     let version = version_string();
     ctx.register_udf(create_udf(
         "version",
@@ -190,6 +197,68 @@ fn regtype_oid(name: &str) -> Option<i32> {
         }
         _ => return None,
     })
+}
+
+/// `format_type(oid, typmod)` as datafusion-pg-catalog answers it, and pgvector's for
+/// `vector` (`vector`, or `vector(3)` with a dimension count as its typmod), which it answers
+/// `oid(16385)`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct FormatType {
+    inner: Arc<ScalarUDF>,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for FormatType {
+    fn name(&self) -> &str {
+        "format_type"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let values: Vec<ColumnarValue> = args.args.clone();
+        let names = self.inner.invoke_with_args(args)?.into_array(rows)?;
+        let names = names.as_string::<i32>();
+        let as_int64 = |value: &ColumnarValue| -> datafusion::error::Result<_> {
+            let array = value.to_array(rows)?;
+            Ok(datafusion::arrow::compute::cast(&array, &DataType::Int64)?)
+        };
+        let oids = as_int64(&values[0])?;
+        let oids = oids.as_primitive::<Int64Type>();
+        let modifiers = match values.get(1) {
+            Some(value) => Some(as_int64(value)?),
+            None => None,
+        };
+        let vector = i64::from(datafusion_postgres::arrow_pg::datatypes::PG_VECTOR_TYPE_OID);
+        let formatted: StringArray = (0..rows)
+            .map(|row| {
+                if oids.is_valid(row) && oids.value(row) == vector {
+                    let dimensions = modifiers
+                        .as_ref()
+                        .map(|m| m.as_primitive::<Int64Type>())
+                        .filter(|m| m.is_valid(row) && m.value(row) > 0)
+                        .map(|m| m.value(row));
+                    Some(match dimensions {
+                        Some(n) => format!("vector({n})"),
+                        None => "vector".to_owned(),
+                    })
+                } else {
+                    names.is_valid(row).then(|| names.value(row).to_owned())
+                }
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(formatted)))
+    }
 }
 
 /// A catalog function whose answer is NULL because semsql keeps nothing it could describe

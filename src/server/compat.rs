@@ -174,6 +174,7 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
     let mut likes = LikeEscapes { changed: false };
     let mut splits = SplitToTable { changed: false };
     let mut catalog_arrays = CatalogArrays { changed: false };
+    let mut regtypes = RegtypeText { changed: false };
     let mut subqueries = ScalarSubqueries { changed: false };
     let mut protected = ProtectSubqueryItems { changed: false };
     let mut no_column_acls = NoColumnPrivilegesOrPolicies { changed: false };
@@ -193,6 +194,7 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         let _ = statement.visit(&mut likes);
         let _ = statement.visit(&mut splits);
         let _ = statement.visit(&mut catalog_arrays);
+        let _ = statement.visit(&mut regtypes);
         if catalog_query {
             let _ = statement.visit(&mut no_column_acls);
         }
@@ -200,8 +202,12 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         if arrays_left {
             let _ = statement.visit(&mut arrays);
         }
-        // Catalog queries keep datafusion-postgres's handling, which psql's rely on.
-        if !catalog_query {
+        // Catalog queries keep datafusion-postgres's handling of select items, which psql's
+        // rely on; their WHERE clauses get ours (pgcli's type list filters on a correlated
+        // scalar subquery).
+        if catalog_query {
+            let _ = statement.visit(&mut WhereSubqueries(&mut subqueries));
+        } else {
             let _ = statement.visit(&mut subqueries);
             let _ = statement.visit(&mut protected);
         }
@@ -218,6 +224,7 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         || likes.changed
         || splits.changed
         || catalog_arrays.changed
+        || regtypes.changed
         || no_column_acls.changed
         || arrays.changed
         || subqueries.changed
@@ -822,6 +829,22 @@ impl VisitorMut for ScalarSubqueries {
     }
 }
 
+/// [`ScalarSubqueries`] applied to the WHERE clause of every SELECT, and nowhere else.
+struct WhereSubqueries<'a>(&'a mut ScalarSubqueries);
+
+impl VisitorMut for WhereSubqueries<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let SetExpr::Select(select) = query.body.as_mut() {
+            if let Some(selection) = select.selection.as_mut() {
+                let _ = selection.visit(self.0);
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
 /// Puts each scalar subquery that is a whole select item in parentheses
 /// (`(SELECT ...)` → `((SELECT ...))`, the same query): datafusion-postgres's parser replaces
 /// such an item with NULL when it is correlated, and adds `LIMIT 1` when it is not, which
@@ -1022,6 +1045,66 @@ impl VisitorMut for NarrowIntegerLiterals {
                     self.changed = true;
                 }
             }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `oid::regtype::text` → `format_type(oid, NULL)`: a `regtype` prints as its type's name,
+/// which is what `format_type` gives; semsql keeps a `regtype` as the bare OID, which would
+/// print as a number (pgcli's column list, psycopg's `TypeInfo`).
+struct RegtypeText {
+    changed: bool,
+}
+
+fn is_type_named(data_type: &DataType, wanted: &str) -> bool {
+    match data_type {
+        DataType::Custom(name, modifiers) if modifiers.is_empty() => name
+            .0
+            .last()
+            .and_then(|part| part.as_ident())
+            .is_some_and(|ident| ident.value.eq_ignore_ascii_case(wanted)),
+        DataType::Text => wanted == "text",
+        _ => false,
+    }
+}
+
+impl VisitorMut for RegtypeText {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        let Expr::Cast {
+            expr: inner,
+            data_type,
+            ..
+        } = expr
+        else {
+            return ControlFlow::Continue(());
+        };
+        if !is_type_named(data_type, "text") {
+            return ControlFlow::Continue(());
+        }
+        let Expr::Cast {
+            expr: oid,
+            data_type: regtype,
+            ..
+        } = inner.as_ref()
+        else {
+            return ControlFlow::Continue(());
+        };
+        if !is_type_named(regtype, "regtype") {
+            return ControlFlow::Continue(());
+        }
+        // A type's name (`'int4'::regtype`) is looked up first.
+        let oid = match oid.as_ref() {
+            Expr::Value(value) if matches!(value.value, Value::SingleQuotedString(_)) => {
+                format!("to_regtype({oid})")
+            }
+            other => other.to_string(),
+        };
+        if let Some(formatted) = parse_expr(&format!("format_type({oid}, NULL)")) {
+            *expr = formatted;
+            self.changed = true;
         }
         ControlFlow::Continue(())
     }

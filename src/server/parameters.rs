@@ -9,7 +9,7 @@
 //! and the inner plan kept: first with the declared types, then, if some parameter is still
 //! untyped (or the first plan could not infer one), with every type filled in.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 
 use datafusion::common::DataFusionError;
@@ -17,7 +17,8 @@ use datafusion::logical_expr::{LogicalPlan, Statement as PlanStatement};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
-    DataType as SqlType, Expr, Ident, Statement, Value, Visit, Visitor,
+    DataType as SqlType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Statement,
+    Value, Visit, Visitor,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -92,9 +93,20 @@ fn sql_type_of(data_type: &datafusion::arrow::datatypes::DataType) -> Option<Sql
         Arrow::Timestamp(_, Some(_)) => "timestamptz",
         Arrow::Time32(_) | Arrow::Time64(_) => "time",
         Arrow::Interval(_) => "interval",
+        Arrow::List(element) | Arrow::LargeList(element) => {
+            return array_of(sql_type_of(element.data_type())?)
+        }
         _ => return None,
     };
     sql_type(name)
+}
+
+/// The SQL array type of elements of type `element` (`text` → `text[]`).
+fn array_of(element: SqlType) -> Option<SqlType> {
+    match element {
+        SqlType::Array(_) => Some(element),
+        element => sql_type(&format!("{element}[]")),
+    }
 }
 
 /// Plans `statement` with its parameters typed as described in the module docs.
@@ -103,7 +115,11 @@ pub async fn plan_with_parameter_types(
     statement: &Statement,
     declared: &[Option<Type>],
 ) -> Result<LogicalPlan, DataFusionError> {
-    let (count, casts) = placeholders(statement);
+    let Placeholders {
+        highest: count,
+        casts,
+        arrays,
+    } = placeholders(statement);
     let declared: Vec<Option<SqlType>> = (1..=count.max(declared.len()))
         .map(|position| {
             declared
@@ -123,18 +139,34 @@ pub async fn plan_with_parameter_types(
         Ok(plan) => plan.get_parameter_types()?,
         Err(_) => Default::default(),
     };
-    if count == 0 || (first.is_ok() && all_known_used && inferred.values().all(Option::is_some)) {
+    // DataFusion types `x = ANY($1)` as if `$1` were one value, not an array of them.
+    let untyped_arrays = arrays
+        .iter()
+        .any(|position| declared.get(position - 1).cloned().flatten().is_none());
+    if count == 0
+        || (first.is_ok()
+            && all_known_used
+            && !untyped_arrays
+            && inferred.values().all(Option::is_some))
+    {
         return first;
     }
     let text = sql_type("text").expect("text is a type");
     let mut all = Vec::with_capacity(count);
     for position in 1..=count {
+        let array = arrays.contains(&position);
         let known = declared.get(position - 1).cloned().flatten().or_else(|| {
-            inferred
+            let element = inferred
                 .get(&format!("${position}"))
                 .cloned()
                 .flatten()
                 .and_then(|ty| sql_type_of(&ty))
+                .or_else(|| array.then(|| text.clone()))?;
+            if array {
+                array_of(element)
+            } else {
+                Some(element)
+            }
         });
         match known {
             Some(ty) => all.push(ty),
@@ -213,15 +245,23 @@ fn position(expr: &Expr) -> Option<usize> {
     }
 }
 
-/// What the statement's text says of its placeholders: the highest `$n`, and the type of
-/// each one written with an explicit cast (`$1::bigint`, `CAST($2 AS date)`), which PostgreSQL
-/// takes as the parameter's type. A cast to `vector` types it `text` (our rules cast it);
-/// casts to other types DataFusion plans only through our own rules are left out.
-fn placeholders(statement: &Statement) -> (usize, HashMap<usize, Option<SqlType>>) {
-    struct Found {
-        highest: usize,
-        casts: HashMap<usize, Option<SqlType>>,
-    }
+/// What the statement's text says of its placeholders (see [`placeholders`]).
+struct Placeholders {
+    /// The highest `$n`.
+    highest: usize,
+    /// The type of each one written with an explicit cast.
+    casts: HashMap<usize, Option<SqlType>>,
+    /// Those compared with `= ANY($n)` or `<> ALL($n)`: arrays of the compared value's type.
+    arrays: HashSet<usize>,
+}
+
+/// What the statement's text says of its placeholders: the highest `$n`; the type of each one
+/// written with an explicit cast (`$1::bigint`, `CAST($2 AS date)`), which PostgreSQL takes as
+/// the parameter's type (a cast to `vector` types it `text`, our rules cast it; casts to other
+/// types DataFusion plans only through our own rules are left out); and those that are the
+/// array of `= ANY(...)`/`<> ALL(...)`.
+fn placeholders(statement: &Statement) -> Placeholders {
+    type Found = Placeholders;
     impl Visitor for Found {
         type Break = ();
         fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
@@ -243,15 +283,38 @@ fn placeholders(statement: &Statement) -> (usize, HashMap<usize, Option<SqlType>
                     self.casts.entry(at).or_insert(planned);
                 }
             }
+            if let Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } = expr {
+                if let Some(at) = position(right) {
+                    self.arrays.insert(at);
+                }
+            }
+            // datafusion-postgres's parser writes `x = ANY(a)` as `array_contains(a, x)`.
+            if let Expr::Function(function) = expr {
+                let name = function.name.to_string();
+                if name.eq_ignore_ascii_case("array_contains")
+                    || name.eq_ignore_ascii_case("array_has")
+                {
+                    if let FunctionArguments::List(list) = &function.args {
+                        if let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(array))) =
+                            list.args.first()
+                        {
+                            if let Some(at) = position(array) {
+                                self.arrays.insert(at);
+                            }
+                        }
+                    }
+                }
+            }
             ControlFlow::Continue(())
         }
     }
     let mut found = Found {
         highest: 0,
         casts: HashMap::new(),
+        arrays: HashSet::new(),
     };
     let _ = statement.visit(&mut found);
-    (found.highest, found.casts)
+    found
 }
 
 /// The portal with its `uuid`, `json` and `jsonb` parameters declared `text` and sent as text
