@@ -251,7 +251,8 @@ pub fn client_message(err: &DataFusionError) -> String {
         DataFusionError::Plan(message) | DataFusionError::Execution(message) => message.clone(),
         // The access check's refusals read as PostgreSQL's, without the rule's name.
         DataFusionError::Context(context, inner)
-            if context == crate::access::plan_check::RULE_NAME =>
+            if context == crate::access::plan_check::RULE_NAME
+                || context == crate::planner::integer_arithmetic::RULE_NAME =>
         {
             client_message(inner)
         }
@@ -268,6 +269,22 @@ pub fn client_message(err: &DataFusionError) -> String {
 /// none: a user-defined function would run with whose privileges, on which model?).
 fn is_create_function(message: &str) -> bool {
     message.contains("Function factory has not been configured")
+}
+
+/// PostgreSQL's words for integer overflow: `integer out of range` for `int4`, `bigint out of
+/// range` for `int8`. Arrow's message names the operands (`Overflow happened on: 2147483647 *
+/// 2`); an operand outside `int4` means the arithmetic was in `int8`.
+fn out_of_range(detail: &str) -> String {
+    let int8 = detail.contains("bigint")
+        || detail
+            .split(|c: char| !(c.is_ascii_digit() || c == '-'))
+            .filter_map(|word| word.parse::<i64>().ok())
+            .any(|operand| i32::try_from(operand).is_err());
+    if int8 {
+        "bigint out of range".to_owned()
+    } else {
+        "integer out of range".to_owned()
+    }
 }
 
 fn postgres_wording(err: &DataFusionError) -> Option<String> {
@@ -289,6 +306,10 @@ fn postgres_wording(err: &DataFusionError) -> Option<String> {
         {
             Some("division by zero".to_owned())
         }
+        DataFusionError::ArrowError(arrow, _) => match arrow.as_ref() {
+            ArrowError::ArithmeticOverflow(detail) => Some(out_of_range(detail)),
+            _ => None,
+        },
         DataFusionError::Execution(message)
             if message.to_ascii_lowercase().contains("divide by zero") =>
         {

@@ -175,7 +175,11 @@ impl Engine {
             .with_analyzer_rules(
                 std::iter::once(Arc::new(AccessCheck) as _)
                     .chain(Analyzer::new().rules)
-                    .chain([Arc::new(crate::planner::vector_syntax::VectorCasts::new()) as _])
+                    .chain([
+                        Arc::new(crate::planner::integer_arithmetic::PostgresIntegerArithmetic)
+                            as _,
+                        Arc::new(crate::planner::vector_syntax::VectorCasts::new()) as _,
+                    ])
                     .collect(),
             )
             .with_physical_optimizer_rule(Arc::new(checked_arithmetic::CheckedArithmetic))

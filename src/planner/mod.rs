@@ -22,6 +22,7 @@ use datafusion::physical_plan::ExecutionPlan;
 
 pub mod cheap_first;
 pub mod constant_calls;
+pub mod integer_arithmetic;
 pub mod lm_positions;
 pub mod semantic_exec;
 pub mod semantic_nodes;

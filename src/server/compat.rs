@@ -3,9 +3,8 @@
 //!
 //! - A bare integer literal in a SELECT list (`SELECT 1`, `SELECT 42 AS answer`) is typed `int4`,
 //!   as PostgreSQL types it; DataFusion types every integer literal `int8`, which node-postgres
-//!   returns as a string and tokio-postgres refuses to read as `i32`. Only bare literals are
-//!   narrowed: arithmetic stays in `int8`, because DataFusion's integer arithmetic wraps on
-//!   overflow instead of failing, and in `int4` that would happen at 2^31.
+//!   returns as a string and tokio-postgres refuses to read as `i32`. Arithmetic on literals is
+//!   typed by `planner::integer_arithmetic` instead.
 //! - `(expression).field` (PostgreSQL's field selection from a composite value, e.g.
 //!   `(llm_extract(...)).year`) becomes `(expression)['field']`, which DataFusion plans; it
 //!   refuses the dot form on anything but a column.

@@ -222,7 +222,31 @@ impl QueryParser for SessionParser {
             .any_session
             .query_parser()
             .get_result_schema(stmt, column_format)?;
-        Ok(fields.iter().map(client_field).collect())
+        // The plan kept at Parse is not analyzed yet; the columns our analysis answers in
+        // `int4` (`$1::int * 2`) are described as such, or binary clients would read 8 bytes.
+        let narrowed = match &stmt.1 {
+            Some((_, plan)) => crate::planner::integer_arithmetic::int4_columns(plan),
+            None => Vec::new(),
+        };
+        Ok(fields
+            .iter()
+            .enumerate()
+            .map(|(index, field)| {
+                let field = client_field(field);
+                if narrowed.contains(&index) && field.datatype() == &Type::INT8 {
+                    FieldInfo::new(
+                        field.name().to_owned(),
+                        field.table_id(),
+                        field.column_id(),
+                        Type::INT4,
+                        field.format(),
+                    )
+                    .with_format_options(field.format_options().clone())
+                } else {
+                    field
+                }
+            })
+            .collect())
     }
 }
 

@@ -9,6 +9,7 @@ mod clients;
 mod correctness;
 mod durability;
 mod llm;
+mod node_clients;
 mod postgres_compat;
 mod psql;
 mod python_clients;
