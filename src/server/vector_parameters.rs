@@ -13,6 +13,8 @@ use bytes::Bytes;
 use pgwire::messages::extendedquery::TARGET_TYPE_BYTE_STATEMENT;
 use pgwire::messages::PgWireFrontendMessage;
 
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
 use datafusion_postgres::arrow_pg::datatypes::PG_VECTOR_TYPE_OID;
 
 /// Per connection: which parameters of each prepared statement were declared `vector`.
@@ -28,7 +30,7 @@ impl VectorParameters {
         match message {
             PgWireFrontendMessage::Parse(mut parse) => {
                 let name = parse.name.clone().unwrap_or_default();
-                let vectors: Vec<usize> = parse
+                let mut vectors: Vec<usize> = parse
                     .type_oids
                     .iter()
                     .enumerate()
@@ -37,6 +39,13 @@ impl VectorParameters {
                     .collect();
                 for &index in &vectors {
                     parse.type_oids[index] = 0;
+                }
+                // `$1::vector` is described as `vector`, so a client may send it in pgvector's
+                // binary form without having declared it (tokio-postgres does).
+                for position in cast_to_vector(&parse.query) {
+                    if !vectors.contains(&(position - 1)) {
+                        vectors.push(position - 1);
+                    }
                 }
                 if vectors.is_empty() {
                     self.statements.remove(&name);
@@ -66,6 +75,24 @@ impl VectorParameters {
             other => other,
         }
     }
+}
+
+/// The positions (from 1) of the parameters a statement's text casts to `vector`.
+fn cast_to_vector(sql: &str) -> Vec<usize> {
+    // Most statements never mention the type: no second parse for them.
+    if !sql.to_ascii_lowercase().contains("vector") {
+        return Vec::new();
+    }
+    let respelled = crate::server::compat::rewrite(sql);
+    let sql = respelled.as_deref().unwrap_or(sql);
+    Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        .map(|statements| {
+            statements
+                .iter()
+                .flat_map(crate::server::parameters::vector_parameters)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Turns the binary values of the `vector` parameters into text, spelling out one format code

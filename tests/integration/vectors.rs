@@ -31,6 +31,27 @@ impl<'a> FromSql<'a> for Vector {
     }
 }
 
+impl ToSql for Vector {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn Error + Sync + Send>> {
+        out.extend_from_slice(&u16::try_from(self.0.len())?.to_be_bytes());
+        out.extend_from_slice(&0u16.to_be_bytes());
+        for value in &self.0 {
+            out.extend_from_slice(&value.to_be_bytes());
+        }
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        ty.name() == "vector"
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
 #[tokio::test]
 async fn vectors_travel_in_pgvector_formats_and_persist() {
     let dir = tempfile::tempdir().unwrap();
@@ -79,12 +100,12 @@ async fn vectors_travel_in_pgvector_formats_and_persist() {
         ]
     );
 
-    // A query vector as a parameter (`$1::vector(3)` is typed real[], as an array), nearest
-    // first.
+    // A query vector as a parameter (`$1::vector(3)` is described as `vector`, as pgvector
+    // does, and sent in its binary form), nearest first.
     let nearest: Vec<i32> = client
         .query(
             "SELECT id FROM items ORDER BY embedding <-> $1::vector(3) LIMIT 2",
-            &[&vec![4f32, 5.0, 5.0]],
+            &[&Vector(vec![4f32, 5.0, 5.0])],
         )
         .await
         .unwrap()
@@ -434,7 +455,7 @@ async fn hnsw_indexes_from_sql_follow_writes_and_restarts() {
     assert!(!after_delete.contains(&7) && !after_delete.contains(&5000));
     assert!(after_delete.iter().all(|id| *id >= 5));
 
-    // A bound parameter is a constant too: text, or an array cast to vector.
+    // A bound parameter is a constant too: text, or a vector in pgvector's binary form.
     client
         .batch_execute("SET hnsw.iterative_scan = strict_order")
         .await
@@ -450,9 +471,9 @@ async fn hnsw_indexes_from_sql_follow_writes_and_restarts() {
     let text = Box::new(vector_text(&queries[4]));
     let by_text = by_parameter("SELECT id FROM docs ORDER BY e <=> $1 LIMIT 10", text).await;
     assert_eq!(by_text, literal);
-    let array = Box::new(queries[4].clone());
+    let binary = Box::new(Vector(queries[4].clone()));
     let sql = "SELECT id FROM docs ORDER BY e <=> $1::vector(16) LIMIT 10";
-    assert_eq!(by_parameter(sql, array).await, literal);
+    assert_eq!(by_parameter(sql, binary).await, literal);
     let explained: Vec<String> = client
         .query(
             "EXPLAIN SELECT id FROM docs ORDER BY e <=> $1 LIMIT 10",
