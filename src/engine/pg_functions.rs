@@ -33,6 +33,7 @@ pub fn register(ctx: &SessionContext) {
         OID_LIST,
         DataType::Int64,
     )));
+    ctx.register_udf(ScalarUDF::new_from_impl(ExpandArray::new()));
     ctx.register_udaf(AggregateUDF::new_from_impl(SingleValue::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(SingleValueOf::new()));
 }
@@ -41,6 +42,83 @@ pub fn register(ctx: &SessionContext) {
 pub const INT2_LIST: &str = "semsql_int2_list";
 /// Likewise for an oidvector or oid[] (`pg_index.indclass`).
 pub const OID_LIST: &str = "semsql_oid_list";
+
+/// The function `server::compat` writes `information_schema._pg_expandarray(a)` with:
+/// `unnest(semsql_expand_array(a))`.
+pub const EXPAND_ARRAY: &str = "semsql_expand_array";
+
+/// `semsql_expand_array(array)`: the array's elements as records `(x, n)`, each element with
+/// its position from 1, which unnested is what PostgreSQL's `_pg_expandarray` returns
+/// (pgjdbc's `getPrimaryKeys` and `getIndexInfo` read keys through it).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ExpandArray {
+    signature: Signature,
+}
+
+impl ExpandArray {
+    fn new() -> Self {
+        ExpandArray {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+
+    fn record_fields(element: &DataType) -> datafusion::arrow::datatypes::Fields {
+        vec![
+            Field::new("x", element.clone(), true),
+            Field::new("n", DataType::Int32, false),
+        ]
+        .into()
+    }
+}
+
+impl ScalarUDFImpl for ExpandArray {
+    fn name(&self) -> &str {
+        EXPAND_ARRAY
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        let DataType::List(element) = &arg_types[0] else {
+            return plan_err!("_pg_expandarray takes an array, not {}", arg_types[0]);
+        };
+        Ok(DataType::List(Arc::new(Field::new_list_field(
+            DataType::Struct(Self::record_fields(element.data_type())),
+            true,
+        ))))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{Int32Array, ListArray, StructArray};
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let lists = arrays[0].as_list::<i32>();
+        let offsets = lists.offsets();
+        let positions: Int32Array = offsets
+            .windows(2)
+            .flat_map(|pair| 1..=(pair[1] - pair[0]))
+            .collect();
+        // The values a list array holds past its first offset are not its elements.
+        let first = offsets[0] as usize;
+        let last = offsets[offsets.len() - 1] as usize;
+        let values = lists.values().slice(first, last - first);
+        let element = lists.value_type();
+        let records = StructArray::try_new(
+            Self::record_fields(&element),
+            vec![values, Arc::new(positions)],
+            None,
+        )?;
+        let rebased: Vec<i32> = offsets.iter().map(|offset| offset - offsets[0]).collect();
+        let expanded = ListArray::try_new(
+            Arc::new(Field::new_list_field(records.data_type().clone(), true)),
+            datafusion::arrow::buffer::OffsetBuffer::new(rebased.into()),
+            Arc::new(records),
+            lists.nulls().cloned(),
+        )?;
+        scalar_if_constant(&args.args, Arc::new(expanded))
+    }
+}
 
 /// A text-to-text function of `arity` text arguments, NULL in gives NULL out.
 fn text_rows(

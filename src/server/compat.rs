@@ -709,6 +709,32 @@ impl VisitorMut for CatalogArrays {
                 }
             }
             Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } => self.as_list(right),
+            // `information_schema._pg_expandarray(a)`: the set of records `(x, n)`.
+            Expr::Function(function)
+                if function
+                    .name
+                    .0
+                    .last()
+                    .and_then(|part| part.as_ident())
+                    .is_some_and(|ident| ident.value.eq_ignore_ascii_case("_pg_expandarray")) =>
+            {
+                if let FunctionArguments::List(list) = &function.args {
+                    if let [FunctionArg::Unnamed(FunctionArgExpr::Expr(array))] =
+                        list.args.as_slice()
+                    {
+                        let mut array = array.clone();
+                        self.as_list(&mut array);
+                        if let Some(expanded) = parse_expr(&format!(
+                            "unnest({}({array}))",
+                            crate::engine::pg_functions::EXPAND_ARRAY
+                        )) {
+                            *expr = expanded;
+                            self.changed = true;
+                            return ControlFlow::Continue(());
+                        }
+                    }
+                }
+            }
             _ => {}
         }
         ControlFlow::Continue(())
@@ -1049,6 +1075,7 @@ impl VisitorMut for NarrowIntegerLiterals {
     }
 }
 
+/// `'name'::regproc` → `'name'` (see below), and
 /// `oid::regtype::text` → `format_type(oid, NULL)`: a `regtype` prints as its type's name,
 /// which is what `format_type` gives; semsql keeps a `regtype` as the bare OID, which would
 /// print as a number (pgcli's column list, psycopg's `TypeInfo`).
@@ -1080,6 +1107,19 @@ impl VisitorMut for RegtypeText {
         else {
             return ControlFlow::Continue(());
         };
+        // `'pg_catalog.array_in'::regproc`: the catalogs keep a `regproc` as the function's
+        // name (`pg_type.typinput` is `array_in`), so the literal is that name (pgjdbc's type
+        // cache compares them).
+        if is_type_named(data_type, "regproc") {
+            if let Expr::Value(value) = inner.as_ref() {
+                if let Value::SingleQuotedString(name) = &value.value {
+                    let name = name.strip_prefix("pg_catalog.").unwrap_or(name).to_owned();
+                    *expr = Expr::Value(Value::SingleQuotedString(name).into());
+                    self.changed = true;
+                    return ControlFlow::Continue(());
+                }
+            }
+        }
         if !is_type_named(data_type, "text") {
             return ControlFlow::Continue(());
         }

@@ -8,6 +8,7 @@ mod bad_input;
 mod clients;
 mod correctness;
 mod durability;
+mod jdbc_clients;
 mod llm;
 mod node_clients;
 mod postgres_compat;
