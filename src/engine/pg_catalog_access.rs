@@ -13,6 +13,8 @@
 //!   text items (`{owner=arwdDxt/owner,alice=ar/owner,=r/owner}`), NULL when nothing was
 //!   granted (as PostgreSQL's default privileges);
 //! - `pg_auth_members` holds semsql's role memberships (`GRANT group TO member`);
+//! - `pg_attribute` types a `vector(n)` column as pgvector's `vector` with typmod `n`
+//!   (datafusion-pg-catalog says `text`), so `\d t` and `format_type` show `vector(3)`;
 //! - `pg_user` (which datafusion-pg-catalog lacks) lists the roles that may log in, as
 //!   PostgreSQL's view over `pg_authid` does, with the password shown as `********`.
 
@@ -90,19 +92,22 @@ impl SchemaProvider for AccessAwareCatalog {
             "pg_class" => Kind::Class,
             "pg_roles" => Kind::Roles,
             "pg_auth_members" => Kind::Members,
+            "pg_attribute" => Kind::Attribute,
             _ => return Ok(Some(table)),
         };
-        // Only pg_class needs the schema names, to find each relation's ACL.
-        let namespaces = match kind {
-            Kind::Class => self.inner.table("pg_namespace").await?,
-            Kind::Roles | Kind::Members => None,
+        // pg_class needs the schema names, to find each relation's ACL; pg_attribute the
+        // relations too, to find each column's table.
+        let (namespaces, classes) = match kind {
+            Kind::Class => (self.inner.table("pg_namespace").await?, None),
+            Kind::Attribute => (
+                self.inner.table("pg_namespace").await?,
+                self.inner.table("pg_class").await?,
+            ),
+            Kind::Roles | Kind::Members => (None, None),
         };
-        Ok(Some(Arc::new(AccessAwareTable::new(
-            kind,
-            table,
-            namespaces,
-            self.access.clone(),
-        ))))
+        let mut wrapped = AccessAwareTable::new(kind, table, namespaces, self.access.clone());
+        wrapped.classes = classes;
+        Ok(Some(Arc::new(wrapped)))
     }
 
     fn table_exist(&self, name: &str) -> bool {
@@ -218,6 +223,9 @@ enum Kind {
     /// `pg_auth_members`: datafusion-pg-catalog's is PostgreSQL's own export (its predefined
     /// roles' memberships); semsql's memberships replace it.
     Members,
+    /// `pg_attribute`: datafusion-pg-catalog describes a `vector(n)` column as `text`; it is
+    /// pgvector's `vector` with `n` as its typmod (`\d t` shows `vector(3)`).
+    Attribute,
 }
 
 #[derive(Debug)]
@@ -225,6 +233,8 @@ struct AccessAwareTable {
     kind: Kind,
     inner: Arc<dyn TableProvider>,
     namespaces: Option<Arc<dyn TableProvider>>,
+    /// `pg_class`, for `pg_attribute`.
+    classes: Option<Arc<dyn TableProvider>>,
     access: Arc<Access>,
     schema: SchemaRef,
 }
@@ -254,12 +264,13 @@ impl AccessAwareTable {
                     inner_schema.metadata().clone(),
                 ))
             }
-            Kind::Roles | Kind::Members => inner_schema,
+            Kind::Roles | Kind::Members | Kind::Attribute => inner_schema,
         };
         Self {
             kind,
             inner,
             namespaces,
+            classes: None,
             access,
             schema,
         }
@@ -371,6 +382,129 @@ impl AccessAwareTable {
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 
+    /// pg_attribute's rows, with `vector(n)` columns typed as pgvector's `vector` (typmod n).
+    async fn attribute_rows(&self, state: &dyn Session) -> Result<Vec<RecordBatch>> {
+        let batches = all_rows(self.inner.as_ref(), state).await?;
+        // datafusion-pg-catalog describes a vector column as text (25): only those are looked at.
+        let candidates = |batch: &RecordBatch| -> Result<Vec<usize>> {
+            let types = int64_column(batch, "atttypid")?;
+            Ok((0..batch.num_rows())
+                .filter(|&row| types.is_valid(row) && types.value(row) == 25)
+                .collect())
+        };
+        let mut any = false;
+        for batch in &batches {
+            any |= !candidates(batch)?.is_empty();
+        }
+        let (Some(classes), true) = (&self.classes, any) else {
+            return Ok(batches);
+        };
+        let Some(catalogs) = state
+            .as_any()
+            .downcast_ref::<datafusion::execution::SessionState>()
+            .map(|state| state.catalog_list().clone())
+        else {
+            return Ok(batches);
+        };
+        let Some(catalog) = catalogs.catalog(super::CATALOG) else {
+            return Ok(batches);
+        };
+        let namespaces = self.namespace_names(state).await?;
+        let mut relations: HashMap<i64, (String, String)> = HashMap::new();
+        for batch in all_rows(classes.as_ref(), state).await? {
+            let oids = int64_column(&batch, "oid")?;
+            let names = string_column(&batch, "relname")?;
+            let names = names.as_string::<i32>();
+            let spaces = int64_column(&batch, "relnamespace")?;
+            for row in 0..batch.num_rows() {
+                if oids.is_null(row) || names.is_null(row) || spaces.is_null(row) {
+                    continue;
+                }
+                if let Some(space) = namespaces.get(&spaces.value(row)) {
+                    relations.insert(
+                        oids.value(row),
+                        (space.clone(), names.value(row).to_owned()),
+                    );
+                }
+            }
+        }
+        let vector_oid = datafusion_postgres::arrow_pg::datatypes::PG_VECTOR_TYPE_OID as i32;
+        let mut schemas: HashMap<i64, Option<SchemaRef>> = HashMap::new();
+        let mut patched = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let rows = candidates(&batch)?;
+            if rows.is_empty() {
+                patched.push(batch);
+                continue;
+            }
+            let relids = int64_column(&batch, "attrelid")?;
+            let names = string_column(&batch, "attname")?;
+            let names = names.as_string::<i32>();
+            let types_at = batch.schema().index_of("atttypid")?;
+            let modifiers_at = batch.schema().index_of("atttypmod")?;
+            let mut types: Vec<Option<i32>> = cast(batch.column(types_at), &DataType::Int32)?
+                .as_primitive::<datafusion::arrow::datatypes::Int32Type>()
+                .iter()
+                .collect();
+            let mut modifiers: Vec<Option<i32>> =
+                cast(batch.column(modifiers_at), &DataType::Int32)?
+                    .as_primitive::<datafusion::arrow::datatypes::Int32Type>()
+                    .iter()
+                    .collect();
+            let mut changed = false;
+            for row in rows {
+                if relids.is_null(row) || names.is_null(row) {
+                    continue;
+                }
+                let relid = relids.value(row);
+                if !schemas.contains_key(&relid) {
+                    let table_schema = match relations.get(&relid) {
+                        Some((space, name)) => match catalog.schema(space) {
+                            Some(schema) => schema.table(name).await?.map(|table| table.schema()),
+                            None => None,
+                        },
+                        None => None,
+                    };
+                    schemas.insert(relid, table_schema);
+                }
+                let Some(Some(table_schema)) = schemas.get(&relid) else {
+                    continue;
+                };
+                let Ok(field) = table_schema.field_with_name(names.value(row)) else {
+                    continue;
+                };
+                let tagged = field
+                    .metadata()
+                    .get(semsql_udfs::vector::VECTOR_METADATA_KEY)
+                    .is_some_and(|kind| kind == "vector");
+                if !tagged {
+                    continue;
+                }
+                types[row] = Some(vector_oid);
+                modifiers[row] = Some(match field.data_type() {
+                    DataType::FixedSizeList(_, dims) => *dims,
+                    _ => -1,
+                });
+                changed = true;
+            }
+            if !changed {
+                patched.push(batch);
+                continue;
+            }
+            let mut columns = batch.columns().to_vec();
+            columns[types_at] = cast(
+                &Int32Array::from(types),
+                batch.schema().field(types_at).data_type(),
+            )?;
+            columns[modifiers_at] = cast(
+                &Int32Array::from(modifiers),
+                batch.schema().field(modifiers_at).data_type(),
+            )?;
+            patched.push(RecordBatch::try_new(batch.schema(), columns)?);
+        }
+        Ok(patched)
+    }
+
     fn role_rows(&self, batch: RecordBatch) -> Result<RecordBatch> {
         let names = string_column(&batch, "rolname")?;
         let names = names.as_string::<i32>();
@@ -425,16 +559,18 @@ impl TableProvider for AccessAwareTable {
         let mut batches = Vec::new();
         if matches!(self.kind, Kind::Members) {
             batches.push(self.member_rows()?);
+        } else if matches!(self.kind, Kind::Attribute) {
+            batches = self.attribute_rows(state).await?;
         } else {
             // Read once per scan, not per batch.
             let namespaces = match self.kind {
                 Kind::Class => self.namespace_names(state).await?,
-                Kind::Roles | Kind::Members => HashMap::new(),
+                Kind::Roles | Kind::Members | Kind::Attribute => HashMap::new(),
             };
             for batch in all_rows(self.inner.as_ref(), state).await? {
                 batches.push(match self.kind {
                     Kind::Class => self.class_rows(&namespaces, batch)?,
-                    Kind::Roles | Kind::Members => self.role_rows(batch)?,
+                    Kind::Roles | Kind::Members | Kind::Attribute => self.role_rows(batch)?,
                 });
             }
         }

@@ -70,6 +70,16 @@ async fn psql_meta_commands_on_the_demo_data() {
         described.contains("integer") && described.contains("text"),
         "{described}"
     );
+    // A vector column is pgvector's type with its size, as \d prints it with pgvector.
+    psql(
+        &server,
+        "CREATE TABLE embedded (id INT, e vector(3), note TEXT)",
+    );
+    let described = psql(&server, "\\d embedded");
+    assert!(
+        described.contains(" e      | vector(3) |") && described.contains(" note   | text      |"),
+        "{described}"
+    );
     let schemas = psql(&server, "\\dn");
     assert!(schemas.contains("public"), "{schemas}");
     psql(&server, "\\l");
