@@ -457,7 +457,7 @@ impl AccessAwareTable {
                     continue;
                 }
                 let relid = relids.value(row);
-                if !schemas.contains_key(&relid) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = schemas.entry(relid) {
                     let table_schema = match relations.get(&relid) {
                         Some((space, name)) => match catalog.schema(space) {
                             Some(schema) => schema.table(name).await?.map(|table| table.schema()),
@@ -465,7 +465,7 @@ impl AccessAwareTable {
                         },
                         None => None,
                     };
-                    schemas.insert(relid, table_schema);
+                    slot.insert(table_schema);
                 }
                 let Some(Some(table_schema)) = schemas.get(&relid) else {
                     continue;
