@@ -38,6 +38,7 @@ pub fn register(ctx: &SessionContext, runtime: Arc<crate::llm::Runtime>) {
         ctx.register_udf(function.as_ref().clone());
     }
     super::pg_functions::register(ctx);
+    ctx.register_udf(super::argument_types::ArgumentTypes::udf());
     for function in semsql_udfs::aggregate_functions() {
         ctx.register_udaf(function.as_ref().clone());
     }

@@ -194,9 +194,18 @@ impl QueryParser for SessionParser {
                 return Ok(Some((query, Some((statement, plan?)))));
             }
         }
-        let plan = parameters::plan_with_parameter_types(&session.ctx, &statement, types)
-            .await
-            .map_err(api_error)?;
+        let plan =
+            match parameters::plan_with_parameter_types(&session.ctx, &statement, types).await {
+                Ok(plan) => plan,
+                Err(err) => {
+                    return Err(super::missing_function::with_argument_types(
+                        &session.ctx,
+                        &query,
+                        api_error(err),
+                    )
+                    .await)
+                }
+            };
         Ok(Some((query, Some((statement, plan)))))
     }
 
@@ -348,7 +357,9 @@ impl SimpleQueryHandler for QueryHandler {
             Ok(responses) => responses,
             Err(err) => {
                 self.sessions.engine.runtime().finish_query(&usage);
-                return Err(err);
+                return Err(
+                    super::missing_function::with_argument_types(&session.ctx, &sql, err).await,
+                );
             }
         };
         let mut reported = Vec::with_capacity(responses.len());

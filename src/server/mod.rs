@@ -9,6 +9,7 @@ pub mod explain_rewrite;
 pub mod handler;
 pub mod hba;
 pub mod hooks;
+pub mod missing_function;
 pub mod parameters;
 pub mod text_output;
 pub mod vector_parameters;

@@ -198,6 +198,33 @@ async fn errors_carry_their_sqlstate_and_the_connection_survives() {
         let err = client.query(sql, &[]).await.unwrap_err();
         assert_eq!(sqlstate(&err), expected, "{sql} (extended): {err:?}");
     }
+    // PostgreSQL's words, with the argument types as PostgreSQL names them, in both protocols.
+    for (sql, message) in [
+        (
+            "SELECT no_such_function(1, 'x', 2.5, a) FROM t",
+            "function no_such_function(integer, unknown, numeric, integer) does not exist",
+        ),
+        (
+            "SELECT no_such_function()",
+            "function no_such_function() does not exist",
+        ),
+        (
+            "SELECT * FROM t WHERE frobnicate(b, CAST(1 AS BIGINT))",
+            "function frobnicate(text, bigint) does not exist",
+        ),
+    ] {
+        for err in [
+            client.simple_query(sql).await.unwrap_err(),
+            client.query(sql, &[]).await.unwrap_err(),
+        ] {
+            let db = err.as_db_error().expect("a server error");
+            assert_eq!(db.code().code(), "42883", "{sql}: {err:?}");
+            assert_eq!(db.message(), message, "{sql}");
+            assert!(db
+                .hint()
+                .is_some_and(|hint| hint.contains("explicit type casts")));
+        }
+    }
     let row = client.query_one("SELECT 42", &[]).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), 42);
     server.stop().await;
