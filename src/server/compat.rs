@@ -326,7 +326,9 @@ fn postgres_name(expr: &Expr) -> Option<String> {
         Expr::Cast {
             expr, data_type, ..
         } => match postgres_name(expr) {
-            Some(name) if name != "?column?" => Some(name),
+            // A name that is only a type's (the argument is itself a cast, `x::regtype::text`)
+            // gives way to this cast's type, as in PostgreSQL.
+            Some(name) if name != "?column?" && !names_by_type(expr) => Some(name),
             _ => Some(type_name(data_type)),
         },
         Expr::Nested(inner) => postgres_name(inner),
@@ -350,6 +352,19 @@ fn postgres_name(expr: &Expr) -> Option<String> {
             _ => Some("?column?".to_owned()),
         },
         _ => Some("?column?".to_owned()),
+    }
+}
+
+/// Whether an expression's column name is a type's: a cast of something nameless, or a typed
+/// literal.
+fn names_by_type(expr: &Expr) -> bool {
+    match expr {
+        Expr::Nested(inner) => names_by_type(inner),
+        Expr::Cast { expr, .. } => {
+            names_by_type(expr) || matches!(postgres_name(expr).as_deref(), None | Some("?column?"))
+        }
+        Expr::TypedString(_) => true,
+        _ => false,
     }
 }
 
@@ -1245,6 +1260,10 @@ mod tests {
         ] {
             assert!(rewritten.contains(expected), "{expected} in {rewritten}");
         }
+        // A cast of a cast is named after the outer type, a cast of a column after it.
+        let casts = rewrite("SELECT 23::regtype::text, a::int8::text FROM t").unwrap();
+        assert!(casts.contains(r#"AS "text""#), "{casts}");
+        assert!(casts.contains(r#"AS "a""#), "{casts}");
         assert_eq!(client_column_name("x__semsql_dup_2"), "x");
         assert_eq!(client_column_name("x"), "x");
         // Names are left alone under a wildcard, and where nothing needs a name.
