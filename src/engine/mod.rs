@@ -175,6 +175,7 @@ impl Engine {
             // First, so it sees views before anything rewrites the plan.
             .with_analyzer_rules(
                 std::iter::once(Arc::new(AccessCheck) as _)
+                    .chain([Arc::new(crate::planner::unknown_literals::UnknownLiterals) as _])
                     .chain(Analyzer::new().rules)
                     .chain([
                         Arc::new(crate::planner::integer_arithmetic::PostgresIntegerArithmetic)

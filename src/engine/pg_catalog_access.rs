@@ -9,6 +9,7 @@
 //! - a role's OID is a stable hash of its name (the same on every connection and after a
 //!   restart); objects no role owns (made by the server, or before roles existed) belong to
 //!   the bootstrap superuser, OID 10, named [`BOOTSTRAP_SUPERUSER`];
+//! - `pg_class.reloptions` is there, NULL (no storage options);
 //! - `pg_class.relowner` is the owner's OID and `pg_class.relacl` PostgreSQL's `aclitem[]`
 //!   text items (`{owner=arwdDxt/owner,alice=ar/owner,=r/owner}`), NULL when nothing was
 //!   granted (as PostgreSQL's default privileges);
@@ -259,6 +260,10 @@ impl AccessAwareTable {
                     .map(|field| field.as_ref().clone())
                     .collect();
                 fields.push(Field::new("relacl", acl_type(), true));
+                // Storage options (`WITH (fillfactor = ...)`): semsql keeps none, so NULL, as
+                // PostgreSQL shows a relation created without any. SQLAlchemy's index
+                // reflection reads it.
+                fields.push(Field::new("reloptions", acl_type(), true));
                 Arc::new(Schema::new_with_metadata(
                     fields,
                     inner_schema.metadata().clone(),
@@ -341,6 +346,10 @@ impl AccessAwareTable {
         let owner_at = batch.schema().index_of("relowner")?;
         columns[owner_at] = Arc::new(Int32Array::from(owners));
         columns.push(Arc::new(acls.finish()));
+        columns.push(datafusion::arrow::array::new_null_array(
+            &acl_type(),
+            batch.num_rows(),
+        ));
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 

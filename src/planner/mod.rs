@@ -26,6 +26,7 @@ pub mod integer_arithmetic;
 pub mod lm_positions;
 pub mod semantic_exec;
 pub mod semantic_nodes;
+pub mod unknown_literals;
 pub mod vector_index;
 pub mod vector_syntax;
 
