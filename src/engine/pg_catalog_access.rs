@@ -401,10 +401,8 @@ impl AccessAwareTable {
                 .filter(|&row| types.is_valid(row) && types.value(row) == 25)
                 .collect())
         };
-        let mut any = false;
-        for batch in &batches {
-            any |= !candidates(batch)?.is_empty();
-        }
+        let candidate_rows = batches.iter().map(candidates).collect::<Result<Vec<_>>>()?;
+        let any = candidate_rows.iter().any(|rows| !rows.is_empty());
         let (Some(classes), true) = (&self.classes, any) else {
             return Ok(batches);
         };
@@ -440,8 +438,7 @@ impl AccessAwareTable {
         let vector_oid = datafusion_postgres::arrow_pg::datatypes::PG_VECTOR_TYPE_OID as i32;
         let mut schemas: HashMap<i64, Option<SchemaRef>> = HashMap::new();
         let mut patched = Vec::with_capacity(batches.len());
-        for batch in batches {
-            let rows = candidates(&batch)?;
+        for (batch, rows) in batches.into_iter().zip(candidate_rows) {
             if rows.is_empty() {
                 patched.push(batch);
                 continue;

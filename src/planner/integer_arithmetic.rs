@@ -44,10 +44,7 @@ impl AnalyzerRule for PostgresIntegerArithmetic {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         let plan = plan
             .transform_up_with_subqueries(|node| {
-                let mut schema = DFSchema::empty();
-                for input in node.inputs() {
-                    schema.merge(input.schema());
-                }
+                let schema = super::inputs_schema(&node);
                 let preserver = NamePreserver::new(&node);
                 let node = node.map_expressions(|expr| {
                     let saved = preserver.save(&expr);
@@ -235,6 +232,15 @@ pub fn int4_columns(plan: &LogicalPlan) -> Vec<usize> {
         plan,
         LogicalPlan::Projection(_) | LogicalPlan::Sort(_) | LogicalPlan::Limit(_)
     ) {
+        return Vec::new();
+    }
+    // Only an `int8` column can be one this rule narrows: most statements are not analyzed.
+    if !plan
+        .schema()
+        .fields()
+        .iter()
+        .any(|field| field.data_type() == &DataType::Int64)
+    {
         return Vec::new();
     }
     let config = ConfigOptions::default();

@@ -40,3 +40,13 @@ fn is_row_mover(plan: &Arc<dyn ExecutionPlan>) -> bool {
     ];
     ROW_MOVERS.contains(&plan.name()) && plan.children().len() == 1
 }
+
+/// The columns a plan node's expressions read: its inputs' schemas together (empty for a node
+/// without inputs). For analyzer rules that type expressions node by node.
+pub fn inputs_schema(node: &datafusion::logical_expr::LogicalPlan) -> datafusion::common::DFSchema {
+    let mut schema = datafusion::common::DFSchema::empty();
+    for input in node.inputs() {
+        schema.merge(input.schema());
+    }
+    schema
+}

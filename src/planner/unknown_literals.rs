@@ -25,10 +25,7 @@ impl AnalyzerRule for UnknownLiterals {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         Ok(plan
             .transform_up_with_subqueries(|node| {
-                let mut schema = DFSchema::empty();
-                for input in node.inputs() {
-                    schema.merge(input.schema());
-                }
+                let schema = super::inputs_schema(&node);
                 let preserver = NamePreserver::new(&node);
                 node.map_expressions(|expr| {
                     let saved = preserver.save(&expr);

@@ -11,7 +11,7 @@ use std::ops::ControlFlow;
 
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, DataFusionError, ScalarValue};
-use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
+use datafusion::logical_expr::{Expr, ExprSchemable};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{
     Expr as SqlExpr, FunctionArguments, Ident, ObjectName, ObjectNamePart, VisitMut, VisitorMut,
@@ -95,7 +95,7 @@ async fn argument_types(ctx: &SessionContext, sql: &str, name: &str) -> Option<V
         .ok()?;
     let mut found = None;
     let _ = plan.apply_with_subqueries(|node| {
-        let schema = inputs_schema(node);
+        let schema = crate::planner::inputs_schema(node);
         node.apply_expressions(|expr| {
             expr.apply(|e| {
                 if let Expr::ScalarFunction(call) = e {
@@ -114,15 +114,6 @@ async fn argument_types(ctx: &SessionContext, sql: &str, name: &str) -> Option<V
         })
     });
     found
-}
-
-/// The columns a node's expressions read: its inputs' together.
-fn inputs_schema(node: &LogicalPlan) -> DFSchema {
-    let mut schema = DFSchema::empty();
-    for input in node.inputs() {
-        schema.merge(input.schema());
-    }
-    schema
 }
 
 /// The type PostgreSQL would name for an argument: a quoted literal is `unknown` until

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::TestServer;
+use crate::support::{run_client_suite, TestServer};
 
 /// Where Debian's package puts the driver.
 const DRIVER: &str = "/usr/share/java/postgresql.jar";
@@ -22,27 +22,15 @@ async fn pgjdbc_passes_its_suite() {
         server.addr.ip(),
         server.addr.port()
     );
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("java")
-            .args([
-                "-cp",
-                DRIVER,
-                "tests/clients/jdbc/JdbcSuite.java",
-                &url,
-                "tester",
-            ])
-            .output()
-            .expect("runs java (a JDK 11 or later)")
-    })
-    .await
-    .unwrap();
-    let report = String::from_utf8_lossy(&output.stdout);
-    println!("{report}");
-    assert!(
-        output.status.success(),
-        "the pgjdbc suite failed:\n{report}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut java = Command::new("java");
+    java.args([
+        "-cp",
+        DRIVER,
+        "tests/clients/jdbc/JdbcSuite.java",
+        &url,
+        "tester",
+    ]);
+    let report = run_client_suite("pgjdbc", java).await;
     assert!(report.contains("passed 14"), "{report}");
     server.stop().await;
 }

@@ -245,3 +245,41 @@ pub fn text_rows(messages: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Vec<Opt
         })
         .collect()
 }
+
+/// Runs a setup script that prints one path (a virtualenv's python, a node_modules folder),
+/// failing with the script's message when it cannot.
+pub fn setup_path(script: &str) -> String {
+    let output = Command::new("bash")
+        .arg(script)
+        .output()
+        .unwrap_or_else(|err| panic!("runs {script}: {err}"));
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("a path")
+        .trim()
+        .to_owned()
+}
+
+/// Runs a real client's suite off the async runtime (the server under test needs it) and
+/// returns its report, failing with the report and its errors when the suite fails.
+pub async fn run_client_suite(name: &'static str, mut command: Command) -> String {
+    let output = tokio::task::spawn_blocking(move || {
+        command
+            .output()
+            .unwrap_or_else(|err| panic!("runs the {name} suite: {err}"))
+    })
+    .await
+    .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    println!("{report}");
+    assert!(
+        output.status.success(),
+        "the {name} suite failed:\n{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    report
+}
