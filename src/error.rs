@@ -51,6 +51,10 @@ pub enum SemsqlError {
     CardinalityViolation(String),
     #[error("unrecognized configuration parameter \"{0}\"")]
     UnrecognizedSetting(String),
+    #[error(
+        "null value in column \"{column}\" of relation \"{table}\" violates not-null constraint"
+    )]
+    NotNullViolation { column: String, table: String },
     /// PostgreSQL's `permission denied for table t` and the like.
     #[error("{0}")]
     InsufficientPrivilege(String),
@@ -90,6 +94,7 @@ impl SemsqlError {
             SemsqlError::InvalidEscapeSequence(_) => "22025",
             SemsqlError::CardinalityViolation(_) => "21000",
             SemsqlError::UnrecognizedSetting(_) => "42704",
+            SemsqlError::NotNullViolation { .. } => "23502",
             SemsqlError::InsufficientPrivilege(_) => "42501",
             SemsqlError::RoleNotFound(_) => "42704",
             SemsqlError::DuplicateRole(_) => "42710",

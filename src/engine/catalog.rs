@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{
     CatalogProvider, MemTable, MemorySchemaProvider, SchemaProvider, TableProvider,
@@ -335,6 +336,27 @@ impl DurableSchema {
             })?;
             batches.extend(partition.iter().filter(|b| b.num_rows() > 0).cloned());
         }
+        // PostgreSQL's CREATE TABLE ... AS never makes a column NOT NULL, while DataFusion
+        // keeps the query's nullability (a literal is never NULL, so `AS SELECT 1 AS a` would
+        // refuse a later NULL). A table that arrives with rows was made from a query: its
+        // columns become nullable. A plain CREATE TABLE arrives empty, with what it declared.
+        let (schema, batches) = if batches.is_empty() {
+            (schema, batches)
+        } else {
+            let nullable: SchemaRef = Arc::new(Schema::new_with_metadata(
+                schema
+                    .fields()
+                    .iter()
+                    .map(|field| field.as_ref().clone().with_nullable(true))
+                    .collect::<Vec<_>>(),
+                schema.metadata().clone(),
+            ));
+            let batches = batches
+                .into_iter()
+                .map(|batch| batch.with_schema(nullable.clone()))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            (nullable, batches)
+        };
         let mut defaults = HashMap::new();
         let mut default_sql = BTreeMap::new();
         for field in schema.fields() {

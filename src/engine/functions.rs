@@ -39,6 +39,11 @@ pub fn register(ctx: &SessionContext, runtime: Arc<crate::llm::Runtime>) {
     }
     super::pg_functions::register(ctx);
     ctx.register_udf(super::argument_types::ArgumentTypes::udf());
+    if let Some(catalog) = ctx.catalog(super::CATALOG) {
+        ctx.register_udf(ScalarUDF::new_from_impl(
+            super::pg_indexes::PgGetIndexdef::new(catalog),
+        ));
+    }
     for function in semsql_udfs::aggregate_functions() {
         ctx.register_udaf(function.as_ref().clone());
     }
@@ -73,14 +78,11 @@ pub fn register(ctx: &SessionContext, runtime: Arc<crate::llm::Runtime>) {
         }),
     ));
     // semsql has no sequences (so no serial columns) and no COMMENT ON: PostgreSQL answers
-    // NULL for a column without a sequence and an object without a comment. pg_index lists
-    // only the indexes of PostgreSQL's own catalogs, which semsql does not have (its HNSW
-    // indexes are in `semsql.indexes`, not yet in pg_index): no index there has a definition.
+    // NULL for a column without a sequence and an object without a comment.
     for (name, arity) in [
         ("pg_get_serial_sequence", 2..=2),
         ("obj_description", 1..=2),
         ("col_description", 2..=2),
-        ("pg_get_indexdef", 1..=3),
     ] {
         ctx.register_udf(ScalarUDF::new_from_impl(NoneRecorded {
             name,

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod functions;
 pub mod pg_catalog_access;
 pub mod pg_functions;
+pub mod pg_indexes;
 pub mod search_path;
 pub mod settings_functions;
 pub mod storage;
@@ -175,7 +176,10 @@ impl Engine {
             // First, so it sees views before anything rewrites the plan.
             .with_analyzer_rules(
                 std::iter::once(Arc::new(AccessCheck) as _)
-                    .chain([Arc::new(crate::planner::unknown_literals::UnknownLiterals) as _])
+                    .chain([
+                        Arc::new(crate::planner::unknown_literals::UnknownLiterals) as _,
+                        Arc::new(crate::planner::nullable_insert_values::NullableInsertValues) as _,
+                    ])
                     .chain(Analyzer::new().rules)
                     .chain([
                         Arc::new(crate::planner::integer_arithmetic::PostgresIntegerArithmetic)

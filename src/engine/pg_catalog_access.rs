@@ -76,6 +76,7 @@ impl SchemaProvider for AccessAwareCatalog {
     fn table_names(&self) -> Vec<String> {
         let mut names = self.inner.table_names();
         names.push(PG_USER.to_owned());
+        names.push(PG_INDEXES.to_owned());
         names
     }
 
@@ -86,11 +87,15 @@ impl SchemaProvider for AccessAwareCatalog {
                 schema: UsersTable::schema(),
             })));
         }
+        if name.eq_ignore_ascii_case(PG_INDEXES) {
+            return Ok(Some(Arc::new(super::pg_indexes::PgIndexesView::new())));
+        }
         let Some(table) = self.inner.table(name).await? else {
             return Ok(None);
         };
         let kind = match name.to_ascii_lowercase().as_str() {
             "pg_class" => Kind::Class,
+            "pg_index" => Kind::Index,
             "pg_roles" => Kind::Roles,
             "pg_auth_members" => Kind::Members,
             "pg_attribute" => Kind::Attribute,
@@ -100,7 +105,7 @@ impl SchemaProvider for AccessAwareCatalog {
         // relations too, to find each column's table.
         let (namespaces, classes) = match kind {
             Kind::Class => (self.inner.table("pg_namespace").await?, None),
-            Kind::Attribute => (
+            Kind::Attribute | Kind::Index => (
                 self.inner.table("pg_namespace").await?,
                 self.inner.table("pg_class").await?,
             ),
@@ -112,11 +117,14 @@ impl SchemaProvider for AccessAwareCatalog {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        name.eq_ignore_ascii_case(PG_USER) || self.inner.table_exist(name)
+        name.eq_ignore_ascii_case(PG_USER)
+            || name.eq_ignore_ascii_case(PG_INDEXES)
+            || self.inner.table_exist(name)
     }
 }
 
 const PG_USER: &str = "pg_user";
+const PG_INDEXES: &str = "pg_indexes";
 
 /// `pg_user`: the roles that may log in.
 #[derive(Debug)]
@@ -227,6 +235,9 @@ enum Kind {
     /// `pg_attribute`: datafusion-pg-catalog describes a `vector(n)` column as `text`; it is
     /// pgvector's `vector` with `n` as its typmod (`\d t` shows `vector(3)`).
     Attribute,
+    /// `pg_index`: datafusion-pg-catalog's rows (PostgreSQL's own catalogs' indexes) and one
+    /// per HNSW index (see `pg_indexes`).
+    Index,
 }
 
 #[derive(Debug)]
@@ -269,7 +280,7 @@ impl AccessAwareTable {
                     inner_schema.metadata().clone(),
                 ))
             }
-            Kind::Roles | Kind::Members | Kind::Attribute => inner_schema,
+            Kind::Roles | Kind::Members | Kind::Attribute | Kind::Index => inner_schema,
         };
         Self {
             kind,
@@ -511,6 +522,38 @@ impl AccessAwareTable {
         Ok(patched)
     }
 
+    /// `pg_index`: datafusion-pg-catalog's rows, then one per HNSW index.
+    async fn index_rows(&self, state: &dyn Session) -> Result<Vec<RecordBatch>> {
+        let mut batches = all_rows(self.inner.as_ref(), state).await?;
+        let Some(catalog) = super::pg_indexes::session_catalog(state) else {
+            return Ok(batches);
+        };
+        let indexes = super::pg_indexes::indexes_of(catalog.as_ref());
+        let Some(classes) = self.classes.as_ref().filter(|_| !indexes.is_empty()) else {
+            return Ok(batches);
+        };
+        let namespaces = self.namespace_names(state).await?;
+        let class_batches = all_rows(classes.as_ref(), state).await?;
+        let oids = relation_oids(&namespaces, &class_batches)?;
+        let mut rows = Vec::new();
+        for index in indexes {
+            let Some(table_oid) = oids.get(&(index.schema.clone(), index.table.clone())) else {
+                continue;
+            };
+            let attnum = match catalog.schema(&index.schema) {
+                Some(schema) => schema
+                    .table(&index.table)
+                    .await?
+                    .and_then(|table| table.schema().index_of(&index.column).ok())
+                    .map_or(0, |at| at as i32 + 1),
+                None => 0,
+            };
+            rows.push((index, *table_oid, attnum));
+        }
+        batches.push(super::pg_indexes::pg_index_rows(&self.schema, &rows)?);
+        Ok(batches)
+    }
+
     fn role_rows(&self, batch: RecordBatch) -> Result<RecordBatch> {
         let names = string_column(&batch, "rolname")?;
         let names = names.as_string::<i32>();
@@ -523,6 +566,115 @@ impl AccessAwareTable {
         columns[oid_at] = cast(&oids, &target)?;
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
+}
+
+/// (schema, relation) → OID, from `pg_class` rows.
+fn relation_oids(
+    namespaces: &HashMap<i64, String>,
+    classes: &[RecordBatch],
+) -> Result<HashMap<(String, String), i32>> {
+    let mut oids = HashMap::new();
+    for batch in classes {
+        let oid = int64_column(batch, "oid")?;
+        let names = string_column(batch, "relname")?;
+        let names = names.as_string::<i32>();
+        let spaces = int64_column(batch, "relnamespace")?;
+        for row in 0..batch.num_rows() {
+            if oid.is_null(row) || names.is_null(row) || spaces.is_null(row) {
+                continue;
+            }
+            if let Some(space) = namespaces.get(&spaces.value(row)) {
+                oids.insert(
+                    (space.clone(), names.value(row).to_owned()),
+                    oid.value(row) as i32,
+                );
+            }
+        }
+    }
+    Ok(oids)
+}
+
+/// A batch with column `name` replaced by `values` (cast to the column's type).
+fn replace_column(batch: &RecordBatch, name: &str, values: ArrayRef) -> Result<RecordBatch> {
+    let at = batch.schema().index_of(name)?;
+    let mut columns = batch.columns().to_vec();
+    columns[at] = cast(&values, batch.schema().field(at).data_type())?;
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
+/// `pg_class` with a row per HNSW index (relkind `i`, made from its table's row: same schema
+/// and owner) and `relhasindex` set on the tables that have one, which psql's `\d t` reads
+/// before it asks for the indexes.
+fn with_index_classes(
+    state: &dyn Session,
+    namespaces: &HashMap<i64, String>,
+    batches: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>> {
+    let Some(catalog) = super::pg_indexes::session_catalog(state) else {
+        return Ok(batches);
+    };
+    let indexes = super::pg_indexes::indexes_of(catalog.as_ref());
+    if indexes.is_empty() {
+        return Ok(batches);
+    }
+    let indexed: std::collections::HashSet<(String, String)> = indexes
+        .iter()
+        .map(|index| (index.schema.clone(), index.table.clone()))
+        .collect();
+    let mut out = Vec::with_capacity(batches.len() + 1);
+    let mut index_rows = Vec::new();
+    for batch in batches {
+        let names = string_column(&batch, "relname")?;
+        let names = names.as_string::<i32>();
+        let spaces = int64_column(&batch, "relnamespace")?;
+        let relation = |row: usize| -> Option<(String, String)> {
+            if names.is_null(row) || spaces.is_null(row) {
+                return None;
+            }
+            let space = namespaces.get(&spaces.value(row))?;
+            Some((space.clone(), names.value(row).to_owned()))
+        };
+        let has_index: datafusion::arrow::array::BooleanArray = (0..batch.num_rows())
+            .map(|row| relation(row).map(|key| indexed.contains(&key)))
+            .collect();
+        let any = has_index.iter().any(|flag| flag == Some(true));
+        for index in &indexes {
+            let key = (index.schema.clone(), index.table.clone());
+            let Some(row) = (0..batch.num_rows()).find(|&row| relation(row) == Some(key.clone()))
+            else {
+                continue;
+            };
+            let mut row_batch = batch.slice(row, 1);
+            let text = |value: &str| -> ArrayRef {
+                Arc::new(datafusion::arrow::array::StringArray::from(vec![value]))
+            };
+            let int = |value: i32| -> ArrayRef { Arc::new(Int32Array::from(vec![value])) };
+            row_batch = replace_column(&row_batch, "oid", int(index.oid()))?;
+            row_batch = replace_column(&row_batch, "relname", text(&index.name))?;
+            row_batch = replace_column(&row_batch, "relkind", text("i"))?;
+            row_batch = replace_column(&row_batch, "reltype", int(0))?;
+            row_batch = replace_column(&row_batch, "relnatts", int(1))?;
+            row_batch = replace_column(
+                &row_batch,
+                "relhasindex",
+                Arc::new(datafusion::arrow::array::BooleanArray::from(vec![false])),
+            )?;
+            let mut options = ListBuilder::new(StringBuilder::new());
+            options.append_value([
+                Some(format!("m={}", index.m)),
+                Some(format!("ef_construction={}", index.ef_construction)),
+            ]);
+            row_batch = replace_column(&row_batch, "reloptions", Arc::new(options.finish()))?;
+            index_rows.push(row_batch);
+        }
+        out.push(if any {
+            replace_column(&batch, "relhasindex", Arc::new(has_index))?
+        } else {
+            batch
+        });
+    }
+    out.extend(index_rows);
+    Ok(out)
 }
 
 async fn all_rows(table: &dyn TableProvider, state: &dyn Session) -> Result<Vec<RecordBatch>> {
@@ -567,17 +719,24 @@ impl TableProvider for AccessAwareTable {
             batches.push(self.member_rows()?);
         } else if matches!(self.kind, Kind::Attribute) {
             batches = self.attribute_rows(state).await?;
+        } else if matches!(self.kind, Kind::Index) {
+            batches = self.index_rows(state).await?;
         } else {
             // Read once per scan, not per batch.
             let namespaces = match self.kind {
                 Kind::Class => self.namespace_names(state).await?,
-                Kind::Roles | Kind::Members | Kind::Attribute => HashMap::new(),
+                Kind::Roles | Kind::Members | Kind::Attribute | Kind::Index => HashMap::new(),
             };
             for batch in all_rows(self.inner.as_ref(), state).await? {
                 batches.push(match self.kind {
                     Kind::Class => self.class_rows(&namespaces, batch)?,
-                    Kind::Roles | Kind::Members | Kind::Attribute => self.role_rows(batch)?,
+                    Kind::Roles | Kind::Members | Kind::Attribute | Kind::Index => {
+                        self.role_rows(batch)?
+                    }
                 });
+            }
+            if matches!(self.kind, Kind::Class) {
+                batches = with_index_classes(state, &namespaces, batches)?;
             }
         }
         Ok(MemorySourceConfig::try_new_exec(

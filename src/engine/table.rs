@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray};
 use datafusion::arrow::compute::{cast, filter_record_batch, kernels::zip::zip};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DFSchema, Result, SchemaExt};
@@ -125,11 +125,7 @@ impl DurableTable {
     }
 
     fn write_plan(&self, state: &dyn Session, op: WriteOp) -> Result<Arc<dyn ExecutionPlan>> {
-        let sink = WriteSink {
-            table: self.shared.clone(),
-            transaction: session_transaction(state)?,
-            op,
-        };
+        let sink = WriteSink::new(self.shared.clone(), session_transaction(state)?, op);
         let input = Arc::new(EmptyExec::new(self.shared.schema.clone()));
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
@@ -215,11 +211,11 @@ impl TableProvider for DurableTable {
             ))
             .into_datafusion());
         }
-        let sink = WriteSink {
-            table: self.shared.clone(),
-            transaction: session_transaction(state)?,
-            op: WriteOp::Append,
-        };
+        let sink = WriteSink::new(
+            self.shared.clone(),
+            session_transaction(state)?,
+            WriteOp::Append,
+        );
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
 
@@ -307,6 +303,27 @@ struct WriteSink {
     table: Arc<TableShared>,
     transaction: Arc<Transaction>,
     op: WriteOp,
+    nullable_schema: SchemaRef,
+}
+
+impl WriteSink {
+    fn new(table: Arc<TableShared>, transaction: Arc<Transaction>, op: WriteOp) -> Self {
+        let nullable_schema = Arc::new(Schema::new_with_metadata(
+            table
+                .schema
+                .fields()
+                .iter()
+                .map(|field| field.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+            table.schema.metadata().clone(),
+        ));
+        WriteSink {
+            table,
+            transaction,
+            op,
+            nullable_schema,
+        }
+    }
 }
 
 impl DisplayAs for WriteSink {
@@ -322,8 +339,10 @@ impl DisplayAs for WriteSink {
 
 #[async_trait]
 impl DataSink for WriteSink {
+    /// The table's columns, all nullable: DataFusion checks NOT NULL against this schema with
+    /// its own message; `conform` checks it with PostgreSQL's.
     fn schema(&self) -> &SchemaRef {
-        &self.table.schema
+        &self.nullable_schema
     }
 
     async fn write_all(
@@ -337,7 +356,7 @@ impl DataSink for WriteSink {
                 while let Some(batch) = data.next().await {
                     let batch = batch?;
                     if batch.num_rows() > 0 {
-                        batches.push(conform(&self.table.schema, &batch)?);
+                        batches.push(conform(&self.table.schema, &self.table.name, &batch)?);
                     }
                 }
                 let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
@@ -380,12 +399,20 @@ impl DataSink for WriteSink {
 
 /// Gives an input batch the table's exact schema: inputs may differ in field names, nullability
 /// flags, or in string representation (`Utf8` parameters into `Utf8View` columns).
-fn conform(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> {
+/// A NULL in a NOT NULL column is PostgreSQL's 23502.
+fn conform(schema: &SchemaRef, table: &str, batch: &RecordBatch) -> Result<RecordBatch> {
     let columns = batch
         .columns()
         .iter()
         .zip(schema.fields())
         .map(|(column, field)| {
+            if !field.is_nullable() && column.null_count() > 0 {
+                return Err(SemsqlError::NotNullViolation {
+                    column: field.name().clone(),
+                    table: table.to_owned(),
+                }
+                .into_datafusion());
+            }
             if column.data_type() == field.data_type() {
                 Ok(column.clone())
             } else {

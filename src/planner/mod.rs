@@ -24,6 +24,7 @@ pub mod cheap_first;
 pub mod constant_calls;
 pub mod integer_arithmetic;
 pub mod lm_positions;
+pub mod nullable_insert_values;
 pub mod semantic_exec;
 pub mod semantic_nodes;
 pub mod unknown_literals;

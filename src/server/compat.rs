@@ -177,6 +177,7 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
     let mut subqueries = ScalarSubqueries { changed: false };
     let mut protected = ProtectSubqueryItems { changed: false };
     let mut no_column_acls = NoColumnPrivilegesOrPolicies { changed: false };
+    let mut templates = super::datetime_templates::DatetimeTemplates { changed: false };
     // Catalog queries (psql's \d, drivers' reflection) name their columns themselves, and
     // datafusion-postgres rewrites some of their forms (`ARRAY(subquery)`) only where they
     // stand unnamed: they are left as they are.
@@ -194,6 +195,7 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         let _ = statement.visit(&mut splits);
         let _ = statement.visit(&mut catalog_arrays);
         let _ = statement.visit(&mut regtypes);
+        let _ = statement.visit(&mut templates);
         if catalog_query {
             let _ = statement.visit(&mut no_column_acls);
         }
@@ -224,6 +226,7 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         || splits.changed
         || catalog_arrays.changed
         || regtypes.changed
+        || templates.changed
         || no_column_acls.changed
         || arrays.changed
         || subqueries.changed
@@ -815,6 +818,39 @@ fn is_aggregate_call(expr: &Expr) -> bool {
     }
 }
 
+/// Whether an aggregate is called anywhere in `expr` outside a nested subquery
+/// (`sum(a) * 0.1` is an aggregate already, and wrapping it again nests aggregates).
+fn contains_aggregate(expr: &Expr) -> bool {
+    struct Finder {
+        depth: usize,
+        found: bool,
+    }
+    impl Visitor for Finder {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.depth += 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            if self.depth == 0 && matches!(expr, Expr::Function(_)) && is_aggregate_call(expr) {
+                self.found = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut finder = Finder {
+        depth: 0,
+        found: false,
+    };
+    let _ = expr.visit(&mut finder);
+    finder.found
+}
+
 impl VisitorMut for ScalarSubqueries {
     type Break = ();
 
@@ -848,7 +884,7 @@ impl VisitorMut for ScalarSubqueries {
             }
             _ => return ControlFlow::Continue(()),
         };
-        if is_aggregate_call(column) {
+        if contains_aggregate(column) {
             return ControlFlow::Continue(());
         }
         let Some(wrapped) = parse_expr(&format!(

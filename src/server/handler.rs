@@ -154,8 +154,9 @@ impl QueryParser for SessionParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        if model_statements::parse_statement(sql).is_some() {
-            // Checked and run when executed (see `QueryHandler::model_statement`).
+        if model_statements::parse_statement(sql).is_some() || is_create_external_table(sql) {
+            // Checked and run when executed (see `QueryHandler::model_statement` and
+            // `create_external_table`).
             return Ok(Some((sql.to_owned(), None)));
         }
         if explain_rewrite::target(sql).is_some() {
@@ -185,7 +186,18 @@ impl QueryParser for SessionParser {
             return Ok(None);
         }
         let statement = statements.remove(0);
+        if runs_as_simple_query(&statement) {
+            return Ok(Some((sql.to_owned(), None)));
+        }
         let query = statement.to_string();
+        if let Statement::Execute { .. } = &statement {
+            // SQL `EXECUTE name(args)`: DataFusion resolves it to the prepared plan with the
+            // arguments bound, whose columns Describe then reports (planned as an `EXECUTE`
+            // statement it had none, and its rows were lost).
+            let frame = session.ctx.sql(sql).await.map_err(api_error)?;
+            let plan = frame.logical_plan().clone();
+            return Ok(Some((query, Some((statement, plan)))));
+        }
         for hook in &self.sessions.hooks {
             if let Some(plan) = hook
                 .handle_extended_parse_query(&statement, &session.ctx, client)
@@ -422,6 +434,16 @@ impl ExtendedQueryHandler for QueryHandler {
         let sql = portal.statement.statement.0.clone();
         if let Some(statement) = model_statements::parse_statement(&sql) {
             return self.lm_statement(&session, statement);
+        }
+        if portal.statement.statement.1.is_none() {
+            // A statement DataFusion runs only from its own parser (see `runs_as_simple_query`),
+            // without parameters or rows: as the simple protocol runs it.
+            let mut responses = Box::pin(SimpleQueryHandler::do_query(self, client, &sql)).await?;
+            return responses.pop().ok_or_else(|| {
+                PgWireError::ApiError(Box::new(DataFusionError::Internal(
+                    "a statement gave no response".to_owned(),
+                )))
+            });
         }
         let usage = self.start_lm_query(&session, &sql);
         let text_typed = super::parameters::as_text_parameters(portal);
@@ -978,21 +1000,34 @@ fn is_explain_analyze(sql: &str) -> bool {
     words.len() == 2 && words[0] == "EXPLAIN" && words[1] == "ANALYZE"
 }
 
-/// `CREATE EXTERNAL TABLE` is DataFusion's own statement, which the PostgreSQL parser does not
-/// know: it goes straight to DataFusion, and its statement into the durable catalog.
-async fn create_external_table(
-    ctx: &SessionContext,
-    query: &str,
-) -> Option<PgWireResult<Response>> {
+/// Statements DataFusion plans only from its own parser's form (`RESET` of its options, SQL
+/// `PREPARE`/`DEALLOCATE`), which the extended protocol's planner refuses: they take no
+/// parameters and return no rows, so Execute runs them as the simple protocol does.
+fn runs_as_simple_query(statement: &Statement) -> bool {
+    matches!(
+        statement,
+        Statement::Reset(_) | Statement::Prepare { .. } | Statement::Deallocate { .. }
+    )
+}
+
+fn is_create_external_table(query: &str) -> bool {
     let opening = query
         .split_whitespace()
         .take(4)
         .collect::<Vec<_>>()
         .join(" ")
         .to_ascii_uppercase();
-    if !(opening.starts_with("CREATE EXTERNAL TABLE ")
-        || opening.starts_with("CREATE UNBOUNDED EXTERNAL TABLE"))
-    {
+    opening.starts_with("CREATE EXTERNAL TABLE ")
+        || opening.starts_with("CREATE UNBOUNDED EXTERNAL TABLE")
+}
+
+/// `CREATE EXTERNAL TABLE` is DataFusion's own statement, which the PostgreSQL parser does not
+/// know: it goes straight to DataFusion, and its statement into the durable catalog.
+async fn create_external_table(
+    ctx: &SessionContext,
+    query: &str,
+) -> Option<PgWireResult<Response>> {
+    if !is_create_external_table(query) {
         return None;
     }
     let api_error = |err: DataFusionError| PgWireError::ApiError(Box::new(err));

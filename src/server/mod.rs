@@ -5,6 +5,7 @@ pub mod auth;
 pub mod compat;
 pub mod connection;
 pub mod copy;
+pub mod datetime_templates;
 pub mod explain_rewrite;
 pub mod handler;
 pub mod hba;

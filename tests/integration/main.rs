@@ -6,6 +6,7 @@ mod support;
 mod auth;
 mod bad_input;
 mod clients;
+mod conformance;
 mod correctness;
 mod durability;
 mod jdbc_clients;

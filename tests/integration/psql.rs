@@ -80,6 +80,42 @@ async fn psql_meta_commands_on_the_demo_data() {
         described.contains(" e      | vector(3) |") && described.contains(" note   | text      |"),
         "{described}"
     );
+    // An HNSW index is listed as PostgreSQL lists pgvector's: \d's "Indexes:", \di,
+    // pg_indexes and pg_get_indexdef.
+    psql(
+        &server,
+        "CREATE INDEX embedded_e ON embedded USING hnsw (e vector_cosine_ops) WITH (m = 8)",
+    );
+    let described = psql(&server, "\\d embedded");
+    assert!(
+        described.contains("Indexes:")
+            && described.contains(
+                "\"embedded_e\" hnsw (e vector_cosine_ops) WITH (m='8', ef_construction='64')"
+            ),
+        "{described}"
+    );
+    let listed = psql(&server, "\\di");
+    assert!(
+        listed.contains("embedded_e") && listed.contains("index") && listed.contains("embedded"),
+        "{listed}"
+    );
+    let definition = "CREATE INDEX embedded_e ON public.embedded USING hnsw (e vector_cosine_ops) \
+                      WITH (m='8', ef_construction='64')";
+    assert_eq!(
+        psql_value(
+            &server,
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'embedded' AND indexname = 'embedded_e'"
+        ),
+        definition
+    );
+    assert_eq!(
+        psql_value(
+            &server,
+            "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
+             WHERE c.relname = 'embedded'"
+        ),
+        definition
+    );
     let schemas = psql(&server, "\\dn");
     assert!(schemas.contains("public"), "{schemas}");
     psql(&server, "\\l");

@@ -36,6 +36,48 @@ async fn settings_stay_with_their_connection() {
     server.stop().await;
 }
 
+/// A DataFusion option that does not exist, or a value it cannot take, is an error: both were
+/// answered `SET` and ignored. `RESET` of one works in the extended protocol too.
+#[tokio::test]
+async fn datafusion_options_refuse_what_they_cannot_take() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    for (sql, code) in [
+        ("SET datafusion.execution.batch_size = abc", "22023"),
+        ("SET datafusion.execution.batch_size TO -1", "22023"),
+        ("SET datafusion.execution.no_such_option = 1", "42704"),
+    ] {
+        let err = client.batch_execute(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&err), code, "{sql}: {err:?}");
+    }
+    let default = show(&client, "datafusion.execution.batch_size").await;
+    client
+        .batch_execute(
+            "SET datafusion.execution.batch_size = 100; \
+             SET datafusion.optimizer.prefer_hash_join = off",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        show(&client, "datafusion.execution.batch_size").await,
+        "100"
+    );
+    assert_eq!(
+        show(&client, "datafusion.optimizer.prefer_hash_join").await,
+        "false"
+    );
+    // tokio-postgres's execute sends Parse, Bind, Execute.
+    client
+        .execute("RESET datafusion.execution.batch_size", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        show(&client, "datafusion.execution.batch_size").await,
+        default
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn identity_answers_as_postgres_15() {
     let server = TestServer::start().await;

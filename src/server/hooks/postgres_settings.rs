@@ -121,12 +121,69 @@ fn unrecognized(name: &str) -> PgWireError {
     SemsqlError::UnrecognizedSetting(name.to_owned()).into()
 }
 
-/// The lowercased name of a setting, or `None` for the names other hooks own
-/// (`semsql.*`, `hnsw.*`, `datafusion.*`).
+/// The lowercased name of a setting, or `None` for a dotted name (`semsql.*` and `hnsw.*`
+/// are other hooks'; `datafusion.*` is set by [`set_datafusion_option`]).
 fn postgres_name(name: &ObjectName) -> Option<String> {
     let name = name.to_string().to_ascii_lowercase();
     let name = name.trim_matches('"').to_owned();
     (!name.contains('.')).then_some(name)
+}
+
+/// The lowercased name of a DataFusion option (`datafusion.execution.batch_size`).
+fn datafusion_name(name: &ObjectName) -> Option<String> {
+    let name = name.to_string().to_ascii_lowercase().replace('"', "");
+    name.starts_with("datafusion.").then_some(name)
+}
+
+/// `SET datafusion.<option> = value`: the generic hook passes these to DataFusion and ignores
+/// a refusal; here an unknown option is 42704 and a value DataFusion cannot read is 22023.
+async fn set_datafusion_option(
+    ctx: &SessionContext,
+    name: &str,
+    values: &[Expr],
+) -> PgWireResult<()> {
+    let [value] = values else {
+        return Err(SemsqlError::InvalidParameter(format!("SET {name} takes one value")).into());
+    };
+    let mut value = match value {
+        Expr::Value(literal) if matches!(literal.value, Value::Boolean(_)) => literal.to_string(),
+        other => value_text(other),
+    };
+    if name.starts_with("datafusion.runtime.") {
+        // Runtime options live in the runtime environment, which DataFusion's own SET updates.
+        let sql = format!("SET {name} = '{}'", value.replace('\'', "''"));
+        let refused = |err: datafusion::error::DataFusionError| {
+            PgWireError::from(SemsqlError::InvalidParameter(format!(
+                "invalid value for parameter \"{name}\": {err}"
+            )))
+        };
+        ctx.sql(&sql).await.map_err(refused)?;
+        return Ok(());
+    }
+    let state = ctx.state_ref();
+    let mut state = state.write();
+    let options = state.config_mut().options_mut();
+    let Some(current) = options
+        .entries()
+        .into_iter()
+        .find(|entry| entry.key == name)
+    else {
+        return Err(unrecognized(name));
+    };
+    // PostgreSQL's spellings of a boolean, for DataFusion's boolean options.
+    if matches!(current.value.as_deref(), Some("true" | "false")) {
+        match value.to_ascii_lowercase().as_str() {
+            "on" | "yes" | "1" | "t" => value = "true".to_owned(),
+            "off" | "no" | "0" | "f" => value = "false".to_owned(),
+            _ => {}
+        }
+    }
+    options.set(name, &value).map_err(|_| {
+        SemsqlError::InvalidParameter(format!(
+            "invalid value for parameter \"{name}\": \"{value}\""
+        ))
+        .into()
+    })
 }
 
 /// A SET value as text: an identifier's or string's contents, a number as written.
@@ -199,7 +256,7 @@ fn owns(statement: &Statement) -> bool {
             variable, scope, ..
         }) => match postgres_name(variable) {
             Some(name) => !(PASSED_ON.contains(&name.as_str()) && scope.is_none()),
-            None => false,
+            None => datafusion_name(variable).is_some(),
         },
         // `SET TIME ZONE` is the generic hook's; every other form (`SET ROLE`,
         // `SET SESSION AUTHORIZATION`, `SET NAMES`, ...) is refused here rather than ignored.
@@ -298,6 +355,10 @@ impl PostgresSettingsHook {
                 values,
                 ..
             }) => {
+                if let Some(name) = datafusion_name(variable) {
+                    set_datafusion_option(ctx, &name, values).await?;
+                    return Ok(Response::Execution(Tag::new("SET")));
+                }
                 let name = postgres_name(variable).unwrap_or_default();
                 if matches!(
                     scope,
@@ -589,8 +650,8 @@ mod tests {
         assert!(!owns(&statement("SET statement_timeout = 5")));
         assert!(!owns(&statement("SET semsql.model = 'x'")));
         assert!(!owns(&statement("SHOW server_version")));
-        assert!(!owns(&statement(
-            "SET datafusion.execution.batch_size = 10"
-        )));
+        // DataFusion's options are set here too, so a refusal is an error, not a warning.
+        assert!(owns(&statement("SET datafusion.execution.batch_size = 10")));
+        assert!(!owns(&statement("SHOW datafusion.execution.batch_size")));
     }
 }
