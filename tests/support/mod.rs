@@ -124,31 +124,23 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub async fn start(data_dir: &Path) -> ServerProcess {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_semsql"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(data_dir)
-            .env("SEMSQL_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("semsql binary starts");
-        let process = ServerProcess { child, port };
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return process;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("semsql did not start listening on port {port}");
+        let (child, port) = start_listening(|port| {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_semsql"));
+            command
+                .args([
+                    "serve",
+                    "--listen",
+                    &format!("127.0.0.1:{port}"),
+                    "--data-dir",
+                ])
+                .arg(data_dir)
+                .env("SEMSQL_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit());
+            command
+        })
+        .await;
+        ServerProcess { child, port }
     }
 
     pub fn connection_string(&self) -> String {
@@ -170,6 +162,36 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Spawns the command `command(port)` builds for a free port and waits until it listens there.
+/// Another test may take the port between `free_port` and the bind, and the new server then
+/// exits: it is started again on another port, so a test never talks to another test's server.
+pub async fn start_listening(mut command: impl FnMut(u16) -> Command) -> (Child, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = command(port).spawn().expect("semsql binary starts");
+        for _ in 0..400 {
+            if child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                // Still alive a moment later: the listener is this server's.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if child.try_wait().ok().flatten().is_none() {
+                    return (child, port);
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("semsql did not start listening");
 }
 
 pub fn free_port() -> u16 {

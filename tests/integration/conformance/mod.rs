@@ -243,14 +243,11 @@ struct Server {
 }
 
 impl Server {
-    /// Starts a server and waits until it listens. A port another process took in the
-    /// meantime makes the new server exit at once; then another port is tried, so that the
-    /// run never talks to some other test's server.
     async fn start(working_dir: &Path) -> Server {
-        for _ in 0..5 {
-            let data = tempfile::tempdir().unwrap();
-            let port = crate::support::free_port();
-            let mut child = Command::new(env!("CARGO_BIN_EXE_semsql"))
+        let data = tempfile::tempdir().unwrap();
+        let (child, port) = crate::support::start_listening(|port| {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_semsql"));
+            command
                 .args([
                     "serve",
                     "--listen",
@@ -263,37 +260,15 @@ impl Server {
                 .stdout(Stdio::null())
                 .stderr(Stdio::from(
                     std::fs::File::create(working_dir.join("server.log")).unwrap(),
-                ))
-                .spawn()
-                .expect("semsql binary starts");
-            for _ in 0..400 {
-                if child.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-                let listening = tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok();
-                // Listening, and still alive a moment later: the listener is this server's.
-                if listening {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    if child.try_wait().ok().flatten().is_none() {
-                        return Server {
-                            child,
-                            port,
-                            _data: data,
-                        };
-                    }
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+                ));
+            command
+        })
+        .await;
+        Server {
+            child,
+            port,
+            _data: data,
         }
-        panic!(
-            "semsql did not start (see {}/server.log)",
-            working_dir.display()
-        );
     }
 
     fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
