@@ -125,18 +125,8 @@ pub struct ServerProcess {
 impl ServerProcess {
     pub async fn start(data_dir: &Path) -> ServerProcess {
         let (child, port) = start_listening(|port| {
-            let mut command = Command::new(env!("CARGO_BIN_EXE_semsql"));
-            command
-                .args([
-                    "serve",
-                    "--listen",
-                    &format!("127.0.0.1:{port}"),
-                    "--data-dir",
-                ])
-                .arg(data_dir)
-                .env("SEMSQL_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit());
+            let mut command = serve_command(port, data_dir);
+            command.env("SEMSQL_LOG", "warn").stderr(Stdio::inherit());
             command
         })
         .await;
@@ -162,6 +152,21 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `semsql serve` on 127.0.0.1:`port` over `data_dir`, its output discarded.
+pub fn serve_command(port: u16, data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_semsql"));
+    command
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .stdout(Stdio::null());
+    command
 }
 
 /// Spawns the command `command(port)` builds for a free port and waits until it listens there.

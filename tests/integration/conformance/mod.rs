@@ -246,18 +246,10 @@ impl Server {
     async fn start(working_dir: &Path) -> Server {
         let data = tempfile::tempdir().unwrap();
         let (child, port) = crate::support::start_listening(|port| {
-            let mut command = Command::new(env!("CARGO_BIN_EXE_semsql"));
+            let mut command = crate::support::serve_command(port, data.path());
             command
-                .args([
-                    "serve",
-                    "--listen",
-                    &format!("127.0.0.1:{port}"),
-                    "--data-dir",
-                ])
-                .arg(data.path())
                 .current_dir(working_dir)
                 .env("SEMSQL_LOG", "error")
-                .stdout(Stdio::null())
                 .stderr(Stdio::from(
                     std::fs::File::create(working_dir.join("server.log")).unwrap(),
                 ));
