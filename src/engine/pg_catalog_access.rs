@@ -95,7 +95,6 @@ impl SchemaProvider for AccessAwareCatalog {
         };
         let kind = match name.to_ascii_lowercase().as_str() {
             "pg_class" => Kind::Class,
-            "pg_index" => Kind::Index,
             "pg_roles" => Kind::Roles,
             "pg_auth_members" => Kind::Members,
             "pg_attribute" => Kind::Attribute,
@@ -236,7 +235,10 @@ enum Kind {
     /// pgvector's `vector` with `n` as its typmod (`\d t` shows `vector(3)`).
     Attribute,
     /// `pg_index`: datafusion-pg-catalog's rows (PostgreSQL's own catalogs' indexes) and one
-    /// per HNSW index (see `pg_indexes`).
+    /// per HNSW index (see `pg_indexes`). Not in use yet: with these rows SQLAlchemy's index
+    /// reflection (which Superset runs on every dataset) fails on `pg_am` (no `hnsw` row) and
+    /// on `unnest(indkey)` compared with an integer parameter.
+    #[allow(dead_code)]
     Index,
 }
 
@@ -603,8 +605,7 @@ fn replace_column(batch: &RecordBatch, name: &str, values: ArrayRef) -> Result<R
 }
 
 /// `pg_class` with a row per HNSW index (relkind `i`, made from its table's row: same schema
-/// and owner) and `relhasindex` set on the tables that have one, which psql's `\d t` reads
-/// before it asks for the indexes.
+/// and owner), so `\di` lists them and `pg_get_indexdef` finds them by OID.
 fn with_index_classes(
     state: &dyn Session,
     namespaces: &HashMap<i64, String>,
@@ -617,10 +618,6 @@ fn with_index_classes(
     if indexes.is_empty() {
         return Ok(batches);
     }
-    let indexed: std::collections::HashSet<(String, String)> = indexes
-        .iter()
-        .map(|index| (index.schema.clone(), index.table.clone()))
-        .collect();
     let mut out = Vec::with_capacity(batches.len() + 1);
     let mut index_rows = Vec::new();
     for batch in batches {
@@ -634,10 +631,6 @@ fn with_index_classes(
             let space = namespaces.get(&spaces.value(row))?;
             Some((space.clone(), names.value(row).to_owned()))
         };
-        let has_index: datafusion::arrow::array::BooleanArray = (0..batch.num_rows())
-            .map(|row| relation(row).map(|key| indexed.contains(&key)))
-            .collect();
-        let any = has_index.iter().any(|flag| flag == Some(true));
         for index in &indexes {
             let key = (index.schema.clone(), index.table.clone());
             let Some(row) = (0..batch.num_rows()).find(|&row| relation(row) == Some(key.clone()))
@@ -667,11 +660,11 @@ fn with_index_classes(
             row_batch = replace_column(&row_batch, "reloptions", Arc::new(options.finish()))?;
             index_rows.push(row_batch);
         }
-        out.push(if any {
-            replace_column(&batch, "relhasindex", Arc::new(has_index))?
-        } else {
-            batch
-        });
+        // `relhasindex` stays false on the tables, and `pg_index` has no rows for the
+        // indexes (see `Kind::Index`): SQLAlchemy reflects the indexes of a table that says it
+        // has some with a query semsql cannot answer yet (`unnest(indkey)` compared with an
+        // integer parameter, and `pg_am` without `hnsw`), and Superset runs it on every dataset.
+        out.push(batch);
     }
     out.extend(index_rows);
     Ok(out)
