@@ -49,13 +49,18 @@ const BOOTSTRAP_OID: i32 = 10;
 /// A role's OID: FNV-1a of its name, above PostgreSQL's reserved range (16384), so the same
 /// role has the same OID on every connection and after every restart.
 pub fn role_oid(name: &str) -> i32 {
+    stable_oid(name.bytes(), 16_384)
+}
+
+/// FNV-1a of `bytes`, mapped to `first..i32::MAX`: an OID that is the same wherever and
+/// whenever it is computed.
+pub fn stable_oid(bytes: impl IntoIterator<Item = u8>, first: u32) -> i32 {
     let mut hash: u32 = 0x811c_9dc5;
-    for byte in name.bytes() {
+    for byte in bytes {
         hash ^= u32::from(byte);
         hash = hash.wrapping_mul(0x0100_0193);
     }
-    const FIRST: u32 = 16_384;
-    (FIRST + hash % (i32::MAX as u32 - FIRST)) as i32
+    (first + hash % (i32::MAX as u32 - first)) as i32
 }
 
 /// Wraps the `pg_catalog` schema datafusion-pg-catalog made.
@@ -104,7 +109,7 @@ impl SchemaProvider for AccessAwareCatalog {
         // relations too, to find each column's table.
         let (namespaces, classes) = match kind {
             Kind::Class => (self.inner.table("pg_namespace").await?, None),
-            Kind::Attribute | Kind::Index => (
+            Kind::Attribute => (
                 self.inner.table("pg_namespace").await?,
                 self.inner.table("pg_class").await?,
             ),
@@ -234,12 +239,6 @@ enum Kind {
     /// `pg_attribute`: datafusion-pg-catalog describes a `vector(n)` column as `text`; it is
     /// pgvector's `vector` with `n` as its typmod (`\d t` shows `vector(3)`).
     Attribute,
-    /// `pg_index`: datafusion-pg-catalog's rows (PostgreSQL's own catalogs' indexes) and one
-    /// per HNSW index (see `pg_indexes`). Not in use yet: with these rows SQLAlchemy's index
-    /// reflection (which Superset runs on every dataset) fails on `pg_am` (no `hnsw` row) and
-    /// on `unnest(indkey)` compared with an integer parameter.
-    #[allow(dead_code)]
-    Index,
 }
 
 #[derive(Debug)]
@@ -282,7 +281,7 @@ impl AccessAwareTable {
                     inner_schema.metadata().clone(),
                 ))
             }
-            Kind::Roles | Kind::Members | Kind::Attribute | Kind::Index => inner_schema,
+            Kind::Roles | Kind::Members | Kind::Attribute => inner_schema,
         };
         Self {
             kind,
@@ -524,38 +523,6 @@ impl AccessAwareTable {
         Ok(patched)
     }
 
-    /// `pg_index`: datafusion-pg-catalog's rows, then one per HNSW index.
-    async fn index_rows(&self, state: &dyn Session) -> Result<Vec<RecordBatch>> {
-        let mut batches = all_rows(self.inner.as_ref(), state).await?;
-        let Some(catalog) = super::pg_indexes::session_catalog(state) else {
-            return Ok(batches);
-        };
-        let indexes = super::pg_indexes::indexes_of(catalog.as_ref());
-        let Some(classes) = self.classes.as_ref().filter(|_| !indexes.is_empty()) else {
-            return Ok(batches);
-        };
-        let namespaces = self.namespace_names(state).await?;
-        let class_batches = all_rows(classes.as_ref(), state).await?;
-        let oids = relation_oids(&namespaces, &class_batches)?;
-        let mut rows = Vec::new();
-        for index in indexes {
-            let Some(table_oid) = oids.get(&(index.schema.clone(), index.table.clone())) else {
-                continue;
-            };
-            let attnum = match catalog.schema(&index.schema) {
-                Some(schema) => schema
-                    .table(&index.table)
-                    .await?
-                    .and_then(|table| table.schema().index_of(&index.column).ok())
-                    .map_or(0, |at| at as i32 + 1),
-                None => 0,
-            };
-            rows.push((index, *table_oid, attnum));
-        }
-        batches.push(super::pg_indexes::pg_index_rows(&self.schema, &rows)?);
-        Ok(batches)
-    }
-
     fn role_rows(&self, batch: RecordBatch) -> Result<RecordBatch> {
         let names = string_column(&batch, "rolname")?;
         let names = names.as_string::<i32>();
@@ -568,32 +535,6 @@ impl AccessAwareTable {
         columns[oid_at] = cast(&oids, &target)?;
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
-}
-
-/// (schema, relation) → OID, from `pg_class` rows.
-fn relation_oids(
-    namespaces: &HashMap<i64, String>,
-    classes: &[RecordBatch],
-) -> Result<HashMap<(String, String), i32>> {
-    let mut oids = HashMap::new();
-    for batch in classes {
-        let oid = int64_column(batch, "oid")?;
-        let names = string_column(batch, "relname")?;
-        let names = names.as_string::<i32>();
-        let spaces = int64_column(batch, "relnamespace")?;
-        for row in 0..batch.num_rows() {
-            if oid.is_null(row) || names.is_null(row) || spaces.is_null(row) {
-                continue;
-            }
-            if let Some(space) = namespaces.get(&spaces.value(row)) {
-                oids.insert(
-                    (space.clone(), names.value(row).to_owned()),
-                    oid.value(row) as i32,
-                );
-            }
-        }
-    }
-    Ok(oids)
 }
 
 /// A batch with column `name` replaced by `values` (cast to the column's type).
@@ -661,7 +602,7 @@ fn with_index_classes(
             index_rows.push(row_batch);
         }
         // `relhasindex` stays false on the tables, and `pg_index` has no rows for the
-        // indexes (see `Kind::Index`): SQLAlchemy reflects the indexes of a table that says it
+        // indexes: SQLAlchemy reflects the indexes of a table that says it
         // has some with a query semsql cannot answer yet (`unnest(indkey)` compared with an
         // integer parameter, and `pg_am` without `hnsw`), and Superset runs it on every dataset.
         out.push(batch);
@@ -712,20 +653,16 @@ impl TableProvider for AccessAwareTable {
             batches.push(self.member_rows()?);
         } else if matches!(self.kind, Kind::Attribute) {
             batches = self.attribute_rows(state).await?;
-        } else if matches!(self.kind, Kind::Index) {
-            batches = self.index_rows(state).await?;
         } else {
             // Read once per scan, not per batch.
             let namespaces = match self.kind {
                 Kind::Class => self.namespace_names(state).await?,
-                Kind::Roles | Kind::Members | Kind::Attribute | Kind::Index => HashMap::new(),
+                Kind::Roles | Kind::Members | Kind::Attribute => HashMap::new(),
             };
             for batch in all_rows(self.inner.as_ref(), state).await? {
                 batches.push(match self.kind {
                     Kind::Class => self.class_rows(&namespaces, batch)?,
-                    Kind::Roles | Kind::Members | Kind::Attribute | Kind::Index => {
-                        self.role_rows(batch)?
-                    }
+                    Kind::Roles | Kind::Members | Kind::Attribute => self.role_rows(batch)?,
                 });
             }
             if matches!(self.kind, Kind::Class) {

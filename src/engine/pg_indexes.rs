@@ -1,7 +1,6 @@
 //! semsql's HNSW indexes in PostgreSQL's catalogs, as pgvector's indexes appear there:
-//! `pg_indexes`, a `pg_class` row (relkind `i`) and a `pg_index` row per index, and
-//! `pg_get_indexdef`. So `\d t` lists them under "Indexes:", `\di` and drivers' index
-//! reflection (SQLAlchemy, pgjdbc's getIndexInfo) find them.
+//! `pg_indexes`, a `pg_class` row (relkind `i`) per index, and `pg_get_indexdef`, so `\di`
+//! lists them (not yet `pg_index`: see docs/vectors.md).
 //!
 //! An index's OID is a stable hash of its schema and name (the same on every connection and
 //! after a restart), kept above the range datafusion-pg-catalog counts relations in.
@@ -21,9 +20,9 @@ use datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::scalar::ScalarValue;
 
 use super::catalog::DurableSchema;
+use super::search_path::quote_ident;
 
 /// One HNSW index, as the manifest records it.
 #[derive(Debug, Clone)]
@@ -40,29 +39,8 @@ pub struct IndexDefinition {
 /// FNV-1a of `schema.name`, from 1,000,000,000 up: far above the OIDs datafusion-pg-catalog
 /// hands out one by one from 16384.
 pub fn index_oid(schema: &str, name: &str) -> i32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in schema.bytes().chain([b'.']).chain(name.bytes()) {
-        hash ^= u32::from(byte);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    const FIRST: u32 = 1_000_000_000;
-    (FIRST + hash % (i32::MAX as u32 - FIRST)) as i32
-}
-
-/// An identifier as PostgreSQL prints it: bare when it reads back the same, quoted otherwise.
-fn quote_ident(name: &str) -> String {
-    let plain = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
-        name.to_owned()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
+    let bytes = schema.bytes().chain([b'.']).chain(name.bytes());
+    super::pg_catalog_access::stable_oid(bytes, 1_000_000_000)
 }
 
 impl IndexDefinition {
@@ -264,47 +242,6 @@ impl TableProvider for PgIndexesView {
             projection.cloned(),
         )?)
     }
-}
-
-/// `pg_index` rows for semsql's indexes, in `schema`'s columns: one key column (`indkey` is
-/// the column's number), not unique, valid and ready. `table_oid` finds the indexed table's
-/// OID in `pg_class`; `attnum` the column's number.
-pub fn pg_index_rows(
-    schema: &SchemaRef,
-    indexes: &[(IndexDefinition, i32, i32)],
-) -> Result<RecordBatch> {
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|field| {
-            let values: Vec<ScalarValue> = indexes
-                .iter()
-                .map(|(index, table_oid, attnum)| match field.name().as_str() {
-                    "indexrelid" => ScalarValue::Int32(Some(index.oid())),
-                    "indrelid" => ScalarValue::Int32(Some(*table_oid)),
-                    "indnatts" | "indnkeyatts" => ScalarValue::Int16(Some(1)),
-                    "indimmediate" | "indisvalid" | "indisready" | "indislive" => {
-                        ScalarValue::Boolean(Some(true))
-                    }
-                    "indkey" => ScalarValue::Utf8(Some(attnum.to_string())),
-                    "indcollation" | "indclass" | "indoption" => {
-                        ScalarValue::Utf8(Some("0".to_owned()))
-                    }
-                    "indexprs" | "indpred" => ScalarValue::Utf8(None),
-                    "indcheckxmin" | "indnullsnotdistinct" => ScalarValue::Boolean(Some(false)),
-                    name if name.starts_with("indis") => ScalarValue::Boolean(Some(false)),
-                    _ => ScalarValue::Null,
-                })
-                .collect();
-            let array = if values.is_empty() {
-                datafusion::arrow::array::new_empty_array(field.data_type())
-            } else {
-                ScalarValue::iter_to_array(values)?
-            };
-            Ok(cast(&array, field.data_type())?)
-        })
-        .collect::<Result<Vec<ArrayRef>>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 #[cfg(test)]
