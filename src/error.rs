@@ -55,6 +55,14 @@ pub enum SemsqlError {
         "null value in column \"{column}\" of relation \"{table}\" violates not-null constraint"
     )]
     NotNullViolation { column: String, table: String },
+    /// A second row with a PRIMARY KEY or UNIQUE constraint's key; `detail` is PostgreSQL's
+    /// DETAIL line (`Key (id)=(1) already exists.`).
+    #[error("duplicate key value violates unique constraint \"{constraint}\"")]
+    UniqueViolation {
+        constraint: String,
+        detail: String,
+        table: String,
+    },
     /// PostgreSQL's `permission denied for table t` and the like.
     #[error("{0}")]
     InsufficientPrivilege(String),
@@ -74,6 +82,14 @@ pub enum SemsqlError {
 }
 
 impl SemsqlError {
+    /// PostgreSQL's DETAIL line for this error, where it sends one.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            SemsqlError::UniqueViolation { detail, .. } => Some(detail.clone()),
+            _ => None,
+        }
+    }
+
     pub fn sqlstate(&self) -> &'static str {
         match self {
             SemsqlError::Config(_) => "F0000",
@@ -95,6 +111,7 @@ impl SemsqlError {
             SemsqlError::CardinalityViolation(_) => "21000",
             SemsqlError::UnrecognizedSetting(_) => "42704",
             SemsqlError::NotNullViolation { .. } => "23502",
+            SemsqlError::UniqueViolation { .. } => "23505",
             SemsqlError::InsufficientPrivilege(_) => "42501",
             SemsqlError::RoleNotFound(_) => "42704",
             SemsqlError::DuplicateRole(_) => "42710",
@@ -346,7 +363,30 @@ pub fn to_error_info(error: &PgWireError) -> Option<ErrorInfo> {
     } else {
         (external_sqlstate(inner.as_ref()), inner.to_string())
     };
-    Some(ErrorInfo::new("ERROR".to_owned(), code.to_owned(), message))
+    let mut info = ErrorInfo::new("ERROR".to_owned(), code.to_owned(), message);
+    info.detail = semsql_error_in(inner.as_ref()).and_then(SemsqlError::detail);
+    Some(info)
+}
+
+/// Our own error, wherever it travels inside DataFusion's.
+fn semsql_error_in<'a>(
+    err: &'a (dyn std::error::Error + Send + Sync + 'static),
+) -> Option<&'a SemsqlError> {
+    if let Some(ours) = err.downcast_ref::<SemsqlError>() {
+        return Some(ours);
+    }
+    match err.downcast_ref::<DataFusionError>()? {
+        DataFusionError::External(inner) => semsql_error_in(inner.as_ref()),
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            semsql_error_in(inner.as_ref())
+        }
+        DataFusionError::Shared(inner) => semsql_error_in(inner.as_ref()),
+        DataFusionError::ArrowError(arrow, _) => match arrow.as_ref() {
+            ArrowError::ExternalError(inner) => semsql_error_in(inner.as_ref()),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Builds the error a hook returns for one of our own error kinds.

@@ -20,7 +20,8 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::unparser::expr_to_sql;
 
 use super::storage::{Definition, IndexEntry, Manifest, SchemaEntry, Store, TableEntry};
-use super::table::{DurableTable, TableData, TableShared};
+use super::table::{ColumnRules, DurableTable, TableData, TableShared};
+use super::unique_keys::{check_keys, keys_from_constraints};
 use crate::error::SemsqlError;
 use crate::vector::index::VectorIndex;
 
@@ -197,7 +198,10 @@ impl DurableSchema {
                     table_name,
                     schema,
                     store.clone(),
-                    defaults,
+                    ColumnRules {
+                        defaults,
+                        keys: table.keys.clone(),
+                    },
                     data,
                 )),
             );
@@ -316,6 +320,48 @@ impl DurableSchema {
         Ok(true)
     }
 
+    /// The schema's PRIMARY KEY and UNIQUE constraints, each with its table's name.
+    pub fn keys(&self) -> Vec<(String, super::unique_keys::KeyEntry)> {
+        self.store
+            .manifest()
+            .schemas
+            .get(&self.name)
+            .map(|schema| {
+                schema
+                    .tables
+                    .iter()
+                    .flat_map(|(table, entry)| {
+                        entry
+                            .keys
+                            .iter()
+                            .map(move |key| (table.clone(), key.clone()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The schema's columns with defaults: table, column and the default's SQL.
+    pub fn defaults(&self) -> Vec<(String, String, String)> {
+        self.store
+            .manifest()
+            .schemas
+            .get(&self.name)
+            .map(|schema| {
+                schema
+                    .tables
+                    .iter()
+                    .flat_map(|(table, entry)| {
+                        entry
+                            .defaults
+                            .iter()
+                            .map(move |(column, sql)| (table.clone(), column.clone(), sql.clone()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The names of the schema's vector indexes, with their definitions.
     pub fn indexes(&self) -> Vec<(String, IndexEntry)> {
         self.store
@@ -357,6 +403,36 @@ impl DurableSchema {
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             (nullable, batches)
         };
+        let keys = table
+            .constraints()
+            .map(|constraints| keys_from_constraints(name, &schema, constraints))
+            .unwrap_or_default();
+        // A primary key's columns are NOT NULL, as in PostgreSQL.
+        let schema = match keys.iter().find(|key| key.primary) {
+            Some(primary) => Arc::new(Schema::new_with_metadata(
+                schema
+                    .fields()
+                    .iter()
+                    .map(|field| {
+                        let key_column = primary.columns.contains(field.name());
+                        let field = field.as_ref().clone();
+                        if key_column {
+                            field.with_nullable(false)
+                        } else {
+                            field
+                        }
+                    })
+                    .collect::<Vec<_>>(),
+                schema.metadata().clone(),
+            )),
+            None => schema,
+        };
+        // Checked like every later write (`CREATE TABLE ... AS` declares no keys).
+        let batches = batches
+            .into_iter()
+            .map(|batch| batch.with_schema(schema.clone()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        check_keys(name, &schema, &keys, &batches).map_err(SemsqlError::into_datafusion)?;
         let mut defaults = HashMap::new();
         let mut default_sql = BTreeMap::new();
         for field in schema.fields() {
@@ -385,6 +461,7 @@ impl DurableSchema {
                     schema: schema.as_ref().clone(),
                     files: files.clone(),
                     defaults: default_sql,
+                    keys: keys.clone(),
                     version: 1,
                     id: id.clone(),
                 },
@@ -406,7 +483,7 @@ impl DurableSchema {
             name,
             schema,
             self.store.clone(),
-            defaults,
+            ColumnRules { defaults, keys },
             data,
         ))
     }

@@ -41,7 +41,10 @@ pub fn register(ctx: &SessionContext, runtime: Arc<crate::llm::Runtime>) {
     ctx.register_udf(super::argument_types::ArgumentTypes::udf());
     if let Some(catalog) = ctx.catalog(super::CATALOG) {
         ctx.register_udf(ScalarUDF::new_from_impl(
-            super::pg_indexes::PgGetIndexdef::new(catalog),
+            super::pg_indexes::PgGetIndexdef::new(catalog.clone()),
+        ));
+        ctx.register_udf(ScalarUDF::new_from_impl(
+            super::pg_indexes::PgGetIndexdef::constraintdef(catalog),
         ));
     }
     for function in semsql_udfs::aggregate_functions() {
@@ -77,6 +80,14 @@ pub fn register(ctx: &SessionContext, runtime: Arc<crate::llm::Runtime>) {
             Ok(ColumnarValue::Array(Arc::new(types)))
         }),
     ));
+    // `pg_get_expr(adbin, relid [, pretty])`: semsql's catalogs keep an expression
+    // (`pg_attrdef.adbin`) as its SQL already, where PostgreSQL keeps a node tree.
+    ctx.register_udf(ScalarUDF::new_from_impl(StoredExpression {
+        signature: Signature::one_of(
+            (2..=3).map(TypeSignature::Any).collect(),
+            Volatility::Stable,
+        ),
+    }));
     // semsql has no sequences (so no serial columns) and no COMMENT ON: PostgreSQL answers
     // NULL for a column without a sequence and an object without a comment.
     for (name, arity) in [
@@ -264,6 +275,40 @@ impl ScalarUDFImpl for FormatType {
             })
             .collect();
         Ok(ColumnarValue::Array(Arc::new(formatted)))
+    }
+}
+
+/// `pg_get_expr`: the stored expression's text, as it is.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct StoredExpression {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for StoredExpression {
+    fn name(&self) -> &str {
+        "pg_get_expr"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        Ok(match &args.args[0] {
+            ColumnarValue::Scalar(stored) => {
+                ColumnarValue::Scalar(stored.cast_to(&DataType::Utf8)?)
+            }
+            ColumnarValue::Array(stored) => {
+                ColumnarValue::Array(datafusion::arrow::compute::cast(stored, &DataType::Utf8)?)
+            }
+        })
     }
 }
 

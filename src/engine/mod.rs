@@ -10,12 +10,14 @@ pub mod functions;
 pub mod pg_catalog_access;
 pub mod pg_functions;
 pub mod pg_indexes;
+pub mod pg_relation_catalogs;
 pub mod search_path;
 pub mod settings_functions;
 pub mod storage;
 pub mod system;
 pub mod table;
 pub mod transaction;
+pub mod unique_keys;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -19,7 +19,7 @@
 //! - `pg_user` (which datafusion-pg-catalog lacks) lists the roles that may log in, as
 //!   PostgreSQL's view over `pg_authid` does, with the password shown as `********`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -98,6 +98,16 @@ impl SchemaProvider for AccessAwareCatalog {
         let Some(table) = self.inner.table(name).await? else {
             return Ok(None);
         };
+        if let Some(augmented) = super::pg_relation_catalogs::Augmented::of(name) {
+            return Ok(Some(Arc::new(
+                super::pg_relation_catalogs::AugmentedTable::new(
+                    augmented,
+                    table,
+                    self.inner.table("pg_namespace").await?,
+                    self.inner.table("pg_class").await?,
+                ),
+            )));
+        }
         let kind = match name.to_ascii_lowercase().as_str() {
             "pg_class" => Kind::Class,
             "pg_roles" => Kind::Roles,
@@ -403,29 +413,14 @@ impl AccessAwareTable {
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 
-    /// pg_attribute's rows, with `vector(n)` columns typed as pgvector's `vector` (typmod n).
+    /// pg_attribute's rows, with what datafusion-pg-catalog does not know of semsql's tables:
+    /// `vector(n)` columns typed as pgvector's `vector` with typmod `n` (it says `text`),
+    /// `numeric(p, s)` with its typmod, and `atthasdef` for columns with a default.
     async fn attribute_rows(&self, state: &dyn Session) -> Result<Vec<RecordBatch>> {
         let batches = all_rows(self.inner.as_ref(), state).await?;
-        // datafusion-pg-catalog describes a vector column as text (25): only those are looked at.
-        let candidates = |batch: &RecordBatch| -> Result<Vec<usize>> {
-            let types = int64_column(batch, "atttypid")?;
-            Ok((0..batch.num_rows())
-                .filter(|&row| types.is_valid(row) && types.value(row) == 25)
-                .collect())
-        };
-        let candidate_rows = batches.iter().map(candidates).collect::<Result<Vec<_>>>()?;
-        let any = candidate_rows.iter().any(|rows| !rows.is_empty());
-        let (Some(classes), true) = (&self.classes, any) else {
-            return Ok(batches);
-        };
-        let Some(catalogs) = state
-            .as_any()
-            .downcast_ref::<datafusion::execution::SessionState>()
-            .map(|state| state.catalog_list().clone())
+        let (Some(classes), Some(catalog)) =
+            (&self.classes, super::pg_indexes::session_catalog(state))
         else {
-            return Ok(batches);
-        };
-        let Some(catalog) = catalogs.catalog(super::CATALOG) else {
             return Ok(batches);
         };
         let namespaces = self.namespace_names(state).await?;
@@ -447,40 +442,60 @@ impl AccessAwareTable {
                 }
             }
         }
+        let mut defaults: HashSet<(String, String, String)> = HashSet::new();
+        for schema_name in catalog.schema_names() {
+            if let Some(durable) = catalog
+                .schema(&schema_name)
+                .as_ref()
+                .and_then(|schema| schema.downcast_ref::<super::catalog::DurableSchema>())
+            {
+                for (table, column, _) in durable.defaults() {
+                    defaults.insert((schema_name.clone(), table, column));
+                }
+            }
+        }
         let vector_oid = datafusion_postgres::arrow_pg::datatypes::PG_VECTOR_TYPE_OID as i32;
         let mut schemas: HashMap<i64, Option<SchemaRef>> = HashMap::new();
         let mut patched = Vec::with_capacity(batches.len());
-        for (batch, rows) in batches.into_iter().zip(candidate_rows) {
-            if rows.is_empty() {
-                patched.push(batch);
-                continue;
-            }
+        for batch in batches {
             let relids = int64_column(&batch, "attrelid")?;
             let names = string_column(&batch, "attname")?;
             let names = names.as_string::<i32>();
             let types_at = batch.schema().index_of("atttypid")?;
             let modifiers_at = batch.schema().index_of("atttypmod")?;
-            let mut types: Vec<Option<i32>> = cast(batch.column(types_at), &DataType::Int32)?
-                .as_primitive::<datafusion::arrow::datatypes::Int32Type>()
-                .iter()
-                .collect();
-            let mut modifiers: Vec<Option<i32>> =
-                cast(batch.column(modifiers_at), &DataType::Int32)?
+            let defaults_at = batch.schema().index_of("atthasdef")?;
+            let int32s = |at: usize| -> Result<Vec<Option<i32>>> {
+                Ok(cast(batch.column(at), &DataType::Int32)?
                     .as_primitive::<datafusion::arrow::datatypes::Int32Type>()
                     .iter()
-                    .collect();
+                    .collect())
+            };
+            let mut types = int32s(types_at)?;
+            let mut modifiers = int32s(modifiers_at)?;
+            let mut has_default: Vec<Option<bool>> =
+                batch.column(defaults_at).as_boolean().iter().collect();
             let mut changed = false;
-            for row in rows {
+            for row in 0..batch.num_rows() {
                 if relids.is_null(row) || names.is_null(row) {
                     continue;
                 }
                 let relid = relids.value(row);
+                let Some((schema_name, table_name)) = relations.get(&relid) else {
+                    continue;
+                };
+                let column = names.value(row);
+                if defaults.contains(&(schema_name.clone(), table_name.clone(), column.to_owned()))
+                {
+                    has_default[row] = Some(true);
+                    changed = true;
+                }
+                // Only the types datafusion-pg-catalog describes without what semsql knows.
+                if !matches!(types[row], Some(25) | Some(1700)) {
+                    continue;
+                }
                 if let std::collections::hash_map::Entry::Vacant(slot) = schemas.entry(relid) {
-                    let table_schema = match relations.get(&relid) {
-                        Some((space, name)) => match catalog.schema(space) {
-                            Some(schema) => schema.table(name).await?.map(|table| table.schema()),
-                            None => None,
-                        },
+                    let table_schema = match catalog.schema(schema_name) {
+                        Some(schema) => schema.table(table_name).await?.map(|table| table.schema()),
                         None => None,
                     };
                     slot.insert(table_schema);
@@ -488,21 +503,32 @@ impl AccessAwareTable {
                 let Some(Some(table_schema)) = schemas.get(&relid) else {
                     continue;
                 };
-                let Ok(field) = table_schema.field_with_name(names.value(row)) else {
+                let Ok(field) = table_schema.field_with_name(column) else {
                     continue;
                 };
                 let tagged = field
                     .metadata()
                     .get(semsql_udfs::vector::VECTOR_METADATA_KEY)
                     .is_some_and(|kind| kind == "vector");
-                if !tagged {
-                    continue;
+                match field.data_type() {
+                    DataType::FixedSizeList(_, dims) if tagged => {
+                        types[row] = Some(vector_oid);
+                        modifiers[row] = Some(*dims);
+                    }
+                    _ if tagged => {
+                        types[row] = Some(vector_oid);
+                        modifiers[row] = Some(-1);
+                    }
+                    // PostgreSQL's typmod for numeric(p, s): ((p << 16) | s) + 4.
+                    DataType::Decimal128(precision, scale)
+                    | DataType::Decimal256(precision, scale)
+                        if *scale >= 0 =>
+                    {
+                        modifiers[row] =
+                            Some(((i32::from(*precision) << 16) | i32::from(*scale)) + 4);
+                    }
+                    _ => continue,
                 }
-                types[row] = Some(vector_oid);
-                modifiers[row] = Some(match field.data_type() {
-                    DataType::FixedSizeList(_, dims) => *dims,
-                    _ => -1,
-                });
                 changed = true;
             }
             if !changed {
@@ -518,6 +544,8 @@ impl AccessAwareTable {
                 &Int32Array::from(modifiers),
                 batch.schema().field(modifiers_at).data_type(),
             )?;
+            columns[defaults_at] =
+                Arc::new(datafusion::arrow::array::BooleanArray::from(has_default));
             patched.push(RecordBatch::try_new(batch.schema(), columns)?);
         }
         Ok(patched)
@@ -545,13 +573,16 @@ fn replace_column(batch: &RecordBatch, name: &str, values: ArrayRef) -> Result<R
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
-/// `pg_class` with a row per HNSW index (relkind `i`, made from its table's row: same schema
-/// and owner), so `\di` lists them and `pg_get_indexdef` finds them by OID.
+/// `pg_class` with a row per index of semsql's (relkind `i`, made from its table's row: same
+/// schema and owner), and `relhasindex` true on the tables that have one, so `\di` lists
+/// them and `pg_get_indexdef` finds them by OID.
 fn with_index_classes(
     state: &dyn Session,
     namespaces: &HashMap<i64, String>,
     batches: Vec<RecordBatch>,
 ) -> Result<Vec<RecordBatch>> {
+    use datafusion::arrow::array::BooleanArray;
+
     let Some(catalog) = super::pg_indexes::session_catalog(state) else {
         return Ok(batches);
     };
@@ -572,56 +603,73 @@ fn with_index_classes(
             let space = namespaces.get(&spaces.value(row))?;
             Some((space.clone(), names.value(row).to_owned()))
         };
+        let mut has_index: Vec<bool> = batch
+            .column(batch.schema().index_of("relhasindex")?)
+            .as_boolean()
+            .iter()
+            .map(|value| value.unwrap_or(false))
+            .collect();
         for index in &indexes {
             let key = (index.schema.clone(), index.table.clone());
             let Some(row) = (0..batch.num_rows()).find(|&row| relation(row) == Some(key.clone()))
             else {
                 continue;
             };
+            has_index[row] = true;
             let mut row_batch = batch.slice(row, 1);
             let text = |value: &str| -> ArrayRef {
                 Arc::new(datafusion::arrow::array::StringArray::from(vec![value]))
             };
             let int = |value: i32| -> ArrayRef { Arc::new(Int32Array::from(vec![value])) };
+            let columns = i32::try_from(index.columns.len()).unwrap_or(i32::MAX);
             row_batch = replace_column(&row_batch, "oid", int(index.oid()))?;
             row_batch = replace_column(&row_batch, "relname", text(&index.name))?;
             row_batch = replace_column(&row_batch, "relkind", text("i"))?;
             row_batch = replace_column(&row_batch, "reltype", int(0))?;
-            row_batch = replace_column(&row_batch, "relnatts", int(1))?;
+            row_batch = replace_column(&row_batch, "relam", int(index.access_method_oid()))?;
+            row_batch = replace_column(&row_batch, "relnatts", int(columns))?;
             row_batch = replace_column(
                 &row_batch,
                 "relhasindex",
-                Arc::new(datafusion::arrow::array::BooleanArray::from(vec![false])),
+                Arc::new(BooleanArray::from(vec![false])),
             )?;
             let mut options = ListBuilder::new(StringBuilder::new());
-            options.append_value([
-                Some(format!("m={}", index.m)),
-                Some(format!("ef_construction={}", index.ef_construction)),
-            ]);
+            match &index.method {
+                super::pg_indexes::IndexMethod::Hnsw {
+                    m, ef_construction, ..
+                } => options.append_value([
+                    Some(format!("m={m}")),
+                    Some(format!("ef_construction={ef_construction}")),
+                ]),
+                super::pg_indexes::IndexMethod::UniqueKey { .. } => options.append(false),
+            }
             row_batch = replace_column(&row_batch, "reloptions", Arc::new(options.finish()))?;
             index_rows.push(row_batch);
         }
-        // `relhasindex` stays false on the tables, and `pg_index` has no rows for the
-        // indexes: SQLAlchemy reflects the indexes of a table that says it
-        // has some with a query semsql cannot answer yet (`unnest(indkey)` compared with an
-        // integer parameter, and `pg_am` without `hnsw`), and Superset runs it on every dataset.
-        out.push(batch);
+        out.push(replace_column(
+            &batch,
+            "relhasindex",
+            Arc::new(BooleanArray::from(has_index)),
+        )?);
     }
     out.extend(index_rows);
     Ok(out)
 }
 
-async fn all_rows(table: &dyn TableProvider, state: &dyn Session) -> Result<Vec<RecordBatch>> {
+pub async fn all_rows(table: &dyn TableProvider, state: &dyn Session) -> Result<Vec<RecordBatch>> {
     let plan = table.scan(state, None, &[], None).await?;
     collect(plan, state.task_ctx()).await
 }
 
-fn string_column(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
+pub fn string_column(batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
     let column = batch.column(batch.schema().index_of(name)?);
     Ok(cast(column, &DataType::Utf8)?)
 }
 
-fn int64_column(batch: &RecordBatch, name: &str) -> Result<datafusion::arrow::array::Int64Array> {
+pub fn int64_column(
+    batch: &RecordBatch,
+    name: &str,
+) -> Result<datafusion::arrow::array::Int64Array> {
     let column = batch.column(batch.schema().index_of(name)?);
     let column = cast(column, &DataType::Int64)?;
     column

@@ -346,7 +346,10 @@ impl ScalarUDFImpl for CatalogList {
                 builder.append(false);
                 continue;
             }
-            let text = texts.value(row).trim_matches(|c| c == '{' || c == '}');
+            // PostgreSQL's `{1,2}` and `1 2`, and datafusion-pg-catalog's `[1, 2]`.
+            let text = texts
+                .value(row)
+                .trim_matches(|c| matches!(c, '{' | '}' | '[' | ']'));
             for item in text
                 .split(|c: char| c == ',' || c.is_whitespace())
                 .filter(|item| !item.is_empty())

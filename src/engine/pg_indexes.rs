@@ -1,6 +1,10 @@
-//! semsql's HNSW indexes in PostgreSQL's catalogs, as pgvector's indexes appear there:
-//! `pg_indexes`, a `pg_class` row (relkind `i`) per index, and `pg_get_indexdef`, so `\di`
-//! lists them (not yet `pg_index`: see docs/vectors.md).
+//! semsql's indexes in PostgreSQL's catalogs: HNSW indexes as pgvector's appear there, and
+//! the unique btree index PostgreSQL builds for each PRIMARY KEY and UNIQUE constraint (see
+//! `engine::unique_keys`; semsql checks the keys without one, but drivers and psql find a
+//! key's columns through its index). Each has a `pg_class` row (relkind `i`), a `pg_index`
+//! row and a `pg_indexes` row, and `pg_get_indexdef` prints it; keys have `pg_constraint`
+//! rows and `pg_get_constraintdef`. So `\d t` lists them under "Indexes:", and drivers'
+//! reflection (SQLAlchemy, pgjdbc's getPrimaryKeys and getIndexInfo) finds them.
 //!
 //! An index's OID is a stable hash of its schema and name (the same on every connection and
 //! after a restart), kept above the range datafusion-pg-catalog counts relations in.
@@ -20,20 +24,39 @@ use datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::scalar::ScalarValue;
 
 use super::catalog::DurableSchema;
+use super::pg_relation_catalogs::rows_in_schema;
 use super::search_path::quote_ident;
 
-/// One HNSW index, as the manifest records it.
+/// PostgreSQL's OID for the btree access method.
+pub const BTREE_AM_OID: i32 = 403;
+/// The `hnsw` access method's OID in `pg_am` (pgvector's is assigned at CREATE EXTENSION;
+/// ours is fixed).
+pub const HNSW_AM_OID: i32 = 16_300;
+
+/// How an index is built.
+#[derive(Debug, Clone)]
+pub enum IndexMethod {
+    /// An HNSW graph over one `vector(n)` column.
+    Hnsw {
+        operator_class: String,
+        m: usize,
+        ef_construction: usize,
+    },
+    /// A PRIMARY KEY's or UNIQUE constraint's index.
+    UniqueKey { primary: bool },
+}
+
+/// One index, as the manifest records it.
 #[derive(Debug, Clone)]
 pub struct IndexDefinition {
     pub schema: String,
     pub name: String,
     pub table: String,
-    pub column: String,
-    pub operator_class: String,
-    pub m: usize,
-    pub ef_construction: usize,
+    pub columns: Vec<String>,
+    pub method: IndexMethod,
 }
 
 /// FNV-1a of `schema.name`, from 1,000,000,000 up: far above the OIDs datafusion-pg-catalog
@@ -48,22 +71,80 @@ impl IndexDefinition {
         index_oid(&self.schema, &self.name)
     }
 
-    /// The statement, as PostgreSQL's `pg_get_indexdef` prints a pgvector index.
+    /// The OID of the key constraint this index belongs to (none for HNSW indexes): another
+    /// hash, so that it differs from the index's own.
+    pub fn constraint_oid(&self) -> Option<i32> {
+        matches!(self.method, IndexMethod::UniqueKey { .. }).then(|| {
+            let bytes = b"constraint:"
+                .iter()
+                .copied()
+                .chain(self.schema.bytes())
+                .chain([b'.'])
+                .chain(self.name.bytes());
+            super::pg_catalog_access::stable_oid(bytes, 1_000_000_000)
+        })
+    }
+
+    pub fn is_unique(&self) -> bool {
+        matches!(self.method, IndexMethod::UniqueKey { .. })
+    }
+
+    pub fn is_primary(&self) -> bool {
+        matches!(self.method, IndexMethod::UniqueKey { primary: true })
+    }
+
+    pub fn access_method_oid(&self) -> i32 {
+        match self.method {
+            IndexMethod::Hnsw { .. } => HNSW_AM_OID,
+            IndexMethod::UniqueKey { .. } => BTREE_AM_OID,
+        }
+    }
+
+    fn column_list(&self) -> String {
+        self.columns
+            .iter()
+            .map(|column| quote_ident(column))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The statement, as PostgreSQL's `pg_get_indexdef` prints it.
     pub fn sql(&self) -> String {
-        format!(
-            "CREATE INDEX {} ON {}.{} USING hnsw ({} {}) WITH (m='{}', ef_construction='{}')",
-            quote_ident(&self.name),
-            quote_ident(&self.schema),
-            quote_ident(&self.table),
-            quote_ident(&self.column),
-            self.operator_class,
-            self.m,
-            self.ef_construction
-        )
+        let table = format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.table));
+        let name = quote_ident(&self.name);
+        match &self.method {
+            IndexMethod::Hnsw {
+                operator_class,
+                m,
+                ef_construction,
+            } => format!(
+                "CREATE INDEX {name} ON {table} USING hnsw ({} {operator_class}) \
+                 WITH (m='{m}', ef_construction='{ef_construction}')",
+                self.column_list()
+            ),
+            IndexMethod::UniqueKey { .. } => format!(
+                "CREATE UNIQUE INDEX {name} ON {table} USING btree ({})",
+                self.column_list()
+            ),
+        }
+    }
+
+    /// The constraint, as `pg_get_constraintdef` prints it (None for HNSW indexes).
+    pub fn constraint_sql(&self) -> Option<String> {
+        match self.method {
+            IndexMethod::UniqueKey { primary: true } => {
+                Some(format!("PRIMARY KEY ({})", self.column_list()))
+            }
+            IndexMethod::UniqueKey { primary: false } => {
+                Some(format!("UNIQUE ({})", self.column_list()))
+            }
+            IndexMethod::Hnsw { .. } => None,
+        }
     }
 }
 
-/// Every HNSW index of every schema of `catalog`, in schema and name order.
+/// Every index of every schema of `catalog`, in schema, table and name order (a table's
+/// primary key first).
 pub fn indexes_of(catalog: &dyn CatalogProvider) -> Vec<IndexDefinition> {
     let mut names = catalog.schema_names();
     names.sort();
@@ -75,19 +156,103 @@ pub fn indexes_of(catalog: &dyn CatalogProvider) -> Vec<IndexDefinition> {
         let Some(durable) = schema.downcast_ref::<DurableSchema>() else {
             continue;
         };
+        let mut found = Vec::new();
+        for (table, key) in durable.keys() {
+            found.push(IndexDefinition {
+                schema: schema_name.clone(),
+                name: key.name,
+                table,
+                columns: key.columns,
+                method: IndexMethod::UniqueKey {
+                    primary: key.primary,
+                },
+            });
+        }
         for (name, entry) in durable.indexes() {
-            out.push(IndexDefinition {
+            found.push(IndexDefinition {
                 schema: schema_name.clone(),
                 name,
                 table: entry.table,
-                column: entry.column,
-                operator_class: entry.operator_class,
-                m: entry.m,
-                ef_construction: entry.ef_construction,
+                columns: vec![entry.column],
+                method: IndexMethod::Hnsw {
+                    operator_class: entry.operator_class,
+                    m: entry.m,
+                    ef_construction: entry.ef_construction,
+                },
             });
         }
+        found.sort_by(|a, b| {
+            (&a.table, !a.is_primary(), &a.name).cmp(&(&b.table, !b.is_primary(), &b.name))
+        });
+        out.extend(found);
     }
     out
+}
+
+/// `pg_index` rows for `indexes`, in `schema`'s columns. Each comes with its table's OID and
+/// its columns' numbers.
+pub fn pg_index_rows(
+    schema: &SchemaRef,
+    indexes: &[(IndexDefinition, i32, Vec<i32>)],
+) -> Result<RecordBatch> {
+    rows_in_schema(schema, indexes.len(), |column, row| {
+        let (index, table_oid, attnums) = &indexes[row];
+        let count = i16::try_from(attnums.len()).unwrap_or(i16::MAX);
+        match column {
+            "indexrelid" => ScalarValue::Int32(Some(index.oid())),
+            "indrelid" => ScalarValue::Int32(Some(*table_oid)),
+            "indnatts" | "indnkeyatts" => ScalarValue::Int16(Some(count)),
+            "indisunique" | "indimmediate" => ScalarValue::Boolean(Some(index.is_unique())),
+            "indisprimary" => ScalarValue::Boolean(Some(index.is_primary())),
+            "indisvalid" | "indisready" | "indislive" => ScalarValue::Boolean(Some(true)),
+            "indkey" => ScalarValue::Utf8(Some(joined(attnums, " "))),
+            "indcollation" | "indclass" | "indoption" => {
+                ScalarValue::Utf8(Some(vec!["0"; attnums.len()].join(" ")))
+            }
+            "indexprs" | "indpred" => ScalarValue::Null,
+            name if name.starts_with("ind") => ScalarValue::Boolean(Some(false)),
+            _ => ScalarValue::Null,
+        }
+    })
+}
+
+/// `pg_constraint` rows for the key indexes among `indexes`, in `schema`'s columns. Each comes
+/// with its table's OID, its columns' numbers and its schema's OID.
+pub fn pg_constraint_rows(
+    schema: &SchemaRef,
+    indexes: &[(IndexDefinition, i32, Vec<i32>, i32)],
+) -> Result<RecordBatch> {
+    let keys: Vec<_> = indexes
+        .iter()
+        .filter(|(index, ..)| index.is_unique())
+        .collect();
+    rows_in_schema(schema, keys.len(), |column, row| {
+        let (index, table_oid, attnums, namespace_oid) = keys[row];
+        let text = |value: &str| ScalarValue::Utf8(Some(value.to_owned()));
+        match column {
+            "oid" => ScalarValue::Int32(index.constraint_oid()),
+            "conname" => text(&index.name),
+            "connamespace" => ScalarValue::Int32(Some(*namespace_oid)),
+            "contype" => text(if index.is_primary() { "p" } else { "u" }),
+            "condeferrable" | "condeferred" => ScalarValue::Boolean(Some(false)),
+            "convalidated" | "conislocal" | "connoinherit" => ScalarValue::Boolean(Some(true)),
+            "conrelid" => ScalarValue::Int32(Some(*table_oid)),
+            "conindid" => ScalarValue::Int32(Some(index.oid())),
+            "contypid" | "conparentid" | "confrelid" => ScalarValue::Int32(Some(0)),
+            "confupdtype" | "confdeltype" | "confmatchtype" => text(" "),
+            "coninhcount" => ScalarValue::Int16(Some(0)),
+            "conkey" => text(&format!("{{{}}}", joined(attnums, ","))),
+            _ => ScalarValue::Null,
+        }
+    })
+}
+
+fn joined(numbers: &[i32], separator: &str) -> String {
+    numbers
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(separator)
 }
 
 /// The session's semsql catalog, from a scan's state.
@@ -100,10 +265,13 @@ pub fn session_catalog(state: &dyn Session) -> Option<Arc<dyn CatalogProvider>> 
 
 /// `pg_get_indexdef(oid [, column [, pretty]])`: the index's `CREATE INDEX` statement, or
 /// with a column number its key column; NULL for an OID that is no index of semsql's.
+/// `pg_get_constraintdef(oid [, pretty])`: a key constraint's `PRIMARY KEY (...)` or
+/// `UNIQUE (...)`; NULL for an OID that is no constraint of semsql's.
 #[derive(Debug)]
 pub struct PgGetIndexdef {
     catalog: Arc<dyn CatalogProvider>,
     signature: Signature,
+    constraint: bool,
 }
 
 impl PgGetIndexdef {
@@ -114,13 +282,26 @@ impl PgGetIndexdef {
                 (1..=3).map(TypeSignature::Any).collect(),
                 Volatility::Stable,
             ),
+            constraint: false,
+        }
+    }
+
+    /// `pg_get_constraintdef`.
+    pub fn constraintdef(catalog: Arc<dyn CatalogProvider>) -> Self {
+        Self {
+            catalog,
+            signature: Signature::one_of(
+                (1..=2).map(TypeSignature::Any).collect(),
+                Volatility::Stable,
+            ),
+            constraint: true,
         }
     }
 }
 
 impl PartialEq for PgGetIndexdef {
-    fn eq(&self, _other: &Self) -> bool {
-        true
+    fn eq(&self, other: &Self) -> bool {
+        self.constraint == other.constraint
     }
 }
 
@@ -128,13 +309,17 @@ impl Eq for PgGetIndexdef {}
 
 impl std::hash::Hash for PgGetIndexdef {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        "pg_get_indexdef".hash(state);
+        self.name().hash(state);
     }
 }
 
 impl ScalarUDFImpl for PgGetIndexdef {
     fn name(&self) -> &str {
-        "pg_get_indexdef"
+        if self.constraint {
+            "pg_get_constraintdef"
+        } else {
+            "pg_get_indexdef"
+        }
     }
 
     fn signature(&self) -> &Signature {
@@ -151,8 +336,8 @@ impl ScalarUDFImpl for PgGetIndexdef {
         let oids = cast(&arrays[0], &DataType::Int64)?;
         let oids = oids.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
         let columns = match arrays.get(1) {
-            Some(array) => Some(cast(array, &DataType::Int64)?),
-            None => None,
+            Some(array) if !self.constraint => Some(cast(array, &DataType::Int64)?),
+            _ => None,
         };
         let indexes = indexes_of(self.catalog.as_ref());
         let definitions: StringArray = (0..rows)
@@ -160,17 +345,21 @@ impl ScalarUDFImpl for PgGetIndexdef {
                 if oids.is_null(row) {
                     return None;
                 }
-                let index = indexes
-                    .iter()
-                    .find(|index| i64::from(index.oid()) == oids.value(row))?;
+                let oid = oids.value(row);
+                if self.constraint {
+                    return indexes
+                        .iter()
+                        .find(|index| index.constraint_oid().map(i64::from) == Some(oid))?
+                        .constraint_sql();
+                }
+                let index = indexes.iter().find(|index| i64::from(index.oid()) == oid)?;
                 let column = columns.as_ref().map_or(Some(0), |columns| {
                     let columns = columns.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
                     (!columns.is_null(row)).then(|| columns.value(row))
                 })?;
-                match column {
+                match usize::try_from(column).ok()? {
                     0 => Some(index.sql()),
-                    1 => Some(quote_ident(&index.column)),
-                    _ => None,
+                    number => index.columns.get(number - 1).map(|name| quote_ident(name)),
                 }
             })
             .collect();
@@ -254,10 +443,12 @@ mod tests {
             schema: "public".into(),
             name: "items_hnsw".into(),
             table: "Items".into(),
-            column: "embedding".into(),
-            operator_class: "vector_cosine_ops".into(),
-            m: 16,
-            ef_construction: 64,
+            columns: vec!["embedding".into()],
+            method: IndexMethod::Hnsw {
+                operator_class: "vector_cosine_ops".into(),
+                m: 16,
+                ef_construction: 64,
+            },
         };
         assert_eq!(
             index.sql(),
@@ -267,5 +458,22 @@ mod tests {
         assert_eq!(index.oid(), index_oid("public", "items_hnsw"));
         assert!(index.oid() >= 1_000_000_000);
         assert_ne!(index_oid("public", "a"), index_oid("other", "a"));
+        assert_eq!(index.constraint_sql(), None);
+        let key = IndexDefinition {
+            schema: "public".into(),
+            name: "items_pkey".into(),
+            table: "items".into(),
+            columns: vec!["id".into(), "Kind".into()],
+            method: IndexMethod::UniqueKey { primary: true },
+        };
+        assert_eq!(
+            key.sql(),
+            "CREATE UNIQUE INDEX items_pkey ON public.items USING btree (id, \"Kind\")"
+        );
+        assert_eq!(
+            key.constraint_sql().as_deref(),
+            Some("PRIMARY KEY (id, \"Kind\")")
+        );
+        assert_ne!(key.constraint_oid(), Some(key.oid()));
     }
 }

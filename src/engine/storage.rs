@@ -38,6 +38,9 @@ pub struct TableEntry {
     /// Column defaults as SQL expressions.
     #[serde(default)]
     pub defaults: BTreeMap<String, String>,
+    /// PRIMARY KEY and UNIQUE constraints (see `engine::unique_keys`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<super::unique_keys::KeyEntry>,
     /// Bumped by every committed change, for conflict detection between transactions.
     pub version: u64,
     /// Which table this is: a table dropped and made again under the same name gets a new
@@ -359,6 +362,7 @@ mod tests {
                         schema: batch.schema().as_ref().clone(),
                         files: vec![file.clone()],
                         defaults: BTreeMap::new(),
+                        keys: Vec::new(),
                         version: 1,
                         id: String::new(),
                     },

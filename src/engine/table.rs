@@ -27,9 +27,17 @@ use futures::StreamExt;
 use super::checked_arithmetic::checked_expr;
 use super::storage::Store;
 use super::transaction::{RowChange, Staged, Transaction};
+use super::unique_keys::{check_keys, KeyEntry};
 use crate::error::SemsqlError;
 use crate::planner::vector_index::IndexedScanExec;
 use crate::vector::index::VectorIndex;
+
+/// What a table declares of its columns beyond their types: defaults and keys.
+#[derive(Debug, Default)]
+pub struct ColumnRules {
+    pub defaults: HashMap<String, Expr>,
+    pub keys: Vec<KeyEntry>,
+}
 
 /// A committed state of a table.
 #[derive(Debug, Clone, Default)]
@@ -49,6 +57,8 @@ pub struct TableShared {
     pub schema: SchemaRef,
     pub store: Arc<Store>,
     pub defaults: HashMap<String, Expr>,
+    /// PRIMARY KEY and UNIQUE constraints, checked on every write.
+    pub keys: Vec<KeyEntry>,
     committed: RwLock<TableData>,
     /// Held while a change to this table is being committed (and while an index is built).
     pub writer: Arc<tokio::sync::Mutex<()>>,
@@ -56,6 +66,15 @@ pub struct TableShared {
 }
 
 impl TableShared {
+    /// Fails with 23505 when two of `rows` (the table's whole contents as a transaction
+    /// sees them) share a PRIMARY KEY or UNIQUE key.
+    pub fn check_keys(&self, rows: &[RecordBatch]) -> Result<(), SemsqlError> {
+        if self.keys.is_empty() {
+            return Ok(());
+        }
+        check_keys(&self.name, &self.schema, &self.keys, rows)
+    }
+
     pub fn key(&self) -> (String, String) {
         (self.schema_name.clone(), self.name.clone())
     }
@@ -102,7 +121,7 @@ impl DurableTable {
         name: &str,
         schema: SchemaRef,
         store: Arc<Store>,
-        defaults: HashMap<String, Expr>,
+        rules: ColumnRules,
         data: TableData,
     ) -> Self {
         DurableTable {
@@ -112,7 +131,8 @@ impl DurableTable {
                 name: name.to_owned(),
                 schema,
                 store,
-                defaults,
+                defaults: rules.defaults,
+                keys: rules.keys,
                 committed: RwLock::new(data),
                 writer: Arc::new(tokio::sync::Mutex::new(())),
                 indexes: RwLock::new(Vec::new()),
@@ -365,7 +385,13 @@ impl DataSink for WriteSink {
                 }
                 self.transaction
                     .write(&self.table, move |staged| {
-                        staged.batches.extend(batches.iter().cloned());
+                        let mut contents = staged.batches.clone();
+                        contents.extend(batches.iter().cloned());
+                        staged
+                            .table
+                            .check_keys(&contents)
+                            .map_err(SemsqlError::into_datafusion)?;
+                        staged.batches = contents;
                         staged.appended.extend(batches);
                         staged.changes.push(RowChange::Appended(rows));
                         Ok(rows as u64)
@@ -508,6 +534,10 @@ fn update_rows(
         rewritten.push(RecordBatch::try_new(schema.clone(), columns)?);
     }
     if updated > 0 {
+        staged
+            .table
+            .check_keys(&rewritten)
+            .map_err(SemsqlError::into_datafusion)?;
         staged.batches = rewritten;
         staged.appended.clear();
         staged.rewritten = true;

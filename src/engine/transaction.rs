@@ -266,6 +266,14 @@ fn commit_now(staged: Vec<Staged>) -> Result<(), SemsqlError> {
         } else {
             let mut batches = current.batches.clone();
             batches.extend(s.appended.iter().cloned());
+            // Others may have committed rows with the same keys since this transaction
+            // checked its own.
+            if current.version != s.base_version {
+                if let Err(err) = s.table.check_keys(&batches) {
+                    cleanup(&planned);
+                    return Err(err);
+                }
+            }
             (
                 batches,
                 s.appended.clone(),

@@ -172,6 +172,7 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
     let mut bytea = ByteaHexLiterals { changed: false };
     let mut likes = LikeEscapes { changed: false };
     let mut splits = SplitToTable { changed: false };
+    let mut function_aliases = ScalarFunctionAliases { changed: false };
     let mut catalog_arrays = CatalogArrays { changed: false };
     let mut regtypes = RegtypeText { changed: false };
     let mut subqueries = ScalarSubqueries { changed: false };
@@ -193,6 +194,7 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         let _ = statement.visit(&mut bytea);
         let _ = statement.visit(&mut likes);
         let _ = statement.visit(&mut splits);
+        let _ = statement.visit(&mut function_aliases);
         let _ = statement.visit(&mut catalog_arrays);
         let _ = statement.visit(&mut regtypes);
         let _ = statement.visit(&mut templates);
@@ -207,7 +209,7 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         // rely on; their WHERE clauses get ours (pgcli's type list filters on a correlated
         // scalar subquery).
         if catalog_query {
-            let _ = statement.visit(&mut WhereSubqueries(&mut subqueries));
+            let _ = statement.visit(&mut CatalogSubqueries(&mut subqueries));
         } else {
             let _ = statement.visit(&mut subqueries);
             let _ = statement.visit(&mut protected);
@@ -224,6 +226,7 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         || bytea.changed
         || likes.changed
         || splits.changed
+        || function_aliases.changed
         || catalog_arrays.changed
         || regtypes.changed
         || templates.changed
@@ -697,21 +700,21 @@ impl VisitorMut for CatalogArrays {
             Expr::Function(function) if is_named(&function.name, "generate_subscripts") => {
                 if let FunctionArguments::List(list) = &function.args {
                     if let [array, dimension] = list.args.as_slice() {
-                        // Clients pass the dimension as a constant or a parameter; every
-                        // array semsql has is one-dimensional.
-                        let dimension = dimension.to_string();
-                        if dimension == "1" || dimension.starts_with('$') {
-                            let mut array = parse_expr(&array.to_string());
-                            if let Some(array) = array.as_mut() {
-                                self.as_list(array);
-                                if let Some(subscripts) = parse_expr(&format!(
-                                    "unnest(generate_series(1, cardinality({array})))"
-                                )) {
-                                    *expr = subscripts;
-                                    self.changed = true;
-                                    // Its column is already rewritten; nothing below to visit.
-                                    return ControlFlow::Continue(());
-                                }
+                        // Every array semsql has is one-dimensional: dimension 1 has the
+                        // subscripts, any other none. The dimension stays in the query, as
+                        // clients pass it as a parameter (`$1::INTEGER`) that must still be
+                        // there to bind.
+                        let mut array = parse_expr(&array.to_string());
+                        if let Some(array) = array.as_mut() {
+                            self.as_list(array);
+                            if let Some(subscripts) = parse_expr(&format!(
+                                "unnest(generate_series(1, CASE WHEN ({dimension}) = 1 \
+                                 THEN CAST(cardinality({array}) AS BIGINT) ELSE 0 END))"
+                            )) {
+                                *expr = subscripts;
+                                self.changed = true;
+                                // Its column is already rewritten; nothing below to visit.
+                                return ControlFlow::Continue(());
                             }
                         }
                     }
@@ -875,40 +878,285 @@ impl VisitorMut for ScalarSubqueries {
         if grouped || select.having.is_some() || select.distinct.is_some() {
             return ControlFlow::Continue(());
         }
-        let [item] = select.projection.as_mut_slice() else {
+        let [item] = select.projection.as_slice() else {
             return ControlFlow::Continue(());
         };
         let column = match item {
             SelectItem::UnnamedExpr(column) | SelectItem::ExprWithAlias { expr: column, .. } => {
-                column
+                column.clone()
             }
             _ => return ControlFlow::Continue(()),
         };
-        if contains_aggregate(column) {
+        if contains_aggregate(&column) {
             return ControlFlow::Continue(());
         }
-        let Some(wrapped) = parse_expr(&format!(
-            "{}({column})",
-            crate::engine::pg_functions::SINGLE_VALUE
-        )) else {
+        let inner_names = relation_names(select);
+        let outer_only = inner_names
+            .as_deref()
+            .and_then(|names| take_outer_only_conjuncts(select, names));
+        let names_outer = inner_names.as_deref().is_some_and(|names| {
+            let used = column_use(&column, names);
+            !used.unknown && used.outer > 0
+        });
+        let value = if names_outer {
+            // DataFusion decorrelates no subquery whose select list names an outer column
+            // (SQLAlchemy's `json_build_object('always', pg_attribute.attidentity = 'a', ...)`):
+            // the item is computed outside, each inner column fetched by a subquery of its
+            // own, and a subquery of `1` says whether there is a row (NULL for none, 21000 for
+            // more, as PostgreSQL).
+            let names = inner_names.as_deref().unwrap_or_default();
+            lifted(query, &column, names)
+        } else {
+            single_value_of(query, &column)
+        };
+        let Some(value) = value else {
             return ControlFlow::Continue(());
         };
-        *column = wrapped;
-        if let Some(unwrapped) = parse_expr(&format!(
-            "{}({expr})",
-            crate::engine::pg_functions::SINGLE_VALUE_OF
-        )) {
-            *expr = unwrapped;
+        let replaced = match outer_only {
+            Some(condition) => parse_expr(&format!("CASE WHEN {condition} THEN {value} END")),
+            None => Some(value),
+        };
+        if let Some(replaced) = replaced {
+            *expr = replaced;
             self.changed = true;
         }
         ControlFlow::Continue(())
     }
 }
 
-/// [`ScalarSubqueries`] applied to the WHERE clause of every SELECT, and nowhere else.
-struct WhereSubqueries<'a>(&'a mut ScalarSubqueries);
+/// `semsql_single_value_of((SELECT semsql_single_value(<column>) FROM ...))`: the subquery
+/// `query` with `column` as its one item.
+fn single_value_of(query: &Query, column: &Expr) -> Option<Expr> {
+    let mut query = query.clone();
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return None;
+    };
+    let item = parse_expr(&format!(
+        "{}({column})",
+        crate::engine::pg_functions::SINGLE_VALUE
+    ))?;
+    select.projection = vec![SelectItem::UnnamedExpr(item)];
+    parse_expr(&format!(
+        "{}({})",
+        crate::engine::pg_functions::SINGLE_VALUE_OF,
+        Expr::Subquery(Box::new(query))
+    ))
+}
 
-impl VisitorMut for WhereSubqueries<'_> {
+/// `CASE WHEN <a row> IS NOT NULL THEN <column with each inner column a subquery> END`.
+fn lifted(query: &Query, column: &Expr, inner_names: &[String]) -> Option<Expr> {
+    struct InnerColumns<'a> {
+        query: &'a Query,
+        inner_names: &'a [String],
+        failed: bool,
+    }
+    impl VisitorMut for InnerColumns<'_> {
+        type Break = ();
+        fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            if let Expr::CompoundIdentifier(parts) = expr {
+                if parts.len() >= 2 && self.inner_names.contains(&fold(&parts[parts.len() - 2])) {
+                    match single_value_of(self.query, expr) {
+                        Some(value) => *expr = value,
+                        None => {
+                            self.failed = true;
+                            return ControlFlow::Break(());
+                        }
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut computed = column.clone();
+    let mut inner = InnerColumns {
+        query,
+        inner_names,
+        failed: false,
+    };
+    let _ = VisitMut::visit(&mut computed, &mut inner);
+    if inner.failed {
+        return None;
+    }
+    let row = single_value_of(query, &Expr::value(Value::Number("1".into(), false)))?;
+    parse_expr(&format!("CASE WHEN {row} IS NOT NULL THEN {computed} END"))
+}
+
+/// The names a subquery's relations are known by (alias, else the table's own name); None
+/// when one has neither.
+fn relation_names(select: &datafusion::sql::sqlparser::ast::Select) -> Option<Vec<String>> {
+    let mut names = Vec::new();
+    for table in &select.from {
+        let factors =
+            std::iter::once(&table.relation).chain(table.joins.iter().map(|join| &join.relation));
+        for factor in factors {
+            let name = match factor {
+                TableFactor::Table {
+                    alias: Some(alias), ..
+                }
+                | TableFactor::Derived {
+                    alias: Some(alias), ..
+                }
+                | TableFactor::Function {
+                    alias: Some(alias), ..
+                } => fold(&alias.name),
+                TableFactor::Table { name, .. } => fold(name.0.last()?.as_ident()?),
+                _ => return None,
+            };
+            names.push(name);
+        }
+    }
+    Some(names)
+}
+
+/// Takes out of a scalar subquery's WHERE the conjuncts that name only the outer query's
+/// columns (SQLAlchemy asks `(SELECT ... FROM pg_attrdef WHERE pg_attribute.atthasdef AND
+/// ...)`) and returns them joined by AND. DataFusion decorrelates an aggregated subquery only
+/// when each correlated conjunct is an equality with an inner column, so such a conjunct
+/// leaves the subquery unplanned; `CASE WHEN <conjuncts> THEN (subquery) END` is the same
+/// value (no rows, so NULL, when they do not hold).
+fn take_outer_only_conjuncts(
+    select: &mut datafusion::sql::sqlparser::ast::Select,
+    inner_names: &[String],
+) -> Option<Expr> {
+    use datafusion::sql::sqlparser::ast::BinaryOperator;
+
+    let selection = select.selection.take()?;
+    let mut conjuncts = Vec::new();
+    split_and(selection, &mut conjuncts);
+    let (outer, inner): (Vec<Expr>, Vec<Expr>) = conjuncts.into_iter().partition(|conjunct| {
+        let used = column_use(conjunct, inner_names);
+        !used.unknown && used.inner == 0 && used.outer > 0
+    });
+    let join = |parts: Vec<Expr>| {
+        parts.into_iter().reduce(|left, right| Expr::BinaryOp {
+            left: Box::new(left),
+            op: BinaryOperator::And,
+            right: Box::new(right),
+        })
+    };
+    select.selection = join(inner);
+    join(outer).map(|condition| Expr::Nested(Box::new(condition)))
+}
+
+fn split_and(expr: Expr, into: &mut Vec<Expr>) {
+    use datafusion::sql::sqlparser::ast::BinaryOperator;
+    match expr {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            split_and(*left, into);
+            split_and(*right, into);
+        }
+        Expr::Nested(inner)
+            if matches!(
+                inner.as_ref(),
+                Expr::BinaryOp {
+                    op: BinaryOperator::And,
+                    ..
+                }
+            ) =>
+        {
+            split_and(*inner, into)
+        }
+        other => into.push(other),
+    }
+}
+
+/// Whether DataFusion can decorrelate `query` once [`ScalarSubqueries`] has rewritten it:
+/// a plain SELECT whose WHERE conjuncts each name only its own columns, only the outer
+/// query's, or are an equality of one of its columns with an outer expression.
+fn decorrelatable(query: &Query) -> bool {
+    use datafusion::sql::sqlparser::ast::BinaryOperator;
+
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return false;
+    };
+    let Some(names) = relation_names(select) else {
+        return false;
+    };
+    let Some(selection) = select.selection.clone() else {
+        return true;
+    };
+    let mut conjuncts = Vec::new();
+    split_and(selection, &mut conjuncts);
+    conjuncts.iter().all(|conjunct| {
+        let used = column_use(conjunct, &names);
+        if used.unknown {
+            return false;
+        }
+        if used.inner == 0 || used.outer == 0 {
+            return true;
+        }
+        let Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } = conjunct
+        else {
+            return false;
+        };
+        let (left, right) = (column_use(left, &names), column_use(right, &names));
+        (left.outer == 0 && right.inner == 0) || (left.inner == 0 && right.outer == 0)
+    })
+}
+
+/// The columns an expression names, as a subquery whose relations are `inner_names` sees
+/// them: qualified by one of its relations (inner), qualified otherwise (outer), or not to
+/// be told apart (an unqualified column, a subquery).
+#[derive(Default)]
+struct ColumnUse {
+    inner: usize,
+    outer: usize,
+    unknown: bool,
+}
+
+fn column_use(expr: &Expr, inner_names: &[String]) -> ColumnUse {
+    struct Columns<'a> {
+        inner_names: &'a [String],
+        used: ColumnUse,
+    }
+    impl Visitor for Columns<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.used.unknown = true;
+            ControlFlow::Break(())
+        }
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            match expr {
+                Expr::Identifier(_) => {
+                    self.used.unknown = true;
+                    return ControlFlow::Break(());
+                }
+                Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+                    if self.inner_names.contains(&fold(&parts[parts.len() - 2])) {
+                        self.used.inner += 1;
+                    } else {
+                        self.used.outer += 1;
+                    }
+                }
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut columns = Columns {
+        inner_names,
+        used: ColumnUse::default(),
+    };
+    let _ = expr.visit(&mut columns);
+    columns.used
+}
+
+/// [`ScalarSubqueries`] applied to a catalog query: to the WHERE clause of every SELECT and
+/// to subqueries inside a select item (SQLAlchemy's column reflection asks for a column's
+/// default in `CASE WHEN atthasdef THEN (SELECT pg_get_expr(...) FROM pg_attrdef WHERE ...)`),
+/// but not to a select item that is a whole subquery, which datafusion-postgres handles
+/// its own way and psql's queries rely on.
+struct CatalogSubqueries<'a>(&'a mut ScalarSubqueries);
+
+impl VisitorMut for CatalogSubqueries<'_> {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
@@ -916,6 +1164,79 @@ impl VisitorMut for WhereSubqueries<'_> {
             if let Some(selection) = select.selection.as_mut() {
                 let _ = selection.visit(self.0);
             }
+            for item in &mut select.projection {
+                if let SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } = item
+                {
+                    if !matches!(expr, Expr::Subquery(_)) {
+                        let _ = expr.visit(self.0);
+                    } else if let Expr::Subquery(query) = expr {
+                        // psql's `\d t` asks for each column's default so; those whose
+                        // conditions DataFusion can plan once rewritten are rewritten, the
+                        // rest keep datafusion-postgres's handling.
+                        if decorrelatable(query) {
+                            let _ = expr.visit(self.0);
+                            if !matches!(expr, Expr::Subquery(_)) {
+                                *expr = Expr::Nested(Box::new(std::mem::replace(
+                                    expr,
+                                    Expr::Value(Value::Null.into()),
+                                )));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `FROM unnest(a) x`: PostgreSQL names the one column of a function returning a scalar
+/// after the table alias (psql's `\d+` reads `'toast.' || x FROM unnest(reloptions) x`), and
+/// DataFusion after the function; the alias gets that column name, `x(x)`.
+struct ScalarFunctionAliases {
+    changed: bool,
+}
+
+const SINGLE_COLUMN_FUNCTIONS: [&str; 3] = ["unnest", "generate_series", "generate_subscripts"];
+
+impl VisitorMut for ScalarFunctionAliases {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::{TableAlias, TableAliasColumnDef};
+        let name_column = |alias: &mut TableAlias| {
+            alias.columns = vec![TableAliasColumnDef {
+                name: alias.name.clone(),
+                data_type: None,
+            }];
+        };
+        match factor {
+            TableFactor::UNNEST {
+                alias: Some(alias),
+                array_exprs,
+                with_offset: false,
+                with_ordinality: false,
+                ..
+            } if alias.columns.is_empty() && array_exprs.len() == 1 => {
+                name_column(alias);
+                self.changed = true;
+            }
+            TableFactor::Table {
+                name,
+                args: Some(args),
+                alias: Some(alias),
+                with_ordinality: false,
+                ..
+            } if alias.columns.is_empty()
+                && SINGLE_COLUMN_FUNCTIONS
+                    .iter()
+                    .any(|function| is_named(name, function))
+                && (!is_named(name, "unnest") || args.args.len() == 1) =>
+            {
+                name_column(alias);
+                self.changed = true;
+            }
+            _ => {}
         }
         ControlFlow::Continue(())
     }
@@ -1238,7 +1559,8 @@ mod tests {
                 .as_deref(),
             Some(
                 "SELECT unnest(semsql_int2_list(i.indkey)) AS a, \
-                 unnest(generate_series(1, cardinality(semsql_int2_list(i.indkey)))) AS o \
+                 unnest(generate_series(1, CASE WHEN (1) = 1 \
+                 THEN CAST(cardinality(semsql_int2_list(i.indkey)) AS BIGINT) ELSE 0 END)) AS o \
                  FROM pg_index i"
             )
         );

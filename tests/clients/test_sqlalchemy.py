@@ -44,3 +44,58 @@ def test_inspector_lists_tables_and_columns(engine):
     schemas = inspector.get_schema_names()
     assert "public" in schemas
     assert not any(name.startswith("pg_") for name in schemas)
+
+
+def test_inspector_reflects_columns_keys_and_indexes(engine):
+    """What PostgreSQL 15 reflects for the same table (less the vector index, which needs
+    pgvector there), with `'x'` where PostgreSQL says `'x'::text`."""
+    table = f"sa_columns_{engine.dialect.driver}"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+        conn.execute(
+            sa.text(
+                f"CREATE TABLE {table} (id INT PRIMARY KEY, note TEXT DEFAULT 'x', "
+                "price NUMERIC(10, 2), created TIMESTAMP, flag BOOLEAN NOT NULL, "
+                "a INT, b TEXT, e vector(3), UNIQUE (a, b))"
+            )
+        )
+        conn.execute(sa.text(f"CREATE INDEX {table}_e ON {table} USING hnsw (e vector_l2_ops)"))
+    inspector = sa.inspect(engine)
+    columns = {column["name"]: column for column in inspector.get_columns(table)}
+    assert list(columns) == ["id", "note", "price", "created", "flag", "a", "b", "e"]
+    assert [column["nullable"] for column in columns.values()] == [
+        False, True, True, True, False, True, True, True,
+    ]
+    assert isinstance(columns["id"]["type"], sa.INTEGER)
+    assert isinstance(columns["note"]["type"], sa.TEXT)
+    assert isinstance(columns["price"]["type"], sa.NUMERIC)
+    assert (columns["price"]["type"].precision, columns["price"]["type"].scale) == (10, 2)
+    assert isinstance(columns["created"]["type"], sa.TIMESTAMP)
+    assert isinstance(columns["flag"]["type"], sa.BOOLEAN)
+    assert columns["note"]["default"] == "'x'"
+    assert columns["id"]["default"] is None
+
+    primary = inspector.get_pk_constraint(table)
+    assert primary["name"] == f"{table}_pkey"
+    assert primary["constrained_columns"] == ["id"]
+    unique = inspector.get_unique_constraints(table)
+    assert [(key["name"], key["column_names"]) for key in unique] == [
+        (f"{table}_a_b_key", ["a", "b"])
+    ]
+    assert inspector.get_foreign_keys(table) == []
+    indexes = {index["name"]: index for index in inspector.get_indexes(table)}
+    assert set(indexes) == {f"{table}_a_b_key", f"{table}_e"}
+    assert indexes[f"{table}_a_b_key"]["unique"] is True
+    assert indexes[f"{table}_e"]["column_names"] == ["e"]
+    assert indexes[f"{table}_e"]["dialect_options"]["postgresql_using"] == "hnsw"
+
+    # The whole table, as `MetaData.reflect` (and Superset, pandas' to_sql) reads it.
+    reflected = sa.Table(table, sa.MetaData(), autoload_with=engine)
+    assert [column.name for column in reflected.primary_key.columns] == ["id"]
+    with engine.begin() as conn:
+        conn.execute(reflected.insert().values(id=1, flag=True))
+        stored = conn.execute(sa.select(reflected.c.note).where(reflected.c.id == 1)).scalar()
+        assert stored == "x"
+        with pytest.raises(sa.exc.IntegrityError):
+            with conn.begin_nested():
+                conn.execute(reflected.insert().values(id=1, flag=False))

@@ -321,6 +321,7 @@ async fn scalar_subqueries_answer_as_postgres() {
     for sql in [
         "SELECT (SELECT genre FROM genres)",
         "SELECT p.id, (SELECT g.genre FROM genres g WHERE g.id = p.id + 1) FROM picks p",
+        "SELECT p.id, (SELECT g.genre || p.id FROM genres g WHERE g.id = p.id + 1) FROM picks p",
     ] {
         let err = client.simple_query(sql).await.unwrap_err();
         assert_eq!(sqlstate(&err), "21000", "{sql}: {err:?}");
@@ -332,6 +333,36 @@ async fn scalar_subqueries_answer_as_postgres() {
         )
         .await,
         one("western")
+    );
+    // SQLAlchemy's column reflection: a condition on the outer row only, and the outer row
+    // in the subquery's select list (DataFusion decorrelates neither as written).
+    let outer_condition = client
+        .simple_query(
+            "SELECT p.id, coalesce((SELECT g.genre FROM genres g \
+             WHERE p.id < 2 AND g.id = p.id), 'none') FROM picks p ORDER BY p.id",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        text_rows(&outer_condition),
+        vec![
+            vec![Some("1".to_owned()), Some("western".to_owned())],
+            vec![Some("3".to_owned()), Some("none".to_owned())],
+        ]
+    );
+    let outer_item = client
+        .simple_query(
+            "SELECT p.id, CASE WHEN p.id > 0 THEN (SELECT g.genre || '#' || p.id \
+             FROM genres g WHERE g.id = p.id) END FROM picks p ORDER BY p.id",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        text_rows(&outer_item),
+        vec![
+            vec![Some("1".to_owned()), Some("western#1".to_owned())],
+            vec![Some("3".to_owned()), None],
+        ]
     );
     // A subquery whose column is an expression over an aggregate is an aggregate already
     // (TPC-H Q11's HAVING): it was wrapped again and refused as a nested aggregate.
@@ -378,6 +409,79 @@ async fn not_null_columns_answer_as_postgres() {
         rows(&client, "SELECT count(*) FROM made WHERE a IS NULL").await,
         one("1")
     );
+    server.stop().await;
+}
+
+/// PRIMARY KEY and UNIQUE as in PostgreSQL 15 (the same statements there give the same
+/// errors): a second row with a key is 23505 with PostgreSQL's message and DETAIL, from
+/// INSERT, UPDATE and a transaction's COMMIT alike; a primary key's columns are NOT NULL;
+/// NULLs never conflict in a UNIQUE key; the keys survive a restart.
+#[tokio::test]
+async fn primary_and_unique_keys_answer_as_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = TestServer::start_in(&data, semsql::config::FileConfig::default()).await;
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE keyed (id INT PRIMARY KEY, code TEXT UNIQUE, note TEXT); \
+             INSERT INTO keyed VALUES (1, 'a', 'one'); \
+             INSERT INTO keyed VALUES (2, NULL, 'two'), (3, NULL, 'three')",
+        )
+        .await
+        .unwrap();
+    let refused = |sql: &'static str| {
+        let client = &client;
+        async move { client.batch_execute(sql).await.unwrap_err() }
+    };
+    let err = refused("INSERT INTO keyed VALUES (1, 'b', 'again')").await;
+    let db = err.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "23505");
+    assert_eq!(
+        db.message(),
+        "duplicate key value violates unique constraint \"keyed_pkey\""
+    );
+    assert_eq!(db.detail(), Some("Key (id)=(1) already exists."));
+    let err = refused("INSERT INTO keyed VALUES (4, 'a', 'same code')").await;
+    assert_eq!(
+        err.as_db_error().unwrap().detail(),
+        Some("Key (code)=(a) already exists.")
+    );
+    let err = refused("UPDATE keyed SET id = 1 WHERE id = 2").await;
+    assert_eq!(sqlstate(&err), "23505");
+    let err = refused("INSERT INTO keyed VALUES (NULL, 'n', 'no id')").await;
+    assert_eq!(sqlstate(&err), "23502");
+    // Two transactions that each add the same key: the second to commit is refused.
+    let other = server.client().await;
+    client
+        .batch_execute("BEGIN; INSERT INTO keyed VALUES (5, 'e', 'first')")
+        .await
+        .unwrap();
+    other
+        .batch_execute("BEGIN; INSERT INTO keyed VALUES (5, 'f', 'second')")
+        .await
+        .unwrap();
+    client.batch_execute("COMMIT").await.unwrap();
+    let err = other.batch_execute("COMMIT").await.unwrap_err();
+    assert_eq!(sqlstate(&err), "23505", "{err:?}");
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT string_agg(CAST(id AS TEXT), ',' ORDER BY id) FROM keyed"
+        )
+        .await,
+        one("1,2,3,5")
+    );
+    drop(other);
+    server.stop().await;
+
+    let server = TestServer::start_in(&data, semsql::config::FileConfig::default()).await;
+    let client = server.client().await;
+    let err = client
+        .batch_execute("INSERT INTO keyed VALUES (3, 'z', 'after restart')")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "23505");
     server.stop().await;
 }
 

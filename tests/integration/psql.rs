@@ -80,8 +80,8 @@ async fn psql_meta_commands_on_the_demo_data() {
         described.contains(" e      | vector(3) |") && described.contains(" note   | text      |"),
         "{described}"
     );
-    // An HNSW index is listed as PostgreSQL lists pgvector's in \di, pg_indexes and
-    // pg_get_indexdef (not yet under \d's "Indexes:", see docs/vectors.md).
+    // An HNSW index is listed as PostgreSQL lists pgvector's in \di, \d, pg_indexes and
+    // pg_get_indexdef.
     psql(
         &server,
         "CREATE INDEX embedded_e ON embedded USING hnsw (e vector_cosine_ops) WITH (m = 8)",
@@ -106,6 +106,37 @@ async fn psql_meta_commands_on_the_demo_data() {
             "SELECT pg_get_indexdef(oid) FROM pg_class WHERE relname = 'embedded_e' AND relkind = 'i'"
         ),
         definition
+    );
+    // Keys, defaults and indexes under \d, as PostgreSQL 15 prints them for the same table
+    // (less pgvector's index, and `'x'::text` where semsql keeps the default as written).
+    psql(
+        &server,
+        "CREATE TABLE keyed (id INT PRIMARY KEY, a INT, b TEXT DEFAULT 'x', \
+         price NUMERIC(10,2) DEFAULT 0, e vector(3), UNIQUE (a, b))",
+    );
+    psql(
+        &server,
+        "CREATE INDEX keyed_e ON keyed USING hnsw (e vector_l2_ops)",
+    );
+    let described = psql(&server, "\\d keyed");
+    for line in [
+        " id     | integer       |           | not null | ",
+        " b      | text          |           |          | 'x'",
+        " price  | numeric(10,2) |           |          | 0",
+        "Indexes:",
+        "    \"keyed_pkey\" PRIMARY KEY, btree (id)",
+        "    \"keyed_a_b_key\" UNIQUE CONSTRAINT, btree (a, b)",
+        "    \"keyed_e\" hnsw (e vector_l2_ops) WITH (m='16', ef_construction='64')",
+    ] {
+        assert!(described.contains(line), "{line:?} not in {described}");
+    }
+    assert_eq!(
+        psql_value(
+            &server,
+            "SELECT string_agg(pg_get_constraintdef(oid), '; ' ORDER BY conname) \
+             FROM pg_constraint WHERE conrelid = 'keyed'::regclass"
+        ),
+        "UNIQUE (a, b); PRIMARY KEY (id)"
     );
     let schemas = psql(&server, "\\dn");
     assert!(schemas.contains("public"), "{schemas}");
