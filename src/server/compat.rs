@@ -172,8 +172,8 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
     let mut bytea = ByteaHexLiterals { changed: false };
     let mut likes = LikeEscapes { changed: false };
     let mut splits = SplitToTable { changed: false };
+    let mut catalog_changed = false;
     let mut function_aliases = ScalarFunctionAliases { changed: false };
-    let mut catalog_arrays = CatalogArrays { changed: false };
     let mut regtypes = RegtypeText { changed: false };
     let mut subqueries = ScalarSubqueries { changed: false };
     let mut protected = ProtectSubqueryItems { changed: false };
@@ -195,7 +195,9 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         let _ = statement.visit(&mut likes);
         let _ = statement.visit(&mut splits);
         let _ = statement.visit(&mut function_aliases);
+        let mut catalog_arrays = CatalogArrays::new(statement);
         let _ = statement.visit(&mut catalog_arrays);
+        catalog_changed |= catalog_arrays.changed;
         let _ = statement.visit(&mut regtypes);
         let _ = statement.visit(&mut templates);
         if catalog_query {
@@ -227,7 +229,7 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         || likes.changed
         || splits.changed
         || function_aliases.changed
-        || catalog_arrays.changed
+        || catalog_changed
         || regtypes.changed
         || templates.changed
         || no_column_acls.changed
@@ -633,8 +635,101 @@ impl VisitorMut for SplitToTable {
 /// (`unnest(indkey)`, `x = ANY(conkey)`) they are read through
 /// `semsql_int2_list` first, and `generate_subscripts(a, 1)` becomes
 /// `unnest(generate_series(1, cardinality(a)))` (SQLAlchemy's and pgjdbc's reflection).
+///
+/// A subscript of such a column (`indoption[n]`, or pgjdbc's `getIndexInfo`, which names it
+/// `I_INDOPTION` in a derived table and reads `tmp.I_INDOPTION[n]`) reads the list too; the
+/// `int2vector`/`oidvector` columns count from 0 as in PostgreSQL, the arrays from 1.
 struct CatalogArrays {
     changed: bool,
+    /// Select-item aliases of catalog vector columns (folded alias → the column's name).
+    aliases: std::collections::HashMap<String, String>,
+}
+
+/// The catalogs' `int2vector` and `oidvector` columns, whose subscripts start at 0.
+const ZERO_BASED_CATALOG_COLUMNS: [&str; 7] = [
+    "indkey",
+    "indoption",
+    "indclass",
+    "indcollation",
+    "stxkeys",
+    "partattrs",
+    "proargtypes",
+];
+
+impl CatalogArrays {
+    fn new(statement: &Statement) -> Self {
+        struct Aliases(std::collections::HashMap<String, String>);
+        impl Visitor for Aliases {
+            type Break = ();
+            fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+                if let SetExpr::Select(select) = query.body.as_ref() {
+                    for item in &select.projection {
+                        if let SelectItem::ExprWithAlias { expr, alias } = item {
+                            if catalog_list_function(expr).is_some() {
+                                let column = match expr {
+                                    Expr::Identifier(ident) => fold(ident),
+                                    Expr::CompoundIdentifier(parts) => {
+                                        parts.last().map(fold).unwrap_or_default()
+                                    }
+                                    _ => continue,
+                                };
+                                self.0.insert(fold(alias), column);
+                            }
+                        }
+                    }
+                }
+                ControlFlow::Continue(())
+            }
+        }
+        let mut aliases = Aliases(std::collections::HashMap::new());
+        let _ = statement.visit(&mut aliases);
+        Self {
+            changed: false,
+            aliases: aliases.0,
+        }
+    }
+
+    /// `root[index]` of a catalog vector column (or an alias of one) as a list subscript.
+    fn subscript(&mut self, expr: &mut Expr) {
+        let Expr::CompoundFieldAccess { root, access_chain } = expr else {
+            return;
+        };
+        // `tmp.x[i]` parses as `tmp` with the accesses `.x` and `[i]`.
+        let Some((AccessExpr::Subscript(Subscript::Index { index }), path)) =
+            access_chain.split_last()
+        else {
+            return;
+        };
+        let mut parts = match root.as_ref() {
+            Expr::Identifier(ident) => vec![ident.clone()],
+            Expr::CompoundIdentifier(parts) => parts.clone(),
+            _ => return,
+        };
+        for access in path {
+            match access {
+                AccessExpr::Dot(Expr::Identifier(ident)) => parts.push(ident.clone()),
+                _ => return,
+            }
+        }
+        let Some(name) = parts.last().map(fold) else {
+            return;
+        };
+        let root = Expr::CompoundIdentifier(parts);
+        let column = self.aliases.get(&name).cloned().unwrap_or(name);
+        let as_column = Expr::Identifier(Ident::new(column.clone()));
+        let Some(function) = catalog_list_function(&as_column) else {
+            return;
+        };
+        let index = if ZERO_BASED_CATALOG_COLUMNS.contains(&column.as_str()) {
+            format!("({index}) + 1")
+        } else {
+            index.to_string()
+        };
+        if let Some(read) = parse_expr(&format!("{function}({root})[{index}]")) {
+            *expr = read;
+            self.changed = true;
+        }
+    }
 }
 
 const INT2_CATALOG_COLUMNS: [&str; 6] = [
@@ -696,6 +791,7 @@ impl VisitorMut for CatalogArrays {
     type Break = ();
 
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        self.subscript(expr);
         match expr {
             Expr::Function(function) if is_named(&function.name, "generate_subscripts") => {
                 if let FunctionArguments::List(list) = &function.args {
@@ -1563,6 +1659,18 @@ mod tests {
                  THEN CAST(cardinality(semsql_int2_list(i.indkey)) AS BIGINT) ELSE 0 END)) AS o \
                  FROM pg_index i"
             )
+        );
+        // pgjdbc's getIndexInfo: an int2vector counts from 0, an array from 1.
+        let rewritten = rewrite(
+            "SELECT tmp.I_INDOPTION[tmp.ORDINAL_POSITION - 1], c.conkey[1] \
+             FROM (SELECT i.indoption AS I_INDOPTION, 1 AS ORDINAL_POSITION FROM pg_index i) tmp, \
+             pg_constraint c",
+        )
+        .unwrap();
+        assert!(
+            rewritten.contains("semsql_int2_list(tmp.I_INDOPTION)[(tmp.ORDINAL_POSITION - 1) + 1]")
+                && rewritten.contains("semsql_int2_list(c.conkey)[1]"),
+            "{rewritten}"
         );
         assert_eq!(
             rewrite("SELECT c.conname FROM pg_constraint c WHERE 2 = ANY(c.conkey)").as_deref(),

@@ -1,8 +1,7 @@
 // pgjdbc (Debian's libpostgresql-jdbc-java) against semsql: prepared statements with typed
 // parameters, a transaction with a savepoint, errors with SQLSTATEs, and DatabaseMetaData as
-// DBeaver and other JDBC tools call it (tables, columns, primary keys, type info, schemas).
-// Not yet: getIndexInfo, whose query subscripts pg_index.indoption (an int2vector, kept as
-// text) through a derived table's alias (docs/sql.md).
+// DBeaver and other JDBC tools call it (tables, columns, primary keys, indexes, type info,
+// schemas).
 // Run as a single-file program: `java -cp postgresql.jar JdbcSuite.java <url>`; it exits
 // non-zero on the first failed check and prints each check it passed.
 import java.sql.*;
@@ -25,7 +24,7 @@ public class JdbcSuite {
         try (Connection conn = DriverManager.getConnection(args[0], props)) {
             try (Statement st = conn.createStatement()) {
                 st.execute("DROP TABLE IF EXISTS jdbc_orders");
-                st.execute("CREATE TABLE jdbc_orders (id INT NOT NULL, customer TEXT, total DOUBLE PRECISION, placed TIMESTAMP)");
+                st.execute("CREATE TABLE jdbc_orders (id INT PRIMARY KEY, customer TEXT, total DOUBLE PRECISION, placed TIMESTAMP, UNIQUE (customer, placed))");
             }
             try (PreparedStatement ps = conn.prepareStatement("INSERT INTO jdbc_orders VALUES (?, ?, ?, ?)")) {
                 for (int i = 1; i <= 3; i++) {
@@ -82,7 +81,28 @@ public class JdbcSuite {
             }
             check(columns.equals(List.of("id:int4:NO", "customer:text:YES", "total:float8:YES", "placed:timestamp:YES")), "getColumns " + columns);
             try (ResultSet rs = meta.getPrimaryKeys(null, "public", "jdbc_orders")) {
-                check(!rs.next(), "getPrimaryKeys answers (no key)");
+                check(rs.next(), "getPrimaryKeys finds the key");
+                check(rs.getString("COLUMN_NAME").equals("id") && rs.getInt("KEY_SEQ") == 1
+                        && rs.getString("PK_NAME").equals("jdbc_orders_pkey"), "the key's column, position and name");
+                check(!rs.next(), "one key column");
+            }
+            List<String> indexed = new ArrayList<>();
+            try (ResultSet rs = meta.getIndexInfo(null, "public", "jdbc_orders", false, false)) {
+                while (rs.next()) {
+                    indexed.add(rs.getString("INDEX_NAME") + ":" + rs.getShort("ORDINAL_POSITION") + ":"
+                            + rs.getString("COLUMN_NAME") + ":" + rs.getBoolean("NON_UNIQUE") + ":" + rs.getString("ASC_OR_DESC"));
+                }
+            }
+            Collections.sort(indexed);
+            check(indexed.equals(List.of(
+                    "jdbc_orders_customer_placed_key:1:customer:false:A",
+                    "jdbc_orders_customer_placed_key:2:placed:false:A",
+                    "jdbc_orders_pkey:1:id:false:A")), "getIndexInfo " + indexed);
+            try (Statement st = conn.createStatement()) {
+                st.execute("INSERT INTO jdbc_orders VALUES (1, 'again', 0, NULL)");
+                check(false, "a duplicate key is refused");
+            } catch (SQLException e) {
+                check("23505".equals(e.getSQLState()), "a duplicate key is 23505 (" + e.getSQLState() + ")");
             }
             int types = 0;
             try (ResultSet rs = meta.getTypeInfo()) {
