@@ -427,11 +427,25 @@ impl DurableSchema {
             )),
             None => schema,
         };
-        // Checked like every later write (`CREATE TABLE ... AS` declares no keys).
+        // Checked like every later write (`CREATE TABLE t (..., PRIMARY KEY (x)) AS VALUES ...`).
         let batches = batches
             .into_iter()
-            .map(|batch| batch.with_schema(schema.clone()))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+            .map(|batch| {
+                for (column, field) in batch.columns().iter().zip(schema.fields()) {
+                    if !field.is_nullable() && column.null_count() > 0 {
+                        return Err(SemsqlError::NotNullViolation {
+                            column: field.name().clone(),
+                            table: name.to_owned(),
+                        }
+                        .into_datafusion());
+                    }
+                }
+                Ok(RecordBatch::try_new(
+                    schema.clone(),
+                    batch.columns().to_vec(),
+                )?)
+            })
+            .collect::<Result<Vec<_>>>()?;
         check_keys(name, &schema, &keys, &batches).map_err(SemsqlError::into_datafusion)?;
         let mut defaults = HashMap::new();
         let mut default_sql = BTreeMap::new();

@@ -12,6 +12,8 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 
+use crate::error::SemsqlError;
+
 /// The PostgreSQL release whose behaviour and catalogs we emulate.
 pub const POSTGRES_VERSION: &str = "15.18";
 /// `server_version_num` for [`POSTGRES_VERSION`].
@@ -119,6 +121,10 @@ pub fn register(ctx: &SessionContext, runtime: Arc<crate::llm::Runtime>) {
         ));
     }
     if let Ok(inner) = ctx.udf("format_type") {
+        ctx.register_udf(ScalarUDF::new_from_impl(RegtypeNames {
+            format_type: inner.clone(),
+            signature: Signature::exact(vec![DataType::Utf8], Volatility::Stable),
+        }));
         ctx.register_udf(ScalarUDF::new_from_impl(FormatType {
             signature: inner.signature().clone(),
             inner,
@@ -275,6 +281,89 @@ impl ScalarUDFImpl for FormatType {
             })
             .collect();
         Ok(ColumnarValue::Array(Arc::new(formatted)))
+    }
+}
+
+/// The function `server::compat` writes for `x::regtype[]` of a catalog OID vector
+/// (pgcli's function list reads `proargtypes::regtype[]`): the types' names, as a
+/// `regtype[]` prints (`{integer,text}`), from `format_type`. semsql keeps such columns as
+/// text (`23 25`, `[2276]`); NULL stays NULL.
+pub const REGTYPE_NAMES: &str = "semsql_regtype_names";
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct RegtypeNames {
+    format_type: Arc<ScalarUDF>,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for RegtypeNames {
+    fn name(&self) -> &str {
+        REGTYPE_NAMES
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::new_list(DataType::Utf8, true))
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::common::Result<ColumnarValue> {
+        use datafusion::arrow::array::ListArray;
+        use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
+        use datafusion::arrow::datatypes::Field;
+
+        let texts = args.args[0].to_array(args.number_rows)?;
+        let texts = datafusion::arrow::compute::cast(&texts, &DataType::Utf8)?;
+        let texts = texts.as_string::<i32>();
+        let mut oids: Vec<i32> = Vec::new();
+        let mut lengths: Vec<usize> = Vec::with_capacity(texts.len());
+        for text in texts.iter() {
+            let before = oids.len();
+            for item in text
+                .unwrap_or_default()
+                .trim_matches(|c| matches!(c, '{' | '}' | '[' | ']'))
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|item| !item.is_empty())
+            {
+                oids.push(item.parse().map_err(|_| {
+                    SemsqlError::InvalidParameter(format!(
+                        "invalid input syntax for type oid: \"{item}\""
+                    ))
+                    .into_datafusion()
+                })?);
+            }
+            lengths.push(oids.len() - before);
+        }
+        let count = oids.len();
+        let names = self.format_type.invoke_with_args(ScalarFunctionArgs {
+            args: vec![
+                ColumnarValue::Array(Arc::new(Int32Array::from(oids))),
+                ColumnarValue::Scalar(ScalarValue::Int32(None)),
+            ],
+            arg_fields: vec![
+                Arc::new(Field::new("oid", DataType::Int32, true)),
+                Arc::new(Field::new("typmod", DataType::Int32, true)),
+            ],
+            number_rows: count,
+            return_field: Arc::new(Field::new("format_type", DataType::Utf8, true)),
+            config_options: args.config_options.clone(),
+        })?;
+        let names = datafusion::arrow::compute::cast(&names.into_array(count)?, &DataType::Utf8)?;
+        let names: StringArray = names.as_string::<i32>().clone();
+        let list = ListArray::try_new(
+            Arc::new(Field::new_list_field(DataType::Utf8, true)),
+            OffsetBuffer::from_lengths(lengths),
+            Arc::new(names),
+            Some(NullBuffer::from(
+                texts.iter().map(|text| text.is_some()).collect::<Vec<_>>(),
+            )),
+        )?;
+        Ok(ColumnarValue::Array(Arc::new(list)))
     }
 }
 

@@ -740,10 +740,11 @@ const INT2_CATALOG_COLUMNS: [&str; 6] = [
     "stxkeys",
     "partattrs",
 ];
-const OID_CATALOG_COLUMNS: [&str; 7] = [
+const OID_CATALOG_COLUMNS: [&str; 8] = [
     "indclass",
     "indcollation",
     "proargtypes",
+    "proallargtypes",
     "conpfeqop",
     "conppeqop",
     "conffeqop",
@@ -793,6 +794,26 @@ impl VisitorMut for CatalogArrays {
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         self.subscript(expr);
         match expr {
+            // `proargtypes::regtype[]`, which prints as the types' names.
+            Expr::Cast {
+                expr: column,
+                data_type,
+                ..
+            } if catalog_list_function(column) == Some(crate::engine::pg_functions::OID_LIST)
+                && matches!(
+                    data_type.to_string().to_ascii_lowercase().as_str(),
+                    "regtype[]" | "pg_catalog.regtype[]"
+                ) =>
+            {
+                if let Some(names) = parse_expr(&format!(
+                    "{}({column})",
+                    crate::engine::functions::REGTYPE_NAMES
+                )) {
+                    *expr = names;
+                    self.changed = true;
+                    return ControlFlow::Continue(());
+                }
+            }
             Expr::Function(function) if is_named(&function.name, "generate_subscripts") => {
                 if let FunctionArguments::List(list) = &function.args {
                     if let [array, dimension] = list.args.as_slice() {

@@ -1,8 +1,8 @@
 """pgcli's completion refresher, as it runs when pgcli connects: its own PGExecute queries for
-schemas, tables, views, columns (with their types), data types, databases and the search path.
-Not covered, with the reason in docs/sql.md: `foreignkeys()` (its query reads `conkey` from a
-derived table inside a correlated subquery, which DataFusion cannot plan: 0A000) and
-`functions()` (pg_proc's argument types are kept as text)."""
+schemas, tables, views, columns (with their types), functions, data types, databases and the
+search path. Not covered, with the reason in docs/sql.md: `foreignkeys()` (its query reads
+`conkey` from a derived table inside a correlated subquery, which DataFusion cannot plan:
+0A000; semsql has no foreign keys to list)."""
 
 import psycopg
 import pytest
@@ -47,3 +47,14 @@ def test_completion_metadata(executor):
     assert view_columns == [("id", "integer"), ("note", "text")]
     assert list(executor.datatypes()) == []
     assert "semsql" in list(executor.databases())
+
+
+def test_function_completions(executor):
+    """pgcli lists functions with their argument and result types, read from
+    `proargtypes::regtype[]`."""
+    functions = {
+        (function.schema_name, function.func_name, tuple(function.arg_types or ()), function.return_type)
+        for function in executor.functions()
+    }
+    assert ("pg_catalog", "lower", ("text",), "text") in functions
+    assert ("pg_catalog", "abs", ("double precision",), "double precision") in functions

@@ -31,6 +31,6 @@ async fn pgjdbc_passes_its_suite() {
         "tester",
     ]);
     let report = run_client_suite("pgjdbc", java).await;
-    assert!(report.contains("passed 14"), "{report}");
+    assert!(report.contains("passed 18"), "{report}");
     server.stop().await;
 }

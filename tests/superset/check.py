@@ -28,13 +28,20 @@ def main():
     conn = psycopg2.connect(host="127.0.0.1", port=os.environ["SEMSQL_PORT"], user="semsql", dbname="semsql")
     conn.autocommit = True
     cur = conn.cursor()
-    cur.execute("CREATE TABLE sales (sold_at TIMESTAMP, region TEXT, amount INT)")
+    # A key and an HNSW index, so that Superset's reflection of the dataset reads both.
+    cur.execute(
+        "CREATE TABLE sales (id INT PRIMARY KEY, sold_at TIMESTAMP, region TEXT, amount INT, e vector(2))"
+    )
+    cur.execute("CREATE INDEX sales_e ON sales USING hnsw (e vector_l2_ops)")
     rows = []
     for day in range(1, 4):
         for hour in (9, 15):
             for region, base in (("north", 10), ("south", 3)):
-                rows.append((f"2024-03-0{day} {hour:02d}:30:00", region, base * day + hour))
-    cur.executemany("INSERT INTO sales VALUES (%s, %s, %s)", rows)
+                amount = base * day + hour
+                rows.append(
+                    (len(rows) + 1, f"2024-03-0{day} {hour:02d}:30:00", region, amount, f"[{day},{amount}]")
+                )
+    cur.executemany("INSERT INTO sales VALUES (%s, %s, %s, %s, %s)", rows)
     cur.execute(
         "SELECT date_trunc('day', sold_at), region, sum(amount) FROM sales GROUP BY 1, 2 ORDER BY 1, 2"
     )
@@ -68,7 +75,7 @@ def main():
     dataset_id = dataset.json()["id"]
     columns = session.get(f"{BASE}/api/v1/dataset/{dataset_id}").json()["result"]["columns"]
     print("dataset columns:", sorted((c["column_name"], c["type"], c["is_dttm"]) for c in columns))
-    assert {c["column_name"] for c in columns} == {"sold_at", "region", "amount"}
+    assert {c["column_name"] for c in columns} == {"id", "sold_at", "region", "amount", "e"}
 
     chart = session.post(
         f"{BASE}/api/v1/chart/data",

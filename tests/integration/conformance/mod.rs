@@ -82,6 +82,11 @@ fn classify(error: &str) -> &'static str {
     if sql.trim_start().starts_with("execute") && first.contains("result mismatch") {
         return EXECUTE;
     }
+    if (sql.contains("generate_series(") || sql.contains("unnest("))
+        && (first.contains("No field named") || first.contains("is not Struct, Map, or Null"))
+    {
+        return FUNCTION_COLUMN;
+    }
     if first.contains("does not exist")
         || first.contains("doesn't exist")
         || first.contains("not found")
@@ -158,6 +163,7 @@ const EXECUTE: &str =
     "EXECUTE of a SQL PREPAREd statement returns no rows over the extended protocol: to fix";
 pub(crate) const ORDER: &str = "order: the same rows in another order, for a query without ORDER BY (a table's files are read in parallel)";
 const RESULT: &str = "result: a different answer, not yet explained";
+const FUNCTION_COLUMN: &str = "names: PostgreSQL names a set-returning function's one column after its alias (generate_series(1, 3) g has the column g, DataFusion's has value)";
 
 /// How long one statement may take before the run gives up on it.
 const STATEMENT_LIMIT: Duration = Duration::from_secs(60);
