@@ -49,6 +49,9 @@ pub enum SemsqlError {
     InvalidEscapeSequence(String),
     #[error("{0}")]
     CardinalityViolation(String),
+    /// `value too long for type character varying(n)`.
+    #[error("{0}")]
+    StringTooLong(String),
     #[error("unrecognized configuration parameter \"{0}\"")]
     UnrecognizedSetting(String),
     #[error(
@@ -112,6 +115,7 @@ impl SemsqlError {
             SemsqlError::UnrecognizedSetting(_) => "42704",
             SemsqlError::NotNullViolation { .. } => "23502",
             SemsqlError::UniqueViolation { .. } => "23505",
+            SemsqlError::StringTooLong(_) => "22001",
             SemsqlError::InsufficientPrivilege(_) => "42501",
             SemsqlError::RoleNotFound(_) => "42704",
             SemsqlError::DuplicateRole(_) => "42710",

@@ -4,6 +4,7 @@
 pub mod advisory_locks;
 pub mod argument_types;
 pub mod catalog;
+pub mod character_types;
 pub mod checked_arithmetic;
 pub mod demo;
 pub mod functions;
@@ -209,6 +210,7 @@ impl Engine {
         );
         let with_vectors = SessionStateBuilder::new_from_existing(ctx.state())
             .with_expr_planners(planners)
+            .with_type_planner(Arc::new(character_types::SemsqlTypePlanner::default()))
             .build();
         let ctx = SessionContext::new_with_state(with_vectors);
         functions::register(&ctx, runtime.clone());

@@ -510,6 +510,12 @@ impl AccessAwareTable {
                     .metadata()
                     .get(semsql_udfs::vector::VECTOR_METADATA_KEY)
                     .is_some_and(|kind| kind == "vector");
+                if let Some(length) = super::character_types::varchar_length(field) {
+                    types[row] = Some(super::character_types::VARCHAR_OID);
+                    modifiers[row] = i32::try_from(length).ok().map(|length| length + 4);
+                    changed = true;
+                    continue;
+                }
                 match field.data_type() {
                     DataType::FixedSizeList(_, dims) if tagged => {
                         types[row] = Some(vector_oid);

@@ -56,15 +56,15 @@ def test_inspector_reflects_columns_keys_and_indexes(engine):
             sa.text(
                 f"CREATE TABLE {table} (id INT PRIMARY KEY, note TEXT DEFAULT 'x', "
                 "price NUMERIC(10, 2), created TIMESTAMP, flag BOOLEAN NOT NULL, "
-                "a INT, b TEXT, e vector(3), UNIQUE (a, b))"
+                "a INT, b TEXT, e vector(3), code VARCHAR(20), UNIQUE (a, b))"
             )
         )
         conn.execute(sa.text(f"CREATE INDEX {table}_e ON {table} USING hnsw (e vector_l2_ops)"))
     inspector = sa.inspect(engine)
     columns = {column["name"]: column for column in inspector.get_columns(table)}
-    assert list(columns) == ["id", "note", "price", "created", "flag", "a", "b", "e"]
+    assert list(columns) == ["id", "note", "price", "created", "flag", "a", "b", "e", "code"]
     assert [column["nullable"] for column in columns.values()] == [
-        False, True, True, True, False, True, True, True,
+        False, True, True, True, False, True, True, True, True,
     ]
     assert isinstance(columns["id"]["type"], sa.INTEGER)
     assert isinstance(columns["note"]["type"], sa.TEXT)
@@ -72,6 +72,8 @@ def test_inspector_reflects_columns_keys_and_indexes(engine):
     assert (columns["price"]["type"].precision, columns["price"]["type"].scale) == (10, 2)
     assert isinstance(columns["created"]["type"], sa.TIMESTAMP)
     assert isinstance(columns["flag"]["type"], sa.BOOLEAN)
+    assert isinstance(columns["code"]["type"], sa.VARCHAR)
+    assert columns["code"]["type"].length == 20
     assert columns["note"]["default"] == "'x'"
     assert columns["id"]["default"] is None
 

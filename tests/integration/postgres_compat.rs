@@ -485,6 +485,65 @@ async fn primary_and_unique_keys_answer_as_postgres() {
     server.stop().await;
 }
 
+/// `varchar(n)` as in PostgreSQL 15 (the same statements there give the same answers): it
+/// keeps its length through a restart and into `CREATE TABLE AS`, the catalogs describe it as
+/// `character varying(n)`, and a longer value is 22001 from INSERT, UPDATE and COPY alike.
+#[tokio::test]
+async fn varchar_keeps_its_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = TestServer::start_in(&data, semsql::config::FileConfig::default()).await;
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE sized (id INT, name VARCHAR(5), note CHARACTER VARYING(3)); \
+             INSERT INTO sized VALUES (1, 'abcde', 'é€x')",
+        )
+        .await
+        .unwrap();
+    for sql in [
+        "INSERT INTO sized VALUES (2, 'abcdef', NULL)",
+        "UPDATE sized SET note = 'long' WHERE id = 1",
+    ] {
+        let err = client.batch_execute(sql).await.unwrap_err();
+        let db = err.as_db_error().unwrap();
+        assert_eq!(db.code().code(), "22001", "{sql}");
+        assert!(
+            db.message()
+                .starts_with("value too long for type character varying("),
+            "{}",
+            db.message()
+        );
+    }
+    let types = "SELECT string_agg(format_type(atttypid, atttypmod), ', ' ORDER BY attnum) \
+                 FROM pg_attribute WHERE attrelid = CAST('{table}' AS regclass) AND attnum > 0";
+    assert_eq!(
+        rows(&client, &types.replace("{table}", "sized")).await,
+        one("integer, character varying(5), character varying(3)")
+    );
+    client
+        .batch_execute("CREATE TABLE copied AS SELECT * FROM sized")
+        .await
+        .unwrap();
+    server.stop().await;
+
+    let server = TestServer::start_in(&data, semsql::config::FileConfig::default()).await;
+    let client = server.client().await;
+    for table in ["sized", "copied"] {
+        assert_eq!(
+            rows(&client, &types.replace("{table}", table)).await,
+            one("integer, character varying(5), character varying(3)"),
+            "{table}"
+        );
+    }
+    let err = client
+        .batch_execute("INSERT INTO copied VALUES (3, 'abcdef', NULL)")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "22001");
+    server.stop().await;
+}
+
 /// SQL `PREPARE`/`EXECUTE`: an `EXECUTE` sent with the extended protocol (as drivers send every
 /// statement) returns its rows, described; it returned none.
 #[tokio::test]

@@ -1,0 +1,120 @@
+//! `varchar(n)` (`character varying(n)`): a text column that keeps its declared length, so
+//! the catalogs describe it as PostgreSQL does (`pg_attribute` says `varchar` with typmod
+//! `n + 4`, psql's `\d` and `format_type` print `character varying(20)`, SQLAlchemy reflects
+//! `VARCHAR(20)`), and a longer value is refused as PostgreSQL refuses it: 22001, `value too
+//! long for type character varying(20)`.
+//!
+//! The length travels as field metadata (like pgvector's `vector(n)`), set by this module's
+//! type planner, which hands every other type to datafusion-pg-catalog's.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::error::Result;
+use datafusion::logical_expr::planner::TypePlanner;
+use datafusion::sql::sqlparser::ast::{CharacterLength, DataType as SqlType};
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::oid_type_planner::PgOidTypePlanner;
+
+use crate::error::SemsqlError;
+
+/// The field metadata key holding a `varchar(n)` column's `n`.
+pub const VARCHAR_LENGTH_KEY: &str = "semsql.varchar_length";
+
+/// PostgreSQL's OID for `varchar`.
+pub const VARCHAR_OID: i32 = 1043;
+
+/// The types semsql plans itself (`varchar(n)`), then datafusion-pg-catalog's.
+#[derive(Debug)]
+pub struct SemsqlTypePlanner {
+    inner: PgOidTypePlanner,
+}
+
+impl Default for SemsqlTypePlanner {
+    fn default() -> Self {
+        Self {
+            inner: PgOidTypePlanner,
+        }
+    }
+}
+
+impl TypePlanner for SemsqlTypePlanner {
+    fn plan_type_field(&self, sql_type: &SqlType) -> Result<Option<FieldRef>> {
+        let length = match sql_type {
+            SqlType::Varchar(Some(CharacterLength::IntegerLength { length, .. }))
+            | SqlType::CharacterVarying(Some(CharacterLength::IntegerLength { length, .. }))
+            | SqlType::CharVarying(Some(CharacterLength::IntegerLength { length, .. })) => *length,
+            _ => return self.inner.plan_type_field(sql_type),
+        };
+        // semsql keeps strings as `Utf8View` (DataFusion's `map_string_types_to_utf8view`).
+        Ok(Some(Arc::new(
+            Field::new("", DataType::Utf8View, true).with_metadata(HashMap::from([(
+                VARCHAR_LENGTH_KEY.to_owned(),
+                length.to_string(),
+            )])),
+        )))
+    }
+}
+
+/// A field's declared `varchar` length, if it has one.
+pub fn varchar_length(field: &Field) -> Option<usize> {
+    field.metadata().get(VARCHAR_LENGTH_KEY)?.parse().ok()
+}
+
+/// Fails with 22001 when a value of `column` is longer than `field`'s declared length.
+pub fn check_length(field: &Field, column: &ArrayRef) -> std::result::Result<(), SemsqlError> {
+    let Some(limit) = varchar_length(field) else {
+        return Ok(());
+    };
+    let too_long = |value: &str| value.chars().count() > limit;
+    let long = match column.data_type() {
+        DataType::Utf8View => column.as_string_view().iter().flatten().any(too_long),
+        DataType::Utf8 => column.as_string::<i32>().iter().flatten().any(too_long),
+        DataType::LargeUtf8 => column.as_string::<i64>().iter().flatten().any(too_long),
+        _ => {
+            let text = cast(column, &DataType::Utf8)
+                .map_err(|err| SemsqlError::InvalidParameter(err.to_string()))?;
+            let long = text.as_string::<i32>().iter().flatten().any(too_long);
+            long
+        }
+    };
+    if long {
+        return Err(SemsqlError::StringTooLong(format!(
+            "value too long for type character varying({limit})"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::StringViewArray;
+
+    use super::*;
+
+    #[test]
+    fn varchar_keeps_its_length_and_refuses_longer_values() {
+        let planner = SemsqlTypePlanner::default();
+        let field = planner
+            .plan_type_field(&SqlType::Varchar(Some(CharacterLength::IntegerLength {
+                length: 3,
+                unit: None,
+            })))
+            .unwrap()
+            .unwrap();
+        assert_eq!(varchar_length(&field), Some(3));
+        let fits: ArrayRef = Arc::new(StringViewArray::from(vec![Some("abc"), None, Some("é")]));
+        check_length(&field, &fits).unwrap();
+        let long: ArrayRef = Arc::new(StringViewArray::from(vec![Some("abcd")]));
+        let err = check_length(&field, &long).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "value too long for type character varying(3)"
+        );
+        assert_eq!(err.sqlstate(), "22001");
+        // Other types are datafusion-pg-catalog's (or DataFusion's own).
+        assert!(planner.plan_type_field(&SqlType::Text).unwrap().is_none());
+    }
+}
