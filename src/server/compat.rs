@@ -174,6 +174,7 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
     let mut splits = SplitToTable { changed: false };
     let mut catalog_changed = false;
     let mut function_aliases = ScalarFunctionAliases { changed: false };
+    let mut varchar_casts = VarcharCasts { changed: false };
     let mut regtypes = RegtypeText { changed: false };
     let mut subqueries = ScalarSubqueries { changed: false };
     let mut protected = ProtectSubqueryItems { changed: false };
@@ -195,6 +196,7 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         let _ = statement.visit(&mut likes);
         let _ = statement.visit(&mut splits);
         let _ = statement.visit(&mut function_aliases);
+        let _ = statement.visit(&mut varchar_casts);
         let mut catalog_arrays = CatalogArrays::new(statement);
         let _ = statement.visit(&mut catalog_arrays);
         catalog_changed |= catalog_arrays.changed;
@@ -229,6 +231,7 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         || likes.changed
         || splits.changed
         || function_aliases.changed
+        || varchar_casts.changed
         || catalog_changed
         || regtypes.changed
         || templates.changed
@@ -1302,6 +1305,44 @@ impl VisitorMut for CatalogSubqueries<'_> {
                     }
                 }
             }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `x::varchar(n)`: an explicit cast cuts the value to `n` characters in PostgreSQL (a value
+/// stored into a `varchar(n)` column that is too long is refused instead, see
+/// `engine::character_types`); it becomes `CAST(left(CAST(x AS TEXT), n) AS VARCHAR(n))`.
+struct VarcharCasts {
+    changed: bool,
+}
+
+impl VisitorMut for VarcharCasts {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::CharacterLength;
+        let Expr::Cast {
+            expr: value,
+            data_type:
+                DataType::Varchar(Some(CharacterLength::IntegerLength { length, .. }))
+                | DataType::CharacterVarying(Some(CharacterLength::IntegerLength { length, .. }))
+                | DataType::CharVarying(Some(CharacterLength::IntegerLength { length, .. })),
+            ..
+        } = expr
+        else {
+            return ControlFlow::Continue(());
+        };
+        let already_cut =
+            matches!(value.as_ref(), Expr::Function(function) if is_named(&function.name, "left"));
+        if already_cut {
+            return ControlFlow::Continue(());
+        }
+        if let Some(cut) = parse_expr(&format!(
+            "CAST(left(CAST({value} AS TEXT), {length}) AS VARCHAR({length}))"
+        )) {
+            *expr = cut;
+            self.changed = true;
         }
         ControlFlow::Continue(())
     }

@@ -521,6 +521,15 @@ async fn varchar_keeps_its_length() {
         rows(&client, &types.replace("{table}", "sized")).await,
         one("integer, character varying(5), character varying(3)")
     );
+    // An explicit cast cuts, as PostgreSQL's does.
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT CAST('é€xyz' AS VARCHAR(2)) || '|' || 'abcdef'::varchar(3)"
+        )
+        .await,
+        one("é€|abc")
+    );
     client
         .batch_execute("CREATE TABLE copied AS SELECT * FROM sized")
         .await
