@@ -320,8 +320,8 @@ impl DurableSchema {
         Ok(true)
     }
 
-    /// The schema's PRIMARY KEY and UNIQUE constraints, each with its table's name.
-    pub fn keys(&self) -> Vec<(String, super::unique_keys::KeyEntry)> {
+    /// What `each` makes of every managed table's manifest entry, in table name order.
+    fn collect_table_entries<T>(&self, each: impl Fn(&str, &TableEntry) -> Vec<T>) -> Vec<T> {
         self.store
             .manifest()
             .schemas
@@ -330,36 +330,32 @@ impl DurableSchema {
                 schema
                     .tables
                     .iter()
-                    .flat_map(|(table, entry)| {
-                        entry
-                            .keys
-                            .iter()
-                            .map(move |key| (table.clone(), key.clone()))
-                    })
+                    .flat_map(|(table, entry)| each(table, entry))
                     .collect()
             })
             .unwrap_or_default()
     }
 
+    /// The schema's PRIMARY KEY and UNIQUE constraints, each with its table's name.
+    pub fn keys(&self) -> Vec<(String, super::unique_keys::KeyEntry)> {
+        self.collect_table_entries(|table, entry| {
+            entry
+                .keys
+                .iter()
+                .map(|key| (table.to_owned(), key.clone()))
+                .collect()
+        })
+    }
+
     /// The schema's columns with defaults: table, column and the default's SQL.
     pub fn defaults(&self) -> Vec<(String, String, String)> {
-        self.store
-            .manifest()
-            .schemas
-            .get(&self.name)
-            .map(|schema| {
-                schema
-                    .tables
-                    .iter()
-                    .flat_map(|(table, entry)| {
-                        entry
-                            .defaults
-                            .iter()
-                            .map(move |(column, sql)| (table.clone(), column.clone(), sql.clone()))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.collect_table_entries(|table, entry| {
+            entry
+                .defaults
+                .iter()
+                .map(|(column, sql)| (table.to_owned(), column.clone(), sql.clone()))
+                .collect()
+        })
     }
 
     /// The names of the schema's vector indexes, with their definitions.

@@ -323,21 +323,10 @@ impl ScalarUDFImpl for RegtypeNames {
         let mut oids: Vec<i32> = Vec::new();
         let mut lengths: Vec<usize> = Vec::with_capacity(texts.len());
         for text in texts.iter() {
-            let before = oids.len();
-            for item in text
-                .unwrap_or_default()
-                .trim_matches(|c| matches!(c, '{' | '}' | '[' | ']'))
-                .split(|c: char| c == ',' || c.is_whitespace())
-                .filter(|item| !item.is_empty())
-            {
-                oids.push(item.parse().map_err(|_| {
-                    SemsqlError::InvalidParameter(format!(
-                        "invalid input syntax for type oid: \"{item}\""
-                    ))
-                    .into_datafusion()
-                })?);
-            }
-            lengths.push(oids.len() - before);
+            let items = super::pg_functions::catalog_list_items(text.unwrap_or_default(), "oid")
+                .map_err(SemsqlError::into_datafusion)?;
+            lengths.push(items.len());
+            oids.extend(items.into_iter().map(|oid| oid as i32));
         }
         let count = oids.len();
         let names = self.format_type.invoke_with_args(ScalarFunctionArgs {

@@ -305,21 +305,10 @@ impl AccessAwareTable {
 
     /// OID → schema name, from `pg_namespace`.
     async fn namespace_names(&self, state: &dyn Session) -> Result<HashMap<i64, String>> {
-        let mut names = HashMap::new();
-        let Some(namespaces) = &self.namespaces else {
-            return Ok(names);
-        };
-        for batch in all_rows(namespaces.as_ref(), state).await? {
-            let oids = int64_column(&batch, "oid")?;
-            let nspnames = string_column(&batch, "nspname")?;
-            let nspnames = nspnames.as_string::<i32>();
-            for row in 0..batch.num_rows() {
-                if !oids.is_null(row) && !nspnames.is_null(row) {
-                    names.insert(oids.value(row), nspnames.value(row).to_owned());
-                }
-            }
+        match &self.namespaces {
+            Some(namespaces) => namespace_names_of(namespaces.as_ref(), state).await,
+            None => Ok(HashMap::new()),
         }
-        Ok(names)
     }
 
     fn owner_oid(owner: Option<&str>) -> i32 {
@@ -424,24 +413,12 @@ impl AccessAwareTable {
             return Ok(batches);
         };
         let namespaces = self.namespace_names(state).await?;
-        let mut relations: HashMap<i64, (String, String)> = HashMap::new();
-        for batch in all_rows(classes.as_ref(), state).await? {
-            let oids = int64_column(&batch, "oid")?;
-            let names = string_column(&batch, "relname")?;
-            let names = names.as_string::<i32>();
-            let spaces = int64_column(&batch, "relnamespace")?;
-            for row in 0..batch.num_rows() {
-                if oids.is_null(row) || names.is_null(row) || spaces.is_null(row) {
-                    continue;
-                }
-                if let Some(space) = namespaces.get(&spaces.value(row)) {
-                    relations.insert(
-                        oids.value(row),
-                        (space.clone(), names.value(row).to_owned()),
-                    );
-                }
-            }
-        }
+        let relations: HashMap<i64, (String, String)> =
+            relations_of(classes.as_ref(), &namespaces, state)
+                .await?
+                .into_iter()
+                .map(|relation| (relation.oid, (relation.schema, relation.name)))
+                .collect();
         let mut defaults: HashSet<(String, String, String)> = HashSet::new();
         for schema_name in catalog.schema_names() {
             if let Some(durable) = catalog
@@ -660,6 +637,62 @@ fn with_index_classes(
     }
     out.extend(index_rows);
     Ok(out)
+}
+
+/// OID → schema name, from `pg_namespace`.
+pub async fn namespace_names_of(
+    namespaces: &dyn TableProvider,
+    state: &dyn Session,
+) -> Result<HashMap<i64, String>> {
+    let mut names = HashMap::new();
+    for batch in all_rows(namespaces, state).await? {
+        let oids = int64_column(&batch, "oid")?;
+        let nspnames = string_column(&batch, "nspname")?;
+        let nspnames = nspnames.as_string::<i32>();
+        for row in 0..batch.num_rows() {
+            if !oids.is_null(row) && !nspnames.is_null(row) {
+                names.insert(oids.value(row), nspnames.value(row).to_owned());
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// A `pg_class` row whose schema `pg_namespace` knows.
+pub struct Relation {
+    pub oid: i64,
+    pub namespace: i64,
+    pub schema: String,
+    pub name: String,
+}
+
+/// The relations of `pg_class`, with their schemas' names from `namespaces`.
+pub async fn relations_of(
+    classes: &dyn TableProvider,
+    namespaces: &HashMap<i64, String>,
+    state: &dyn Session,
+) -> Result<Vec<Relation>> {
+    let mut relations = Vec::new();
+    for batch in all_rows(classes, state).await? {
+        let oids = int64_column(&batch, "oid")?;
+        let names = string_column(&batch, "relname")?;
+        let names = names.as_string::<i32>();
+        let spaces = int64_column(&batch, "relnamespace")?;
+        for row in 0..batch.num_rows() {
+            if oids.is_null(row) || names.is_null(row) || spaces.is_null(row) {
+                continue;
+            }
+            if let Some(schema) = namespaces.get(&spaces.value(row)) {
+                relations.push(Relation {
+                    oid: oids.value(row),
+                    namespace: spaces.value(row),
+                    schema: schema.clone(),
+                    name: names.value(row).to_owned(),
+                });
+            }
+        }
+    }
+    Ok(relations)
 }
 
 pub async fn all_rows(table: &dyn TableProvider, state: &dyn Session) -> Result<Vec<RecordBatch>> {

@@ -341,33 +341,39 @@ impl ScalarUDFImpl for CatalogList {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let texts = arrays[0].as_string::<i32>();
         let mut builder = ListBuilder::new(datafusion::arrow::array::Int64Builder::new());
+        let type_name = postgres_type_name(&self.item).unwrap_or_default();
         for row in 0..args.number_rows {
             if texts.is_null(row) {
                 builder.append(false);
                 continue;
             }
-            // PostgreSQL's `{1,2}` and `1 2`, and datafusion-pg-catalog's `[1, 2]`.
-            let text = texts
-                .value(row)
-                .trim_matches(|c| matches!(c, '{' | '}' | '[' | ']'));
-            for item in text
-                .split(|c: char| c == ',' || c.is_whitespace())
-                .filter(|item| !item.is_empty())
-            {
-                let value: i64 = item.parse().map_err(|_| {
-                    external(SemsqlError::InvalidParameter(format!(
-                        "invalid input syntax for type {}: \"{item}\"",
-                        postgres_type_name(&self.item).unwrap_or_default()
-                    )))
-                })?;
-                builder.values().append_value(value);
-            }
+            let items = catalog_list_items(texts.value(row), &type_name).map_err(external)?;
+            builder.values().append_slice(&items);
             builder.append(true);
         }
         let list: ArrayRef = Arc::new(builder.finish());
         let list = datafusion::arrow::compute::cast(&list, &self.return_type(&[])?)?;
         scalar_if_constant(&args.args, list)
     }
+}
+
+/// The numbers of a catalog vector kept as text: PostgreSQL's `{1,2}` and `1 2`, and
+/// datafusion-pg-catalog's `[1, 2]`. `type_name` names the type in the error for a bad item.
+pub fn catalog_list_items(
+    text: &str,
+    type_name: &str,
+) -> std::result::Result<Vec<i64>, SemsqlError> {
+    text.trim_matches(|c| matches!(c, '{' | '}' | '[' | ']'))
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse().map_err(|_| {
+                SemsqlError::InvalidParameter(format!(
+                    "invalid input syntax for type {type_name}: \"{item}\""
+                ))
+            })
+        })
+        .collect()
 }
 
 /// `regexp_split_to_array(string, pattern [, flags])`: the pieces of `string` between the

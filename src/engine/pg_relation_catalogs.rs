@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProvider, Session, TableProvider};
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -26,7 +26,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::scalar::ScalarValue;
 
 use super::catalog::DurableSchema;
-use super::pg_catalog_access::{all_rows, int64_column, stable_oid, string_column};
+use super::pg_catalog_access::{all_rows, namespace_names_of, relations_of, stable_oid};
 use super::pg_indexes::{
     indexes_of, pg_constraint_rows, pg_index_rows, session_catalog, IndexDefinition, HNSW_AM_OID,
 };
@@ -93,43 +93,21 @@ impl AugmentedTable {
         let (Some(namespaces), Some(classes)) = (&self.namespaces, &self.classes) else {
             return Ok(relations);
         };
-        let mut schema_names: HashMap<i64, String> = HashMap::new();
-        for batch in all_rows(namespaces.as_ref(), state).await? {
-            let oids = int64_column(&batch, "oid")?;
-            let names = string_column(&batch, "nspname")?;
-            let names = names.as_string::<i32>();
-            for row in 0..batch.num_rows() {
-                if !oids.is_null(row) && !names.is_null(row) {
-                    schema_names.insert(oids.value(row), names.value(row).to_owned());
-                }
-            }
-        }
-        for batch in all_rows(classes.as_ref(), state).await? {
-            let oids = int64_column(&batch, "oid")?;
-            let names = string_column(&batch, "relname")?;
-            let names = names.as_string::<i32>();
-            let spaces = int64_column(&batch, "relnamespace")?;
-            for row in 0..batch.num_rows() {
-                if oids.is_null(row) || names.is_null(row) || spaces.is_null(row) {
-                    continue;
-                }
-                let Some(schema) = schema_names.get(&spaces.value(row)) else {
-                    continue;
-                };
-                let (Ok(relation), Ok(namespace)) = (
-                    i32::try_from(oids.value(row)),
-                    i32::try_from(spaces.value(row)),
-                ) else {
-                    continue;
-                };
-                relations.insert(
-                    (schema.clone(), names.value(row).to_owned()),
-                    RelationOids {
-                        relation,
-                        namespace,
-                    },
-                );
-            }
+        let schema_names = namespace_names_of(namespaces.as_ref(), state).await?;
+        for relation in relations_of(classes.as_ref(), &schema_names, state).await? {
+            let (Ok(oid), Ok(namespace)) = (
+                i32::try_from(relation.oid),
+                i32::try_from(relation.namespace),
+            ) else {
+                continue;
+            };
+            relations.insert(
+                (relation.schema, relation.name),
+                RelationOids {
+                    relation: oid,
+                    namespace,
+                },
+            );
         }
         Ok(relations)
     }
