@@ -536,7 +536,7 @@ async fn main() {
         for (index, (truth, sql)) in case.candidates.iter().enumerate() {
             let row = &rows[index + 1];
             let verdict = row[2].as_str();
-            let is_accepted = verdict == "tested" || verdict == "fastest tested";
+            let is_accepted = matches!(verdict, "proven" | "chosen" | "tested" | "fastest tested");
             eprintln!(
                 "{} #{}: {:?} → {verdict}: {} [search: original {} ms, candidate {} ms]",
                 case.name,
@@ -552,7 +552,7 @@ async fn main() {
                     false_accepts += 1;
                 }
             }
-            if verdict == "fastest tested" {
+            if verdict == "fastest tested" || verdict == "chosen" {
                 chosen = Some((index, *truth, *sql));
                 chosen_speedup = row[6].parse::<f64>().ok();
             }
@@ -604,8 +604,10 @@ async fn main() {
                 .skip(1)
                 .zip(case.candidates.iter())
                 .filter(|(row, (truth, _))| {
-                    (row[2] == "tested" || row[2] == "fastest tested")
-                        && matches!(truth, Truth::Wrong(_) | Truth::Broken)
+                    matches!(
+                        row[2].as_str(),
+                        "proven" | "chosen" | "tested" | "fastest tested"
+                    ) && matches!(truth, Truth::Wrong(_) | Truth::Broken)
                 })
                 .count(),
             case_false_rejects,

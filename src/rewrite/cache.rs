@@ -1,11 +1,21 @@
 //! The rewrite cache: what a search found for a query, so it is searched once.
 //!
 //! The key is the normalized query text (parsed and printed back, so spacing and keyword case
-//! do not matter), the catalog version of the tables it reads (their names and schemas: any DDL
-//! on them changes it), a statistics epoch (each table's row count on a √2 scale: a large change
-//! of size starts a new epoch), the model and the prompt version. Entries are positive (the
-//! accepted rewrite and its speedup) or negative (nothing was accepted), so a query with no good
-//! rewrite is not searched again and again. Entries live in memory: a restart searches again.
+//! do not matter), the catalog part of the tables it reads (their names, schemas and, for
+//! managed tables, their ids: any DDL on them changes it, and so drops what was found), the
+//! model and the prompt version. Each entry also records the state of the data it was found on,
+//! and a lookup drops an entry whose verdict rests on that data:
+//!
+//! - a **proven** rewrite is equivalent on every database: it survives data changes and goes
+//!   only with DDL (a new key);
+//! - a **tested** rewrite only agreed with the query on the test databases made from the data:
+//!   any commit to a table the query reads drops it (each managed table counts its commits;
+//!   for other tables the row count stands in);
+//! - a **rejected** search (nothing was accepted) is kept while each table's size stays in its
+//!   statistics epoch (its row count on a √2 scale), so a query with no good rewrite is not
+//!   searched after every commit.
+//!
+//! Entries live in memory: a restart searches again.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -19,10 +29,17 @@ use sha2::{Digest, Sha256};
 
 use super::prompts::PROMPT_VERSION;
 use super::results::scanned_tables;
+use crate::engine::table::DurableTable;
 
 /// What a search decided for a query.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry {
+    /// The fastest candidate proven equivalent (and faster on the data): `auto` runs it in the
+    /// query's place.
+    Proven {
+        sql: String,
+        speedup: f64,
+    },
     /// The fastest candidate that agreed with the query on every test database. Tested is not
     /// proven: `auto` never runs it in the query's place (see docs/rewrite.md).
     Tested {
@@ -30,6 +47,15 @@ pub enum Entry {
         speedup: f64,
     },
     Rejected,
+}
+
+/// The state of the data a query reads, as the cache compares it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DataState {
+    /// Each table's commit count (managed tables) or row count (others).
+    pub versions: String,
+    /// Each table's statistics epoch.
+    pub epochs: String,
 }
 
 /// The query's text as the cache sees it: one query, printed back by the parser. A syntax
@@ -45,26 +71,39 @@ pub fn normalize(sql: &str) -> Result<String> {
     }
 }
 
-/// The part of the key that follows the data: catalog version and statistics epoch.
-pub async fn data_key(ctx: &SessionContext, sql: &str) -> Result<String> {
+/// The catalog part of the key (each table's name, schema and id) and the state of its data.
+pub async fn data_key(ctx: &SessionContext, sql: &str) -> Result<(String, DataState)> {
     let plan = ctx.state().create_logical_plan(sql).await?;
-    let mut parts = Vec::new();
+    let mut catalog = Vec::new();
+    let mut state = DataState::default();
     for table in scanned_tables(ctx, &plan)? {
-        let frame = ctx
-            .table(datafusion::common::TableReference::from(table.clone()))
-            .await?;
-        let schema = format!("{:?}", frame.schema().as_arrow());
-        let rows = frame.count().await?;
+        let reference = datafusion::common::TableReference::from(table.clone());
+        let provider = ctx.table_provider(reference.clone()).await?;
+        let schema = format!("{:?}", provider.schema());
+        let (id, version, rows) = match provider.downcast_ref::<DurableTable>() {
+            Some(durable) => {
+                let shared = durable.shared();
+                let data = shared.committed();
+                let rows: usize = data.batches.iter().map(|b| b.num_rows()).sum();
+                (shared.id.clone(), format!("v{}", data.version), rows)
+            }
+            None => {
+                let rows = ctx.table(reference).await?.count().await?;
+                (String::new(), format!("r{rows}"), rows)
+            }
+        };
         let epoch = ((rows as f64 + 1.0).log2() * 2.0).floor() as u64;
-        parts.push(format!("{table}|{schema}|{epoch}"));
+        catalog.push(format!("{table}|{schema}|{id}"));
+        state.versions.push_str(&format!("{table}:{version};"));
+        state.epochs.push_str(&format!("{table}:{epoch};"));
     }
-    Ok(parts.join("\n"))
+    Ok((catalog.join("\n"), state))
 }
 
 /// The full key.
-pub fn key(normalized: &str, data_key: &str, model: &str) -> String {
+pub fn key(normalized: &str, catalog: &str, model: &str) -> String {
     let mut digest = Sha256::new();
-    for part in [normalized, data_key, model, &PROMPT_VERSION.to_string()] {
+    for part in [normalized, catalog, model, &PROMPT_VERSION.to_string()] {
         digest.update(part.as_bytes());
         digest.update([0]);
     }
@@ -75,11 +114,29 @@ pub fn key(normalized: &str, data_key: &str, model: &str) -> String {
         .collect()
 }
 
+/// An entry and the data it was found on.
+#[derive(Debug, Clone)]
+struct Stored {
+    entry: Entry,
+    data: DataState,
+}
+
+impl Stored {
+    /// Whether the entry still holds on data in `now`'s state (see the module's rules).
+    fn holds(&self, now: &DataState) -> bool {
+        match self.entry {
+            Entry::Proven { .. } => true,
+            Entry::Tested { .. } => self.data.versions == now.versions,
+            Entry::Rejected => self.data.epochs == now.epochs,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct RewriteCache {
     /// By normalized text, then by full key: a query with no entry at all is skipped without
     /// computing the data part of its key.
-    entries: Mutex<HashMap<String, HashMap<String, Entry>>>,
+    entries: Mutex<HashMap<String, HashMap<String, Stored>>>,
     /// Full keys being searched now (a query is searched once at a time).
     searching: Mutex<HashSet<String>>,
 }
@@ -96,22 +153,29 @@ impl RewriteCache {
             .contains_key(normalized)
     }
 
-    pub fn get(&self, normalized: &str, key: &str) -> Option<Entry> {
-        self.entries
-            .lock()
-            .expect("rewrite cache lock")
-            .get(normalized)?
-            .get(key)
-            .cloned()
+    /// The entry for `key` if it still holds on data in state `now`; one that does not is
+    /// dropped.
+    pub fn get(&self, normalized: &str, key: &str, now: &DataState) -> Option<Entry> {
+        let mut entries = self.entries.lock().expect("rewrite cache lock");
+        let by_key = entries.get_mut(normalized)?;
+        let stored = by_key.get(key)?;
+        if stored.holds(now) {
+            return Some(stored.entry.clone());
+        }
+        by_key.remove(key);
+        if by_key.is_empty() {
+            entries.remove(normalized);
+        }
+        None
     }
 
-    pub fn put(&self, normalized: &str, key: &str, entry: Entry) {
+    pub fn put(&self, normalized: &str, key: &str, entry: Entry, data: DataState) {
         self.entries
             .lock()
             .expect("rewrite cache lock")
             .entry(normalized.to_owned())
             .or_default()
-            .insert(key.to_owned(), entry);
+            .insert(key.to_owned(), Stored { entry, data });
     }
 
     /// Marks `key` as being searched; false when a search of it is already running.
@@ -129,14 +193,18 @@ impl RewriteCache {
             .remove(key);
     }
 
-    /// How many entries, positive and negative.
-    pub fn counts(&self) -> (usize, usize) {
+    /// How many entries: proven, tested and rejected.
+    pub fn counts(&self) -> (usize, usize, usize) {
         let entries = self.entries.lock().expect("rewrite cache lock");
         let all = entries.values().flat_map(|by_key| by_key.values());
-        all.fold((0, 0), |(accepted, rejected), entry| match entry {
-            Entry::Tested { .. } => (accepted + 1, rejected),
-            Entry::Rejected => (accepted, rejected + 1),
-        })
+        all.fold(
+            (0, 0, 0),
+            |(proven, tested, rejected), stored| match stored.entry {
+                Entry::Proven { .. } => (proven + 1, tested, rejected),
+                Entry::Tested { .. } => (proven, tested + 1, rejected),
+                Entry::Rejected => (proven, tested, rejected + 1),
+            },
+        )
     }
 }
 
@@ -145,7 +213,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn the_key_follows_text_schema_and_size() {
+    async fn the_key_follows_text_and_schema_and_entries_follow_the_data() {
         assert_eq!(
             normalize("select  a from t where a>1").ok(),
             normalize("SELECT a FROM t WHERE a > 1").ok()
@@ -158,17 +226,45 @@ mod tests {
         };
         run("CREATE TABLE t (a INT)").await;
         run("INSERT INTO t VALUES (1), (2), (3)").await;
-        let first = data_key(&ctx, "SELECT a FROM t").await.unwrap();
+        let (catalog, first) = data_key(&ctx, "SELECT a FROM t").await.unwrap();
+        let cache = RewriteCache::default();
+        let proven = Entry::Proven {
+            sql: "SELECT a FROM t".into(),
+            speedup: 2.0,
+        };
+        let tested = Entry::Tested {
+            sql: "SELECT a FROM t".into(),
+            speedup: 2.0,
+        };
+        cache.put("p", "k", proven.clone(), first.clone());
+        cache.put("t", "k", tested.clone(), first.clone());
+        cache.put("r", "k", Entry::Rejected, first.clone());
+        assert_eq!(cache.get("t", "k", &first), Some(tested));
         run("INSERT INTO t VALUES (4)").await;
-        // 3 → 4 rows: the same epoch (log2 4 * 2 = 4, log2 5 * 2 = 4.6).
-        assert_eq!(data_key(&ctx, "SELECT a FROM t").await.unwrap(), first);
+        let (same_catalog, after) = data_key(&ctx, "SELECT a FROM t").await.unwrap();
+        assert_eq!(same_catalog, catalog);
+        // 3 → 4 rows: the same epoch (log2 4 * 2 = 4, log2 5 * 2 = 4.6), another version.
+        assert_eq!(after.epochs, first.epochs);
+        assert_ne!(after.versions, first.versions);
+        assert_eq!(cache.get("p", "k", &after), Some(proven));
+        assert_eq!(
+            cache.get("t", "k", &after),
+            None,
+            "a tested rewrite rests on the data"
+        );
+        assert_eq!(cache.get("r", "k", &after), Some(Entry::Rejected));
         run("INSERT INTO t SELECT * FROM generate_series(1, 100)").await;
-        assert_ne!(data_key(&ctx, "SELECT a FROM t").await.unwrap(), first);
-        let grown = data_key(&ctx, "SELECT a FROM t").await.unwrap();
+        let (_, grown) = data_key(&ctx, "SELECT a FROM t").await.unwrap();
+        assert_eq!(
+            cache.get("r", "k", &grown),
+            None,
+            "a new epoch searches again"
+        );
         run("DROP TABLE t").await;
         run("CREATE TABLE t (a BIGINT)").await;
-        run("INSERT INTO t SELECT * FROM generate_series(1, 104)").await;
-        assert_ne!(data_key(&ctx, "SELECT a FROM t").await.unwrap(), grown);
-        assert_ne!(key("q", &first, "m"), key("q", &first, "other"));
+        let (remade, _) = data_key(&ctx, "SELECT a FROM t").await.unwrap();
+        assert_ne!(remade, catalog);
+        assert_ne!(key("q", &catalog, "m"), key("q", &remade, "m"));
+        assert_ne!(key("q", &catalog, "m"), key("q", &catalog, "other"));
     }
 }

@@ -17,7 +17,9 @@
 pub mod cache;
 pub mod mutants;
 pub mod prompts;
+pub mod prove;
 pub mod results;
+pub mod small_databases;
 pub mod statistics;
 pub mod timing;
 pub mod verify;
@@ -33,6 +35,7 @@ use semsql_udfs::lm::{LmError, LmSettings};
 use crate::llm::Runtime;
 use cache::{Entry, RewriteCache};
 use prompts::{extract_sql, Prompt};
+use prove::Proof;
 use verify::Verdict;
 
 /// What `semsql.rewrite` asks for.
@@ -65,17 +68,43 @@ pub struct Candidate {
     /// The median of its timed runs, and its median speedup over the original.
     pub measured_ms: Option<f64>,
     pub speedup: Option<f64>,
+    /// What the prover found, for a candidate that passed the static checks.
+    pub proof: Option<Proof>,
 }
 
 impl Candidate {
-    pub fn accepted(&self) -> bool {
+    /// Passed every check (V0 to V4): it agreed with the query on every test database and was
+    /// faster, which is not a proof of equivalence.
+    pub fn tested(&self) -> bool {
         passed_first(self, ALL_CHECKS)
     }
 
-    /// `tested` (passed every check: it agreed with the query on every test database, which
-    /// is not a proof of equivalence), `untested` or `rejected`.
+    /// Proven equivalent, faster (V4), and not refuted by a test database (V3 passed, or could
+    /// not tell the mutants apart, which a proof makes moot): the only kind `auto` runs in a
+    /// query's place.
+    pub fn proven(&self) -> bool {
+        self.proof == Some(Proof::Equivalent)
+            && self.checks.len() == ALL_CHECKS
+            && self.checks.iter().enumerate().all(|(index, (_, verdict))| {
+                *verdict == Verdict::Pass || (index == 3 && matches!(verdict, Verdict::Untested(_)))
+            })
+    }
+
+    /// Whether V4 times it: it passed V0 to V3, or is proven and V3 found no difference.
+    fn may_time(&self) -> bool {
+        passed_first(self, 4)
+            || (self.proof == Some(Proof::Equivalent)
+                && self.checks.len() == 4
+                && self.checks[..3].iter().all(|(_, v)| *v == Verdict::Pass)
+                && matches!(self.checks[3].1, Verdict::Untested(_)))
+    }
+
+    /// `proven`, `tested` (passed every check but not proven), `untested` (a check could not
+    /// vouch either way) or `rejected`.
     pub fn verdict(&self) -> &'static str {
-        if self.accepted() {
+        if self.proven() {
+            "proven"
+        } else if self.tested() {
             "tested"
         } else if self
             .checks
@@ -90,15 +119,21 @@ impl Candidate {
 
     /// Each check's verdict on one line: `V0 syntax: pass; V1 plan: fail (…)`.
     pub fn checks_text(&self) -> String {
-        self.checks
+        let mut parts: Vec<String> = self
+            .checks
             .iter()
             .map(|(name, verdict)| match verdict {
                 Verdict::Pass => format!("{name}: pass"),
                 Verdict::Fail(why) => format!("{name}: fail ({why})"),
                 Verdict::Untested(why) => format!("{name}: untested ({why})"),
             })
-            .collect::<Vec<_>>()
-            .join("; ")
+            .collect();
+        match &self.proof {
+            Some(Proof::Equivalent) => parts.push("proof: equivalent".into()),
+            Some(Proof::Unproven(why)) => parts.push(format!("proof: unproven ({why})")),
+            None => {}
+        }
+        parts.join("; ")
     }
 }
 
@@ -109,7 +144,8 @@ pub struct Report {
     pub original_estimated_rows: Option<u64>,
     pub original_ms: Option<f64>,
     pub candidates: Vec<Candidate>,
-    /// The index of the accepted rewrite in `candidates`.
+    /// The index in `candidates` of the fastest proven candidate, or when none is proven, of
+    /// the fastest tested one (which is reported, never run in the query's place).
     pub chosen: Option<usize>,
     /// The search's cost: LM requests, tokens (input + output) and seconds.
     pub requests: u64,
@@ -117,6 +153,15 @@ pub struct Report {
     pub seconds: f64,
     /// Why the search stopped early, if it did (a cap or an error of the model).
     pub notes: Vec<String>,
+}
+
+/// A query's place in the rewrite cache: its normalized text, its full key and the state of
+/// the data it reads.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    pub normalized: String,
+    pub key: String,
+    pub data: cache::DataState,
 }
 
 /// The server's rewriter: the model runtime it asks and the cache of what it found.
@@ -149,25 +194,29 @@ impl Rewriter {
         LmSettings::of(ctx.state().config().options())
     }
 
-    /// The cache key of `sql` in this session: `(normalized text, full key)`.
-    pub async fn key(&self, ctx: &SessionContext, sql: &str) -> Result<(String, String)> {
+    /// The cache key of `sql` in this session, and the state of the data it reads.
+    pub async fn key(&self, ctx: &SessionContext, sql: &str) -> Result<Keys> {
         let normalized = cache::normalize(sql)?;
-        let key = self.full_key(ctx, sql, &normalized).await?;
-        Ok((normalized, key))
+        self.keys_of(ctx, sql, normalized).await
     }
 
-    /// The full key of `sql` once normalized: the data's and the model's parts added.
-    async fn full_key(&self, ctx: &SessionContext, sql: &str, normalized: &str) -> Result<String> {
+    async fn keys_of(&self, ctx: &SessionContext, sql: &str, normalized: String) -> Result<Keys> {
         let model = self
             .runtime
             .chosen_model(&Self::settings(ctx))
             .unwrap_or_default();
-        let data = cache::data_key(ctx, sql).await?;
-        Ok(cache::key(normalized, &data, &model))
+        let (catalog, data) = cache::data_key(ctx, sql).await?;
+        let key = cache::key(&normalized, &catalog, &model);
+        Ok(Keys {
+            normalized,
+            key,
+            data,
+        })
     }
 
-    /// The cached decision for `sql`, if any. Every query of a session in `advise` or `auto`
-    /// asks, so it costs nothing while nothing was searched and one parse while the text was not.
+    /// The cached decision for `sql`, if any still holds. Every query of a session in `advise`
+    /// or `auto` asks, so it costs nothing while nothing was searched and one parse while the
+    /// text was not.
     pub async fn cached(&self, ctx: &SessionContext, sql: &str) -> Option<Entry> {
         if self.cache.is_empty() {
             return None;
@@ -176,32 +225,37 @@ impl Rewriter {
         if !self.cache.has_text(&normalized) {
             return None;
         }
-        let key = self.full_key(ctx, sql, &normalized).await.ok()?;
-        self.cache.get(&normalized, &key)
+        let keys = self.keys_of(ctx, sql, normalized).await.ok()?;
+        self.cache.get(&keys.normalized, &keys.key, &keys.data)
     }
 
     /// Runs the whole pipeline for `sql` and records the outcome in the cache.
     pub async fn search(&self, ctx: &SessionContext, sql: &str) -> Result<Report> {
-        let key = self.key(ctx, sql).await?;
-        self.search_keyed(ctx, sql, &key).await
+        let keys = self.key(ctx, sql).await?;
+        self.search_keyed(ctx, sql, &keys).await
     }
 
-    /// [`Self::search`] for a caller that has the key already (`(normalized text, full key)`).
+    /// [`Self::search`] for a caller that has the keys already.
     pub async fn search_keyed(
         &self,
         ctx: &SessionContext,
         sql: &str,
-        (normalized, key): &(String, String),
+        keys: &Keys,
     ) -> Result<Report> {
         let report = self.search_uncached(ctx, sql).await?;
-        let entry = match report.chosen {
-            Some(index) => Entry::Tested {
-                sql: report.candidates[index].sql.clone().unwrap_or_default(),
-                speedup: report.candidates[index].speedup.unwrap_or(1.0),
-            },
+        let entry = match report.chosen.map(|index| &report.candidates[index]) {
+            Some(chosen) => {
+                let sql = chosen.sql.clone().unwrap_or_default();
+                let speedup = chosen.speedup.unwrap_or(1.0);
+                match chosen.proven() {
+                    true => Entry::Proven { sql, speedup },
+                    false => Entry::Tested { sql, speedup },
+                }
+            }
             None => Entry::Rejected,
         };
-        self.cache.put(normalized, key, entry);
+        self.cache
+            .put(&keys.normalized, &keys.key, entry, keys.data.clone());
         Ok(report)
     }
 
@@ -260,6 +314,7 @@ impl Rewriter {
                 estimated_rows: None,
                 measured_ms: None,
                 speedup: None,
+                proof: None,
             };
             match answer {
                 Err(why) => {
@@ -274,7 +329,11 @@ impl Rewriter {
                         Verdict::Fail("the answer holds no SQL query".into()),
                     )),
                     Some(found) => {
-                        candidate.checks = verify::static_checks(ctx, sql, &found).await.verdicts;
+                        let checks = verify::static_checks(ctx, sql, &found).await;
+                        if checks.passed() {
+                            candidate.proof = Some(prove::prove(ctx, sql, &found).await);
+                        }
+                        candidate.checks = checks.verdicts;
                         candidate.sql = Some(found);
                     }
                 },
@@ -318,7 +377,7 @@ impl Rewriter {
         };
         let mut original_ms = None;
         for candidate in candidates.iter_mut() {
-            if !passed_first(candidate, 4) {
+            if !candidate.may_time() {
                 continue;
             }
             let candidate_sql = candidate.sql.clone().unwrap_or_default();
@@ -348,16 +407,19 @@ impl Rewriter {
                 }
             }
         }
-        let chosen = candidates
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.accepted())
-            .max_by(|(_, a), (_, b)| {
-                a.speedup
-                    .unwrap_or(0.0)
-                    .total_cmp(&b.speedup.unwrap_or(0.0))
-            })
-            .map(|(index, _)| index);
+        let fastest = |keep: fn(&Candidate) -> bool| {
+            candidates
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| keep(c))
+                .max_by(|(_, a), (_, b)| {
+                    a.speedup
+                        .unwrap_or(0.0)
+                        .total_cmp(&b.speedup.unwrap_or(0.0))
+                })
+                .map(|(index, _)| index)
+        };
+        let chosen = fastest(Candidate::proven).or_else(|| fastest(Candidate::tested));
         let spent = usage.snapshot();
         self.runtime.finish_query(&usage);
         Ok(Report {

@@ -52,6 +52,7 @@ use datafusion::prelude::SessionContext;
 use semsql_udfs::lm::{CacheMode, LmSettings};
 
 use super::mutants::mutants;
+use super::small_databases::SmallDatabases;
 use super::verify::{plan_text, Verdict};
 
 /// At most this many rows of a table are read to make the test databases; the real data is one
@@ -67,33 +68,38 @@ const SMALL_DOMAIN: usize = 64;
 
 /// One table's rows in a test database.
 #[derive(Debug, Clone)]
-struct TableData {
-    schema: SchemaRef,
-    batch: RecordBatch,
+pub(super) struct TableData {
+    pub(super) schema: SchemaRef,
+    pub(super) batch: RecordBatch,
 }
 
 /// A named database: the query's tables, each with its rows.
 #[derive(Debug, Clone)]
-struct TestDatabase {
-    name: String,
-    tables: BTreeMap<ResolvedTableReference, TableData>,
+pub(super) struct TestDatabase {
+    pub(super) name: String,
+    pub(super) tables: BTreeMap<ResolvedTableReference, TableData>,
 }
 
 /// A query's output, ready to compare.
 #[derive(Debug, Clone, PartialEq)]
-enum Cell {
+pub(super) enum Cell {
     Null,
     Float(f64),
     Text(String),
 }
 
-type Rows = Vec<Vec<Cell>>;
+pub(super) type Rows = Vec<Vec<Cell>>;
 
 /// The result check's databases for one original query, with the original's results on each
 /// and what its mutants showed.
 pub struct ResultCheck {
     base: SessionContext,
+    original: String,
     ordered: bool,
+    /// The outermost LIMIT, if any.
+    limit: Option<usize>,
+    /// The tiny databases made from the query pair (see [`super::small_databases`]).
+    small: SmallDatabases,
     databases: Vec<(TestDatabase, SessionContext, Rows)>,
     /// The real data, when small enough to run on as it is: its session and the original's rows.
     real: Option<Rows>,
@@ -127,6 +133,7 @@ impl ResultCheck {
             data.insert(table.clone(), TableData { schema, batch });
         }
         let classes = key_classes(&plan);
+        let small = SmallDatabases::new(&data, seed);
         let real = TestDatabase {
             name: "the data".into(),
             tables: data,
@@ -209,7 +216,10 @@ impl ResultCheck {
         }
         let mut check = ResultCheck {
             base,
+            original: original.to_owned(),
             ordered,
+            limit: outer_limit(&plan),
+            small,
             databases,
             real: real_rows,
             undistinguished: Vec::new(),
@@ -227,6 +237,15 @@ impl ResultCheck {
     /// the candidate adds (`AND total > 0`) that no database can falsify is one the check cannot
     /// vouch for.
     pub async fn verdict(&self, candidate: &str) -> Verdict {
+        match self
+            .small
+            .counterexample(&self.base, &self.original, candidate, self.limit)
+            .await
+        {
+            Ok(Some(found)) => return Verdict::Fail(format!("differs on: {found}")),
+            Ok(None) => {}
+            Err(err) => return Verdict::Fail(format!("it failed: {err}")),
+        }
         match self.compare(candidate).await {
             Verdict::Pass if !self.undistinguished.is_empty() => {
                 return Verdict::Untested(format!(
@@ -310,7 +329,10 @@ fn replaying(ctx: &SessionContext) -> Result<SessionContext> {
 }
 
 /// A session like `base` whose tables are `database`'s (and nothing else).
-fn session_over(base: &SessionContext, database: &TestDatabase) -> Result<SessionContext> {
+pub(super) fn session_over(
+    base: &SessionContext,
+    database: &TestDatabase,
+) -> Result<SessionContext> {
     let catalogs = Arc::new(MemoryCatalogProviderList::new());
     for (name, table) in &database.tables {
         let catalog = match catalogs.catalog(&name.catalog) {
@@ -338,7 +360,7 @@ fn session_over(base: &SessionContext, database: &TestDatabase) -> Result<Sessio
     Ok(SessionContext::new_with_state(state))
 }
 
-async fn run(session: &SessionContext, sql: &str, ordered: bool) -> Result<Rows> {
+pub(super) async fn run(session: &SessionContext, sql: &str, ordered: bool) -> Result<Rows> {
     let batches = session.sql(sql).await?.collect().await?;
     let mut rows = Vec::new();
     for batch in &batches {
@@ -413,7 +435,11 @@ fn same_cell(a: &Cell, b: &Cell) -> bool {
     }
 }
 
-fn compare_rows(expected: &Rows, got: &Rows, ordered: bool) -> std::result::Result<(), String> {
+pub(super) fn compare_rows(
+    expected: &Rows,
+    got: &Rows,
+    ordered: bool,
+) -> std::result::Result<(), String> {
     if expected.len() != got.len() {
         return Err(format!("{} rows instead of {}", got.len(), expected.len()));
     }
@@ -427,6 +453,32 @@ fn compare_rows(expected: &Rows, got: &Rows, ordered: bool) -> std::result::Resu
         }
     }
     Ok(())
+}
+
+/// The query's outermost LIMIT (of a Limit node, or a Sort's fetch), if any.
+fn outer_limit(plan: &LogicalPlan) -> Option<usize> {
+    let mut node = plan;
+    loop {
+        match node {
+            LogicalPlan::Projection(p) => node = &p.input,
+            LogicalPlan::SubqueryAlias(a) => node = &a.input,
+            LogicalPlan::Limit(l) => {
+                use datafusion::logical_expr::{FetchType, SkipType};
+                // An OFFSET, or a LIMIT that is not a constant: no result can be compared.
+                return match (l.get_skip_type(), l.get_fetch_type()) {
+                    (Ok(SkipType::Literal(0)), Ok(FetchType::Literal(fetch))) => {
+                        Some(fetch.unwrap_or(usize::MAX))
+                    }
+                    _ => Some(0),
+                };
+            }
+            LogicalPlan::Sort(s) => match s.fetch {
+                Some(fetch) => return Some(fetch),
+                None => node = &s.input,
+            },
+            _ => return None,
+        }
+    }
 }
 
 /// Whether the query's output order is part of its meaning (an outermost ORDER BY).
@@ -465,7 +517,7 @@ pub fn scanned_tables(
 
 /// Column names compared for equality with another column anywhere in the plan, grouped into
 /// classes (names joined directly or through others share a class).
-fn key_classes(plan: &LogicalPlan) -> HashMap<String, usize> {
+pub(super) fn key_classes(plan: &LogicalPlan) -> HashMap<String, usize> {
     let mut pairs: Vec<(String, String)> = Vec::new();
     let mut collect = |expr: &Expr| {
         let _ = expr.apply(|e| {
@@ -865,14 +917,26 @@ mod tests {
             (SELECT * FROM orders WHERE total > 21 AND status = 'open') o \
             JOIN customers c ON c.id = o.customer GROUP BY c.country";
         assert_eq!(check.verdict(same).await, Verdict::Pass);
-        // An added condition that holds on every test database (no customer has only orders of
-        // total 0) cannot be vouched for: its removal is a mutant nothing tells apart.
+        // An added condition that holds on the data (no customer has an id of 0 or less) is
+        // refuted on a small database made from the query pair, and the counterexample shown.
         let added = "SELECT c.country, count(*) AS n, sum(o.total) AS total \
             FROM orders o JOIN customers c ON o.customer = c.id \
             WHERE o.status = 'open' AND o.total > 21 AND c.id > 0 GROUP BY c.country";
         let verdict = check.verdict(added).await;
         assert!(
-            matches!(&verdict, Verdict::Untested(why) if why.contains("c.id > 0")),
+            matches!(&verdict, Verdict::Fail(why) if why.starts_with("differs on: ")
+                && why.contains("customers(id = 0") || why.contains("customers(id = -1")),
+            "{verdict:?}"
+        );
+        // The issue's case: a condition on a value no data and no sampled database holds (a
+        // NULL id refutes it too: NULL <> 987654 is not true).
+        let unlikely = "SELECT c.country, count(*) AS n, sum(o.total) AS total \
+            FROM orders o JOIN customers c ON o.customer = c.id \
+            WHERE o.status = 'open' AND o.total > 21 AND o.id <> 987654 GROUP BY c.country";
+        let verdict = check.verdict(unlikely).await;
+        assert!(
+            matches!(&verdict, Verdict::Fail(why) if why.starts_with("differs on: ")
+                && (why.contains("orders(id = 987654") || why.contains("orders(id = NULL"))),
             "{verdict:?}"
         );
         for wrong in [

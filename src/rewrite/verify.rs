@@ -3,8 +3,8 @@
 //! - V0 syntax: the candidate is one query (SELECT / WITH / VALUES) reading no table the original
 //!   does not read, and calling exactly the volatile and LM functions the original calls (a
 //!   rewrite may not add or drop a `random()` or an `llm_filter`).
-//! - V1 plan: the candidate plans; its output schema equals the original's (names, types,
-//!   nullability); its outermost ORDER BY and LIMIT/OFFSET are kept.
+//! - V1 plan: the candidate plans; its output schema equals the original's (names and
+//!   types); its outermost ORDER BY and LIMIT/OFFSET are kept.
 //! - V2 no-op: a candidate whose optimized plan is the original's is useless.
 //!
 //! A candidate failing any check is rejected; the later checks (results on sampled data, timed
@@ -237,7 +237,10 @@ pub async fn static_checks(ctx: &SessionContext, original: &str, candidate: &str
         plan.schema()
             .fields()
             .iter()
-            .map(|f| (f.name().clone(), f.data_type().clone(), f.is_nullable()))
+            // Names and types, not nullability: a candidate that knows a column cannot be
+            // NULL (an outer join made inner by a WHERE) returns the same rows, and clients
+            // are not told nullability.
+            .map(|f| (f.name().clone(), f.data_type().clone()))
             .collect::<Vec<_>>()
     };
     if fields(&original_plan) != fields(&candidate_plan) {

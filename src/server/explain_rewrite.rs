@@ -30,11 +30,19 @@ fn strip_word<'a>(text: &'a str, word: &str) -> Option<&'a str> {
 
 /// The closing NOTICE: what was chosen and what the search cost.
 pub fn summary(report: &Report) -> String {
-    let chosen = match report.chosen {
-        Some(index) => format!(
+    let chosen = match report
+        .chosen
+        .map(|index| (index, &report.candidates[index]))
+    {
+        Some((index, candidate)) if candidate.proven() => format!(
+            "chosen: candidate {} ({:.2}× faster; proven equivalent)",
+            index + 1,
+            candidate.speedup.unwrap_or(1.0)
+        ),
+        Some((index, candidate)) => format!(
             "fastest tested: candidate {} ({:.2}× faster; tested, not proven equivalent)",
             index + 1,
-            report.candidates[index].speedup.unwrap_or(1.0)
+            candidate.speedup.unwrap_or(1.0)
         ),
         None => "no candidate passed every test; the original query stays".to_owned(),
     };
@@ -78,10 +86,10 @@ pub fn response(report: &Report) -> PgWireResult<Response> {
     encoder.encode_field(&Some(report.original.as_str()))?;
     rows.push(Ok(encoder.take_row()));
     for (index, candidate) in report.candidates.iter().enumerate() {
-        let verdict = if report.chosen == Some(index) {
-            "fastest tested"
-        } else {
-            candidate.verdict()
+        let verdict = match (report.chosen == Some(index), candidate.proven()) {
+            (true, true) => "chosen",
+            (true, false) => "fastest tested",
+            (false, _) => candidate.verdict(),
         };
         encoder.encode_field(&Some(index as i32 + 1))?;
         encoder.encode_field(&Some(candidate.prompt))?;

@@ -365,7 +365,11 @@ impl SimpleQueryHandler for QueryHandler {
         let sql = rewritten.unwrap_or_else(|| query.to_owned());
         let plan = self.rewrite_plan(client, &session, &sql).await?;
         let usage = self.start_lm_query(&session, query);
-        let responses = match SimpleQueryHandler::do_query(&session.service, client, &sql).await {
+        let to_run = match &plan {
+            RewritePlan::Rewritten(rewrite) => rewrite.as_str(),
+            _ => sql.as_str(),
+        };
+        let responses = match SimpleQueryHandler::do_query(&session.service, client, to_run).await {
             Ok(responses) => responses,
             Err(err) => {
                 self.sessions.engine.runtime().finish_query(&usage);
@@ -470,6 +474,8 @@ impl ExtendedQueryHandler for QueryHandler {
 enum RewritePlan {
     /// Run it as written.
     AsWritten,
+    /// Run this statement instead: the query's proven rewrite (under the same EXPLAIN, if any).
+    Rewritten(String),
     /// Run it as written, and search for a rewrite if it takes longer than this many
     /// milliseconds (`auto`, nothing known yet).
     SearchIfSlow(u64),
@@ -544,12 +550,30 @@ impl QueryHandler {
         }
         let cached = self.sessions.rewriter.cached(&session.ctx, query).await;
         if !explain.is_empty() {
-            // Only a proven rewrite would run in the query's place, and the verifier proves
-            // nothing yet: EXPLAIN shows the query as written.
-            return Ok(RewritePlan::AsWritten);
+            // EXPLAIN shows the plan that would run: a proven rewrite's under `auto`.
+            return Ok(match (mode, cached) {
+                (RewriteMode::Auto, Some(RewriteEntry::Proven { sql, .. })) => {
+                    RewritePlan::Rewritten(format!("{} {sql}", explain.trim_end()))
+                }
+                _ => RewritePlan::AsWritten,
+            });
         }
         Ok(match (mode, cached) {
             (RewriteMode::Auto, None) => RewritePlan::SearchIfSlow(settings.rewrite_min_ms),
+            // Proven equivalent: the same rows on every database, so it runs in the query's
+            // place.
+            (RewriteMode::Auto, Some(RewriteEntry::Proven { sql, .. })) => {
+                RewritePlan::Rewritten(sql)
+            }
+            (_, Some(RewriteEntry::Proven { speedup, .. })) => {
+                client
+                    .send(notice(format!(
+                        "a rewrite of this query proven equivalent ran {speedup:.2}× faster; \
+                         SET semsql.rewrite = 'auto' to use it (EXPLAIN REWRITE shows it)"
+                    )))
+                    .await?;
+                RewritePlan::AsWritten
+            }
             // A tested rewrite agreed with the query on every test database, which does not
             // make it equivalent: running it could return another answer on other data. It is
             // pointed out, never used in the query's place.
@@ -601,13 +625,13 @@ impl QueryHandler {
                 let Ok(keys) = rewriter.key(&ctx, &sql).await else {
                     return;
                 };
-                let (normalized, key) = &keys;
+                let (normalized, key) = (&keys.normalized, &keys.key);
                 if !rewriter.cache.start_search(key) {
                     return;
                 }
                 // The query chose to search when it started; a search that ended meanwhile
                 // has already answered.
-                if rewriter.cache.get(normalized, key).is_some() {
+                if rewriter.cache.get(normalized, key, &keys.data).is_some() {
                     rewriter.cache.end_search(key);
                     return;
                 }
@@ -621,7 +645,10 @@ impl QueryHandler {
                     ),
                     Err(err) => {
                         tracing::warn!(error = %err, "background rewrite search failed");
-                        rewriter.cache.put(normalized, key, RewriteEntry::Rejected);
+                        let data = keys.data.clone();
+                        rewriter
+                            .cache
+                            .put(normalized, key, RewriteEntry::Rejected, data);
                     }
                 }
                 rewriter.cache.end_search(key);

@@ -16,6 +16,7 @@ mod postgres_compat;
 mod psql;
 mod python_clients;
 mod rewrite;
+mod rewrite_held_out;
 mod security;
 mod sessions;
 mod slt;
