@@ -20,7 +20,7 @@
 //! - [`planner`]: optimizer rules for semantic work (cheap predicates before LM calls) and
 //!   pgvector's syntax.
 //! - [`vector`]: vector indexes (the HNSW graph, kept in step with the tables).
-//! - [`rewrite`]: the LLM query rewriter's verifier (static checks so far).
+//! - [`rewrite`]: the LLM query rewriter, its verifier and its prover.
 //! - [`fake_llm`]: a fake OpenAI-compatible server (also the `fake-llm` binary) for tests and
 //!   benchmarks.
 

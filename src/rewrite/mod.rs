@@ -1,18 +1,23 @@
-//! The LLM query rewriter (LITHE-style), behind a verifier that never accepts a wrong rewrite.
+//! The LLM query rewriter (LITHE-style), behind a verifier, and a prover without which no rewrite
+//! replaces a query.
 //!
 //! A search ([`Rewriter::search`]) asks the session's model for rewrites with an ensemble of
 //! prompts ([`prompts`]), then checks every candidate without a model:
 //! - V0–V2 ([`verify::static_checks`]): one query, no new tables or side effects, the same
-//!   output schema, ORDER BY and LIMIT, not a no-op;
-//! - V3 ([`results`]): the same rows on the data and on synthetic databases that tell the
-//!   original apart from its [`mutants`];
-//! - V4 ([`timing`]): interleaved timed runs, accepted at a median speedup ≥ 1.5× with every
+//!   output names and types, ORDER BY and LIMIT, not a no-op;
+//! - the proof ([`prove`]): both plans reduced to one normal form, or "unproven";
+//! - V3 ([`results`]): the same rows on small databases made from the query pair
+//!   ([`small_databases`], which show a counterexample when they differ), on the data and on
+//!   synthetic databases that tell the original apart from its [`mutants`];
+//! - V4 ([`timing`]): interleaved timed runs, passed at a median speedup ≥ 1.5× with every
 //!   pair ≥ 1.2×.
 //!
-//! The fastest accepted candidate is the rewrite; the outcome, accepted or not, goes into the
-//! [`cache`]. `semsql.rewrite` chooses what the server does with it (see `docs/rewrite.md`):
-//! `off`, `advise` (EXPLAIN REWRITE, and a NOTICE when a known rewrite exists) or `auto` (slow
-//! queries are searched in the background; later runs use the accepted rewrite).
+//! Verdicts: `proven` (proof, tests and speed), `tested` (tests and speed, no proof),
+//! `untested`, `rejected`. The fastest proven candidate, else the fastest tested one, goes into
+//! the [`cache`] with the outcome. `semsql.rewrite` chooses what the server does with it (see
+//! `docs/rewrite.md`): `off`, `advise` (EXPLAIN REWRITE, and a NOTICE when a known rewrite
+//! exists) or `auto` (a proven rewrite runs in the query's place; slow queries with no entry are
+//! searched in the background).
 
 pub mod cache;
 pub mod mutants;

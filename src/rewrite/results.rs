@@ -1,6 +1,7 @@
 //! V3, the result check: the original and a candidate must return the same rows (as bags, or in
-//! order under ORDER BY; floats within a tolerance) on the real data at small scale and on
-//! synthetic databases made from it:
+//! order under ORDER BY; floats within a tolerance) on small databases made from the query pair
+//! (see [`super::small_databases`]; tried first, they give the counterexample), on the real data
+//! at small scale and on synthetic databases made from it:
 //!
 //! - key-closed samples: the columns the query compares for equality form key classes; a class
 //!   keeps a random half of its values (all of them when it has few), and a table keeps the rows
