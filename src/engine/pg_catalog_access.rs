@@ -10,6 +10,8 @@
 //!   restart); objects no role owns (made by the server, or before roles existed) belong to
 //!   the bootstrap superuser, OID 10, named [`BOOTSTRAP_SUPERUSER`];
 //! - `pg_class.reloptions` is there, NULL (no storage options);
+//! - `pg_class.relam` is `heap` (2) for tables, as PostgreSQL says of its default table access
+//!   method;
 //! - `pg_class.relowner` is the owner's OID and `pg_class.relacl` PostgreSQL's `aclitem[]`
 //!   text items (`{owner=arwdDxt/owner,alice=ar/owner,=r/owner}`), NULL when nothing was
 //!   granted (as PostgreSQL's default privileges);
@@ -356,6 +358,25 @@ impl AccessAwareTable {
         let mut columns = batch.columns().to_vec();
         let owner_at = batch.schema().index_of("relowner")?;
         columns[owner_at] = Arc::new(Int32Array::from(owners));
+        // Tables use PostgreSQL's default table access method, as PostgreSQL reports it
+        // (`heap`, OID 2: psql's `\d+` prints "Access method: heap"); views and the rest none.
+        let kinds = string_column(&batch, "relkind")?;
+        let kinds = kinds.as_string::<i32>();
+        let am_at = batch.schema().index_of("relam")?;
+        let current = cast(batch.column(am_at), &DataType::Int32)?;
+        let current = current.as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        let methods: Int32Array = (0..batch.num_rows())
+            .map(|row| match (kinds.is_null(row), kinds.value(row)) {
+                (false, "r" | "m") if current.is_null(row) || current.value(row) == 0 => {
+                    Some(HEAP_AM_OID)
+                }
+                _ => (!current.is_null(row)).then(|| current.value(row)),
+            })
+            .collect();
+        columns[am_at] = cast(
+            &(Arc::new(methods) as ArrayRef),
+            batch.schema().field(am_at).data_type(),
+        )?;
         columns.push(Arc::new(acls.finish()));
         columns.push(datafusion::arrow::array::new_null_array(
             &acl_type(),
@@ -555,6 +576,9 @@ fn replace_column(batch: &RecordBatch, name: &str, values: ArrayRef) -> Result<R
     columns[at] = cast(&values, batch.schema().field(at).data_type())?;
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
+
+/// `pg_am.oid` of `heap`, PostgreSQL's default table access method.
+const HEAP_AM_OID: i32 = 2;
 
 /// `pg_class` with a row per index of semsql's (relkind `i`, made from its table's row: same
 /// schema and owner), and `relhasindex` true on the tables that have one, so `\di` lists

@@ -154,6 +154,7 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
     // psql sent it. So such a query is taken as datafusion-postgres's parser leaves it, and
     // only the ARRAY subqueries it left are rewritten here.
     let mut arrays = ArraySubqueries { changed: false };
+    let mut outer_unnests = UnnestOfOuterArrays { changed: false };
     let mut arrays_left = false;
     if statements.iter().any(has_array_subquery) {
         let parser =
@@ -207,6 +208,7 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         }
         // After \dp's lists, which are answered without planning their subqueries.
         if arrays_left {
+            let _ = statement.visit(&mut outer_unnests);
             let _ = statement.visit(&mut arrays);
         }
         // Catalog queries keep datafusion-postgres's handling of select items, which psql's
@@ -237,6 +239,7 @@ pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         || templates.changed
         || no_column_acls.changed
         || arrays.changed
+        || outer_unnests.changed
         || subqueries.changed
         || protected.changed)
         .then(|| {
@@ -1492,6 +1495,156 @@ impl VisitorMut for ArraySubqueries {
                 }
             }
         }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `ARRAY(SELECT e(x) FROM unnest(t.col) x)` where `t` is a catalog table of the outer query
+/// (psql's `\d+` lists the toast table's options so: `'toast.' || x FROM
+/// unnest(tc.reloptions) x`). DataFusion cannot unnest a column of the outer query, so the
+/// unnest moves into a derived table of that catalog keyed by its oid, correlated by equality,
+/// which DataFusion decorrelates: `FROM (SELECT oid AS __oid, unnest(col) AS x FROM
+/// pg_catalog.pg_class) x WHERE x.__oid = t.oid`. Only catalogs whose rows have an oid qualify.
+struct UnnestOfOuterArrays {
+    changed: bool,
+}
+
+const OID_KEYED_CATALOGS: [&str; 10] = [
+    "pg_class",
+    "pg_type",
+    "pg_proc",
+    "pg_namespace",
+    "pg_roles",
+    "pg_authid",
+    "pg_database",
+    "pg_constraint",
+    "pg_am",
+    "pg_tablespace",
+];
+
+impl UnnestOfOuterArrays {
+    /// The subquery rewritten, when it is `SELECT … FROM unnest(t.col) [x]` over a catalog
+    /// table `t` of `outer` (alias → table name).
+    fn rewritten(
+        query: &Query,
+        outer: &std::collections::HashMap<String, String>,
+    ) -> Option<Query> {
+        let SetExpr::Select(select) = query.body.as_ref() else {
+            return None;
+        };
+        let [from] = select.from.as_slice() else {
+            return None;
+        };
+        let TableFactor::Table {
+            name,
+            alias,
+            args: Some(args),
+            ..
+        } = &from.relation
+        else {
+            return None;
+        };
+        let function = name.0.last()?.as_ident()?.value.to_ascii_lowercase();
+        if function != "unnest" || !from.joins.is_empty() {
+            return None;
+        }
+        let [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::CompoundIdentifier(parts)))] =
+            args.args.as_slice()
+        else {
+            return None;
+        };
+        let [table_alias, column] = parts.as_slice() else {
+            return None;
+        };
+        let table = outer.get(&table_alias.value.to_ascii_lowercase())?;
+        let alias_name = alias
+            .as_ref()
+            .map_or_else(|| "unnest".to_owned(), |a| a.name.to_string());
+        let column_name = alias
+            .as_ref()
+            .and_then(|a| a.columns.first())
+            .map_or_else(|| alias_name.clone(), |c| c.name.to_string());
+        let items = select
+            .projection
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut condition = format!("{alias_name}.__oid = {table_alias}.oid");
+        if let Some(selection) = &select.selection {
+            condition = format!("{condition} AND ({selection})");
+        }
+        let order = query
+            .order_by
+            .as_ref()
+            .map_or(String::new(), |o| format!(" {o}"));
+        let text = format!(
+            "SELECT {items} FROM (SELECT oid AS __oid, unnest({column}) AS {column_name} \
+             FROM {table}) {alias_name} WHERE {condition}{order}"
+        );
+        Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(&text)
+            .and_then(|mut parser| parser.parse_query())
+            .ok()
+            .map(|query| *query)
+    }
+}
+
+impl VisitorMut for UnnestOfOuterArrays {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        let SetExpr::Select(select) = query.body.as_mut() else {
+            return ControlFlow::Continue(());
+        };
+        let mut outer = std::collections::HashMap::new();
+        for from in &select.from {
+            let factors =
+                std::iter::once(&from.relation).chain(from.joins.iter().map(|j| &j.relation));
+            for factor in factors {
+                if let TableFactor::Table {
+                    name,
+                    alias,
+                    args: None,
+                    ..
+                } = factor
+                {
+                    let Some(last) = name.0.last().and_then(|p| p.as_ident()) else {
+                        continue;
+                    };
+                    let table = last.value.to_ascii_lowercase();
+                    if OID_KEYED_CATALOGS.contains(&table.as_str()) {
+                        let key = alias
+                            .as_ref()
+                            .map_or(table.clone(), |a| a.name.value.to_ascii_lowercase());
+                        outer.insert(key, name.to_string());
+                    }
+                }
+            }
+        }
+        if outer.is_empty() {
+            return ControlFlow::Continue(());
+        }
+        let mut changed = false;
+        for item in &mut select.projection {
+            if let SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } = item {
+                let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(expr, |e| {
+                    if let Expr::Function(function) = e {
+                        let is_array = function.name.to_string().eq_ignore_ascii_case("array");
+                        if let (true, FunctionArguments::Subquery(inner)) =
+                            (is_array, &mut function.args)
+                        {
+                            if let Some(rewritten) = Self::rewritten(inner, &outer) {
+                                **inner = rewritten;
+                                changed = true;
+                            }
+                        }
+                    }
+                    ControlFlow::<()>::Continue(())
+                });
+            }
+        }
+        self.changed |= changed;
         ControlFlow::Continue(())
     }
 }

@@ -138,6 +138,20 @@ async fn psql_meta_commands_on_the_demo_data() {
         ),
         "UNIQUE (a, b); PRIMARY KEY (id)"
     );
+    // \d+ adds storage, compression, statistics target and description columns, and the
+    // access method, as PostgreSQL 15 prints them (its toast-options subquery unnests a column
+    // of the outer query, which DataFusion plans once decorrelated).
+    let verbose = psql(&server, "\\d+ keyed");
+    for line in [
+        "Column |     Type      | Collation | Nullable | Default | Storage  | Compression | Stats target | Description",
+        " id     | integer       |           | not null |         | plain    |             |              | ",
+        " b      | text          |           |          | 'x'     | extended |             |              | ",
+        " price  | numeric(10,2) |           |          | 0       | main     |             |              | ",
+        "    \"keyed_pkey\" PRIMARY KEY, btree (id)",
+        "Access method: heap",
+    ] {
+        assert!(verbose.contains(line), "{line:?} not in {verbose}");
+    }
     let schemas = psql(&server, "\\dn");
     assert!(schemas.contains("public"), "{schemas}");
     psql(&server, "\\l");
