@@ -186,6 +186,13 @@ impl AugmentedTable {
                 continue;
             };
             for (table, column, sql) in durable.defaults() {
+                let field = durable
+                    .managed_table(&table)
+                    .and_then(|t| t.schema.field_with_name(&column).ok().cloned());
+                let sql = match field {
+                    Some(field) => stored_form(&sql, &field),
+                    None => sql,
+                };
                 let Some(oids) = relations.get(&(schema_name.clone(), table.clone())) else {
                     continue;
                 };
@@ -212,6 +219,51 @@ impl AugmentedTable {
             }
         })
     }
+}
+
+/// A default as PostgreSQL stores and prints it: a string constant is coerced to the column's
+/// type when the table is made, so `DEFAULT 'x'` on a text column reads back `'x'::text`
+/// (`'x'::character varying` on a varchar, `'2020-01-01'::date` on a date). Other
+/// expressions are kept as written.
+fn stored_form(sql: &str, field: &datafusion::arrow::datatypes::Field) -> String {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Value};
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    let parsed = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut parser| parser.parse_expr());
+    let Ok(SqlExpr::Value(value)) = parsed else {
+        return sql.to_owned();
+    };
+    if !matches!(value.value, Value::SingleQuotedString(_)) {
+        return sql.to_owned();
+    }
+    let type_name = match field.data_type() {
+        _ if super::character_types::varchar_length(field).is_some() => {
+            "character varying".to_owned()
+        }
+        DataType::Utf8
+        | DataType::LargeUtf8
+        | DataType::Utf8View
+        | DataType::Date32
+        | DataType::Date64
+        | DataType::Time32(_)
+        | DataType::Time64(_)
+        | DataType::Timestamp(..)
+        | DataType::Interval(_)
+        | DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView => {
+            match super::pg_functions::postgres_type_name(field.data_type()) {
+                Ok(name) => name,
+                Err(_) => return sql.to_owned(),
+            }
+        }
+        _ => return sql.to_owned(),
+    };
+    format!("{value}::{type_name}")
 }
 
 /// `pg_am`'s row for `hnsw`.

@@ -36,6 +36,8 @@ fn fixed_setting(name: &str) -> Option<&'static str> {
         // semsql compiles no query code at run time.
         "jit" => "off",
         "default_transaction_read_only" | "transaction_read_only" => "off",
+        // What `pg_class.relam` says of tables (SQLAlchemy's reflection compares with it).
+        "default_table_access_method" => "heap",
         _ => return None,
     })
 }

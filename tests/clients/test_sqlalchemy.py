@@ -74,7 +74,7 @@ def test_inspector_reflects_columns_keys_and_indexes(engine):
     assert isinstance(columns["flag"]["type"], sa.BOOLEAN)
     assert isinstance(columns["code"]["type"], sa.VARCHAR)
     assert columns["code"]["type"].length == 20
-    assert columns["note"]["default"] == "'x'"
+    assert columns["note"]["default"] == "'x'::text"
     assert columns["id"]["default"] is None
 
     primary = inspector.get_pk_constraint(table)

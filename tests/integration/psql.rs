@@ -108,7 +108,7 @@ async fn psql_meta_commands_on_the_demo_data() {
         definition
     );
     // Keys, defaults and indexes under \d, as PostgreSQL 15 prints them for the same table
-    // (less pgvector's index, and `'x'::text` where semsql keeps the default as written).
+    // (less pgvector's index).
     psql(
         &server,
         "CREATE TABLE keyed (id INT PRIMARY KEY, a INT, b TEXT DEFAULT 'x', \
@@ -121,7 +121,7 @@ async fn psql_meta_commands_on_the_demo_data() {
     let described = psql(&server, "\\d keyed");
     for line in [
         " id     | integer       |           | not null | ",
-        " b      | text          |           |          | 'x'",
+        " b      | text          |           |          | 'x'::text",
         " price  | numeric(10,2) |           |          | 0",
         "Indexes:",
         "    \"keyed_pkey\" PRIMARY KEY, btree (id)",
@@ -143,10 +143,10 @@ async fn psql_meta_commands_on_the_demo_data() {
     // of the outer query, which DataFusion plans once decorrelated).
     let verbose = psql(&server, "\\d+ keyed");
     for line in [
-        "Column |     Type      | Collation | Nullable | Default | Storage  | Compression | Stats target | Description",
-        " id     | integer       |           | not null |         | plain    |             |              | ",
-        " b      | text          |           |          | 'x'     | extended |             |              | ",
-        " price  | numeric(10,2) |           |          | 0       | main     |             |              | ",
+        "Column |     Type      | Collation | Nullable |  Default  | Storage  | Compression | Stats target | Description",
+        " id     | integer       |           | not null |           | plain    |             |              | ",
+        " b      | text          |           |          | 'x'::text | extended |             |              | ",
+        " price  | numeric(10,2) |           |          | 0         | main     |             |              | ",
         "    \"keyed_pkey\" PRIMARY KEY, btree (id)",
         "Access method: heap",
     ] {

@@ -62,6 +62,7 @@ const FIXED: &[(&str, &[&str], &str)] = &[
     ("server_encoding", &[], "UTF8"),
     ("integer_datetimes", &[], "on"),
     ("max_identifier_length", &[], "63"),
+    ("default_table_access_method", &["heap"], "heap"),
 ];
 
 /// Settings kept and shown but not acted on: (name, PostgreSQL 15's default).
