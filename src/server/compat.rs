@@ -131,6 +131,35 @@ pub fn rewrite(sql: &str) -> Option<String> {
 /// [`rewrite`], with unqualified relation names resolved along a session's `search_path`
 /// (see `engine::search_path`).
 pub fn rewrite_in(sql: &str, path: Option<&PathResolver>) -> Option<String> {
+    let rewritten = rewrite_text(sql, path)?;
+    // A rewrite must keep every parameter: one that lost or invented a `$n` would bind the
+    // client's values to other places. Such a rewrite is a bug of ours; the statement then
+    // goes on as the client wrote it.
+    if placeholders(&rewritten) != placeholders(sql) {
+        tracing::warn!(
+            statement = sql,
+            "a compatibility rewrite changed the statement's parameters; it is not used"
+        );
+        return None;
+    }
+    Some(rewritten)
+}
+
+/// The statement's distinct parameters (`$1`, `$2`, …), in order.
+fn placeholders(sql: &str) -> std::collections::BTreeSet<String> {
+    match Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() {
+        Ok(tokens) => tokens
+            .into_iter()
+            .filter_map(|token| match token {
+                Token::Placeholder(name) => Some(name),
+                _ => None,
+            })
+            .collect(),
+        Err(_) => std::collections::BTreeSet::new(),
+    }
+}
+
+fn rewrite_text(sql: &str, path: Option<&PathResolver>) -> Option<String> {
     let words: Vec<String> = sql
         .trim()
         .trim_end_matches(';')
@@ -1989,5 +2018,30 @@ mod tests {
         assert_eq!(rewrite("SELECT a, t.b AS c FROM t"), None);
         assert_eq!(rewrite("INSERT INTO t VALUES (1)"), None);
         assert_eq!(rewrite("SELEC 1"), None);
+    }
+
+    #[test]
+    fn a_rewrite_keeps_every_parameter() {
+        // Rewritten, with its parameters where they were.
+        let rewritten = rewrite("SELECT $1 AS a, 5 AS b FROM t WHERE x = $2").unwrap();
+        assert!(
+            rewritten.contains("$1") && rewritten.contains("$2"),
+            "{rewritten}"
+        );
+        assert_eq!(
+            placeholders("SELECT $1, '$2', $1 -- $3"),
+            placeholders("SELECT $1")
+        );
+        // \d+'s ARRAY subquery over an outer catalog table is decorrelated.
+        let described = rewrite(
+            "SELECT array_to_string(c.reloptions || array(select 'toast.' || x \
+             from pg_catalog.unnest(tc.reloptions) x), ', ') FROM pg_catalog.pg_class c \
+             LEFT JOIN pg_catalog.pg_class tc ON (c.reltoastrelid = tc.oid)",
+        )
+        .unwrap();
+        assert!(
+            described.contains("x.__oid = tc.oid") && described.contains("unnest(reloptions) AS x"),
+            "{described}"
+        );
     }
 }
