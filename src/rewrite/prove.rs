@@ -194,6 +194,9 @@ struct Shape {
     members: Vec<String>,
     conjuncts: Vec<Expr>,
     columns: Vec<Expr>,
+    /// For a GROUP BY without aggregates (the distinct keys of its input): the input's text
+    /// and each output column's key, for the semi-join rule in [`Normalizer::join`].
+    distinct_keys: Option<(String, Vec<Expr>)>,
 }
 
 impl Shape {
@@ -203,7 +206,15 @@ impl Shape {
             members: vec![member],
             conjuncts: Vec::new(),
             columns,
+            distinct_keys: None,
         }
+    }
+
+    /// The input text and keys when this is exactly a set of distinct keys.
+    fn only_distinct_keys(&self) -> Option<&(String, Vec<Expr>)> {
+        let keys = self.distinct_keys.as_ref()?;
+        (self.members.len() == 1 && self.conjuncts.is_empty() && self.columns.len() == keys.1.len())
+            .then_some(keys)
     }
 }
 
@@ -281,6 +292,7 @@ impl Normalizer<'_> {
                     members: vec![instance],
                     conjuncts,
                     columns,
+                    distinct_keys: None,
                 })
             }
             LogicalPlan::Projection(projection) => {
@@ -290,7 +302,17 @@ impl Normalizer<'_> {
                     .iter()
                     .map(|e| substitute(e, projection.input.schema(), &input.columns))
                     .collect::<Result<_, _>>()?;
-                Ok(Shape { columns, ..input })
+                // Distinct keys stay distinct keys only through a projection that keeps
+                // every column as it is.
+                let distinct_keys = match columns == input.columns {
+                    true => input.distinct_keys.clone(),
+                    false => None,
+                };
+                Ok(Shape {
+                    columns,
+                    distinct_keys,
+                    ..input
+                })
             }
             LogicalPlan::Filter(filter) => {
                 let mut input = self.shape(&filter.input)?;
@@ -336,7 +358,11 @@ impl Normalizer<'_> {
                     .chain(&aggregates)
                     .map(|e| named(format!("{id}:{e}")))
                     .collect();
-                Ok(Shape::opaque(member, columns))
+                let mut shape = Shape::opaque(member, columns);
+                if aggregates.is_empty() && !groups.is_empty() {
+                    shape.distinct_keys = Some((text, groups));
+                }
+                Ok(shape)
             }
             LogicalPlan::Distinct(Distinct::All(input)) => {
                 let input = self.shape(input)?;
@@ -514,6 +540,11 @@ impl Normalizer<'_> {
         if let Some(filter) = &join.filter {
             condition.extend(split_conjunction_owned(both(filter)?));
         }
+        if join.join_type == JoinType::Inner && join.filter.is_none() {
+            if let Some(semi) = self.semi_join_on_distinct_keys(join, &left, &right, &both)? {
+                return Ok(semi);
+            }
+        }
         if join.join_type == JoinType::Inner {
             let mut members = left.members;
             members.extend(right.members);
@@ -526,10 +557,37 @@ impl Normalizer<'_> {
                 members,
                 conjuncts,
                 columns,
+                distinct_keys: None,
             });
         }
-        let (left_text, left_map) = self.finish(&left, false);
-        let (right_text, right_map) = self.finish(&right, false);
+        let (mut left_text, mut left_map) = self.finish(&left, false);
+        let (mut right_text, mut right_map) = self.finish(&right, false);
+        // A semi or anti join only asks whether a matching row exists, which DISTINCT on the
+        // side it looks into does not change: that side is the distinct keys' input, its
+        // columns the keys.
+        let looked_into = match join.join_type {
+            JoinType::LeftSemi | JoinType::LeftAnti => {
+                Some((&right, &mut right_text, &mut right_map))
+            }
+            JoinType::RightSemi | JoinType::RightAnti => {
+                Some((&left, &mut left_text, &mut left_map))
+            }
+            _ => None,
+        };
+        if let Some((side, text, map)) = looked_into {
+            if let Some((input_text, keys)) = side.only_distinct_keys() {
+                *text = input_text.clone();
+                *map = side
+                    .columns
+                    .iter()
+                    .zip(keys)
+                    .filter_map(|(column, key)| match column {
+                        Expr::Column(c) => Some((c.name.clone(), key.clone())),
+                        _ => None,
+                    })
+                    .collect();
+            }
+        }
         let mapped = |e: Expr| canonical(replace(replace(e, &left_map), &right_map));
         let mut condition: Vec<String> = condition
             .into_iter()
@@ -572,6 +630,78 @@ impl Normalizer<'_> {
             other => return Err(format!("a {other} join is outside the normal form")),
         };
         Ok(Shape::opaque(member, columns))
+    }
+
+    /// An inner join with the distinct keys of a relation, every key equal (`=`) to an
+    /// expression of the other side, is the semi join of the other side with that relation:
+    /// each row matches at most one key, so it is kept once or dropped, and the keys' columns
+    /// equal the expressions they are joined with. (`JOIN (SELECT DISTINCT k FROM t) d ON
+    /// d.k = o.k` is `WHERE EXISTS (SELECT 1 FROM t WHERE t.k = o.k)`.)
+    fn semi_join_on_distinct_keys(
+        &self,
+        join: &datafusion::logical_expr::Join,
+        left: &Shape,
+        right: &Shape,
+        both: &dyn Fn(&Expr) -> Result<Expr, String>,
+    ) -> Result<Option<Shape>, String> {
+        if join.null_equality != NullEquality::NullEqualsNothing {
+            return Ok(None);
+        }
+        let pairs: Vec<(Expr, Expr)> = join
+            .on
+            .iter()
+            .map(|(l, r)| Ok((both(l)?, both(r)?)))
+            .collect::<Result<_, String>>()?;
+        for (keys_side, other, flipped) in [(right, left, false), (left, right, true)] {
+            let Some((input_text, keys)) = keys_side.only_distinct_keys() else {
+                continue;
+            };
+            // Which expression of the other side each key column is joined with.
+            let mut joined: Vec<Option<Expr>> = vec![None; keys.len()];
+            let mut complete = pairs.len() == keys.len();
+            for (l, r) in &pairs {
+                let (mine, theirs) = if flipped { (l, r) } else { (r, l) };
+                match keys_side.columns.iter().position(|c| c == mine) {
+                    Some(at) if joined[at].is_none() => joined[at] = Some(theirs.clone()),
+                    _ => complete = false,
+                }
+            }
+            if !complete || joined.iter().any(Option::is_none) {
+                continue;
+            }
+            let joined: Vec<Expr> = joined.into_iter().flatten().collect();
+            let (other_text, other_map) = self.finish(other, false);
+            let mut condition: Vec<String> = joined
+                .iter()
+                .zip(keys)
+                .map(|(theirs, key)| {
+                    canonical(replace(theirs.clone(), &other_map).eq(key.clone())).to_string()
+                })
+                .collect();
+            condition.sort();
+            condition.dedup();
+            let member = format!(
+                "{} JOIN ({other_text}) ({input_text}) ON [{}]",
+                JoinType::LeftSemi,
+                condition.join(" AND ")
+            );
+            let kept: Vec<Expr> = other
+                .columns
+                .iter()
+                .map(|c| canonical(replace(c.clone(), &other_map)))
+                .collect();
+            let keys_columns: Vec<Expr> = joined
+                .iter()
+                .map(|e| canonical(replace(e.clone(), &other_map)))
+                .collect();
+            let columns = if flipped {
+                [keys_columns, kept].concat()
+            } else {
+                [kept, keys_columns].concat()
+            };
+            return Ok(Some(Shape::opaque(member, columns)));
+        }
+        Ok(None)
     }
 
     /// The shape's text (its members, conjuncts and, when asked, columns, all in one order),
@@ -862,6 +992,13 @@ mod tests {
                 "SELECT o.id FROM orders o JOIN customers c ON o.customer = c.id \
                  WHERE o.customer > 10",
             ),
+            // A join with the distinct matching keys is the semi join (EXISTS).
+            (
+                "SELECT o.id FROM orders o WHERE EXISTS \
+                 (SELECT 1 FROM customers c WHERE c.id = o.customer AND c.region = 1)",
+                "SELECT o.id FROM orders o JOIN (SELECT DISTINCT id FROM customers \
+                 WHERE region = 1) k ON k.id = o.customer",
+            ),
             // A self-join with its two sides swapped.
             (
                 "SELECT a.id, b.id FROM orders a JOIN orders b ON a.customer = b.customer \
@@ -916,6 +1053,15 @@ mod tests {
                 "{candidate}"
             );
         }
+        // Keys that are not distinct (a GROUP BY with an extra column) are not a semi join.
+        let exists = "SELECT o.id FROM orders o WHERE EXISTS \
+                      (SELECT 1 FROM customers c WHERE c.id = o.customer)";
+        let not_distinct = "SELECT o.id FROM orders o JOIN (SELECT id, name FROM customers \
+                            GROUP BY id, name) k ON k.id = o.customer";
+        assert!(matches!(
+            proven(&ctx, exists, not_distinct).await,
+            Proof::Unproven(_)
+        ));
         // A computed column of a NULL-padded side is NULL, not its expression over NULLs.
         let padded = "SELECT o.id, x.one FROM orders o LEFT JOIN \
                       (SELECT id, coalesce(name, 'none') AS one FROM customers) x ON o.customer = x.id";
