@@ -63,29 +63,43 @@ pub fn varchar_length(field: &Field) -> Option<usize> {
     field.metadata().get(VARCHAR_LENGTH_KEY)?.parse().ok()
 }
 
-/// Fails with 22001 when a value of `column` is longer than `field`'s declared length.
-pub fn check_length(field: &Field, column: &ArrayRef) -> std::result::Result<(), SemsqlError> {
+/// `column` fitted to `field`'s declared `varchar` length, as PostgreSQL stores a value: one
+/// longer than the length fails with 22001, unless the characters past the length are all
+/// spaces, which are cut off (`'ab   '` fits `varchar(2)` as `'ab'`).
+pub fn fit_length(field: &Field, column: &ArrayRef) -> std::result::Result<ArrayRef, SemsqlError> {
     let Some(limit) = varchar_length(field) else {
-        return Ok(());
+        return Ok(column.clone());
     };
+    let text = match column.data_type() {
+        DataType::Utf8 => column.clone(),
+        _ => cast(column, &DataType::Utf8)
+            .map_err(|err| SemsqlError::InvalidParameter(err.to_string()))?,
+    };
+    let values = text.as_string::<i32>();
     let too_long = |value: &str| value.chars().count() > limit;
-    let long = match column.data_type() {
-        DataType::Utf8View => column.as_string_view().iter().flatten().any(too_long),
-        DataType::Utf8 => column.as_string::<i32>().iter().flatten().any(too_long),
-        DataType::LargeUtf8 => column.as_string::<i64>().iter().flatten().any(too_long),
-        _ => {
-            let text = cast(column, &DataType::Utf8)
-                .map_err(|err| SemsqlError::InvalidParameter(err.to_string()))?;
-            let long = text.as_string::<i32>().iter().flatten().any(too_long);
-            long
-        }
-    };
-    if long {
-        return Err(SemsqlError::StringTooLong(format!(
-            "value too long for type character varying({limit})"
-        )));
+    if !values.iter().flatten().any(too_long) {
+        return Ok(column.clone());
     }
-    Ok(())
+    let mut fitted = Vec::with_capacity(values.len());
+    for value in values.iter() {
+        fitted.push(match value {
+            Some(value) if too_long(value) => {
+                let cut = value
+                    .char_indices()
+                    .nth(limit)
+                    .map_or(value.len(), |(at, _)| at);
+                if !value[cut..].chars().all(|c| c == ' ') {
+                    return Err(SemsqlError::StringTooLong(format!(
+                        "value too long for type character varying({limit})"
+                    )));
+                }
+                Some(&value[..cut])
+            }
+            other => other,
+        });
+    }
+    let fitted: ArrayRef = Arc::new(datafusion::arrow::array::StringArray::from(fitted));
+    cast(&fitted, column.data_type()).map_err(|err| SemsqlError::InvalidParameter(err.to_string()))
 }
 
 #[cfg(test)]
@@ -106,9 +120,15 @@ mod tests {
             .unwrap();
         assert_eq!(varchar_length(&field), Some(3));
         let fits: ArrayRef = Arc::new(StringViewArray::from(vec![Some("abc"), None, Some("é")]));
-        check_length(&field, &fits).unwrap();
+        fit_length(&field, &fits).unwrap();
+        // Spaces past the length are cut off, as PostgreSQL stores them.
+        let spaces: ArrayRef = Arc::new(StringViewArray::from(vec![Some("ab    "), None]));
+        let fitted = fit_length(&field, &spaces).unwrap();
+        assert_eq!(fitted.data_type(), &DataType::Utf8View);
+        assert_eq!(fitted.as_string_view().value(0), "ab ");
+        assert!(fitted.is_null(1));
         let long: ArrayRef = Arc::new(StringViewArray::from(vec![Some("abcd")]));
-        let err = check_length(&field, &long).unwrap_err();
+        let err = fit_length(&field, &long).unwrap_err();
         assert_eq!(
             err.to_string(),
             "value too long for type character varying(3)"

@@ -24,7 +24,7 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use futures::StreamExt;
 
-use super::character_types::check_length;
+use super::character_types::fit_length;
 use super::checked_arithmetic::checked_expr;
 use super::storage::Store;
 use super::transaction::{RowChange, Staged, Transaction};
@@ -440,11 +440,11 @@ fn conform(schema: &SchemaRef, table: &str, batch: &RecordBatch) -> Result<Recor
                 }
                 .into_datafusion());
             }
-            check_length(field, column).map_err(SemsqlError::into_datafusion)?;
+            let column = fit_length(field, column).map_err(SemsqlError::into_datafusion)?;
             if column.data_type() == field.data_type() {
-                Ok(column.clone())
+                Ok(column)
             } else {
-                Ok(cast(column, field.data_type())?)
+                Ok(cast(&column, field.data_type())?)
             }
         })
         .collect::<Result<Vec<ArrayRef>>>()?;
@@ -531,9 +531,9 @@ fn update_rows(
                     )));
                 }
             }
-            columns[*index] = zip(&selected, &value, &batch.column(*index))?;
-            check_length(schema.field(*index), &columns[*index])
-                .map_err(SemsqlError::into_datafusion)?;
+            let merged = zip(&selected, &value, &batch.column(*index))?;
+            columns[*index] =
+                fit_length(schema.field(*index), &merged).map_err(SemsqlError::into_datafusion)?;
         }
         rewritten.push(RecordBatch::try_new(schema.clone(), columns)?);
     }

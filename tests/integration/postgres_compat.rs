@@ -515,6 +515,27 @@ async fn varchar_keeps_its_length() {
             db.message()
         );
     }
+    // Spaces past the length are cut off, not refused (PostgreSQL stores 'ab' for 'ab   '),
+    // on INSERT and UPDATE.
+    client
+        .batch_execute(
+            "INSERT INTO sized VALUES (3, 'abcde   ', 'xy     '); \
+             UPDATE sized SET note = 'é€x  ' WHERE id = 3",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT name || '|' || note FROM sized WHERE id = 3"
+        )
+        .await,
+        one("abcde|é€x")
+    );
+    client
+        .batch_execute("DELETE FROM sized WHERE id = 3")
+        .await
+        .unwrap();
     let types = "SELECT string_agg(format_type(atttypid, atttypmod), ', ' ORDER BY attnum) \
                  FROM pg_attribute WHERE attrelid = CAST('{table}' AS regclass) AND attnum > 0";
     assert_eq!(
