@@ -70,13 +70,21 @@ pub fn fit_length(field: &Field, column: &ArrayRef) -> std::result::Result<Array
     let Some(limit) = varchar_length(field) else {
         return Ok(column.clone());
     };
-    let text = match column.data_type() {
-        DataType::Utf8 => column.clone(),
-        _ => cast(column, &DataType::Utf8)
-            .map_err(|err| SemsqlError::InvalidParameter(err.to_string()))?,
-    };
-    let values = text.as_string::<i32>();
     let too_long = |value: &str| value.chars().count() > limit;
+    // Every write of the column checks it, in its own string type; a copy is made only when
+    // some value has to be cut.
+    let any_long = match column.data_type() {
+        DataType::Utf8View => column.as_string_view().iter().flatten().any(too_long),
+        DataType::Utf8 => column.as_string::<i32>().iter().flatten().any(too_long),
+        DataType::LargeUtf8 => column.as_string::<i64>().iter().flatten().any(too_long),
+        _ => true,
+    };
+    if !any_long {
+        return Ok(column.clone());
+    }
+    let text = cast(column, &DataType::Utf8)
+        .map_err(|err| SemsqlError::InvalidParameter(err.to_string()))?;
+    let values = text.as_string::<i32>();
     if !values.iter().flatten().any(too_long) {
         return Ok(column.clone());
     }

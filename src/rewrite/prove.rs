@@ -330,8 +330,7 @@ impl Normalizer<'_> {
                     if matches!(e, Expr::GroupingSet(_)) {
                         return Err("grouping sets are outside the normal form".into());
                     }
-                    let e = substitute(e, aggregate.input.schema(), &input.columns)?;
-                    Ok(canonical(replace(e, &map)))
+                    over_input(e, aggregate.input.schema(), &input.columns, &map)
                 };
                 let groups = aggregate
                     .group_expr
@@ -367,11 +366,7 @@ impl Normalizer<'_> {
             LogicalPlan::Distinct(Distinct::All(input)) => {
                 let input = self.shape(input)?;
                 let (text, map) = self.finish(&input, true);
-                let columns = input
-                    .columns
-                    .into_iter()
-                    .map(|e| canonical(replace(e, &map)))
-                    .collect();
+                let columns = mapped(input.columns, &map);
                 Ok(Shape::opaque(format!("DISTINCT ({text})"), columns))
             }
             LogicalPlan::Sort(sort) => {
@@ -381,20 +376,16 @@ impl Normalizer<'_> {
                     .expr
                     .iter()
                     .map(|key| {
-                        let e = substitute(&key.expr, sort.input.schema(), &input.columns)?;
+                        let e = over_input(&key.expr, sort.input.schema(), &input.columns, &map)?;
                         Ok(format!(
                             "{} {} NULLS {}",
-                            canonical(replace(e, &map)),
+                            e,
                             if key.asc { "ASC" } else { "DESC" },
                             if key.nulls_first { "FIRST" } else { "LAST" }
                         ))
                     })
                     .collect::<Result<Vec<_>, String>>()?;
-                let columns = input
-                    .columns
-                    .into_iter()
-                    .map(|e| canonical(replace(e, &map)))
-                    .collect();
+                let columns = mapped(input.columns, &map);
                 Ok(Shape::opaque(
                     format!(
                         "SORT BY [{}] FETCH {:?} ({text})",
@@ -409,11 +400,7 @@ impl Normalizer<'_> {
                 let (text, map) = self.finish(&input, true);
                 let show =
                     |e: &Option<Box<Expr>>| e.as_ref().map_or(String::new(), |e| e.to_string());
-                let columns = input
-                    .columns
-                    .into_iter()
-                    .map(|e| canonical(replace(e, &map)))
-                    .collect();
+                let columns = mapped(input.columns, &map);
                 Ok(Shape::opaque(
                     format!(
                         "LIMIT {} OFFSET {} ({text})",
@@ -433,9 +420,7 @@ impl Normalizer<'_> {
                 parts.sort();
                 let member = format!("UNION ALL ({})", parts.join(") | ("));
                 let id = digest(&member);
-                let columns = (0..union.schema.fields().len())
-                    .map(|i| named(format!("{id}:#{i}")))
-                    .collect();
+                let columns = numbered(&id, union.schema.fields().len());
                 Ok(Shape::opaque(member, columns))
             }
             LogicalPlan::Window(window) => {
@@ -444,29 +429,20 @@ impl Normalizer<'_> {
                 let functions = window
                     .window_expr
                     .iter()
-                    .map(|e| {
-                        let e = substitute(e, window.input.schema(), &input.columns)?;
-                        Ok(canonical(replace(e, &map)))
-                    })
+                    .map(|e| over_input(e, window.input.schema(), &input.columns, &map))
                     .collect::<Result<Vec<_>, String>>()?;
                 let mut function_texts = texts(&functions);
                 function_texts.sort();
                 let member = format!("WINDOW [{}] OVER ({text})", function_texts.join(", "));
                 let id = digest(&member);
-                let mut columns: Vec<Expr> = input
-                    .columns
-                    .into_iter()
-                    .map(|e| canonical(replace(e, &map)))
-                    .collect();
+                let mut columns: Vec<Expr> = mapped(input.columns, &map);
                 columns.extend(functions.iter().map(|e| named(format!("{id}:{e}"))));
                 Ok(Shape::opaque(member, columns))
             }
             LogicalPlan::EmptyRelation(empty) => {
                 let member = format!("EMPTY (one row: {})", empty.produce_one_row);
                 let id = digest(&member);
-                let columns = (0..empty.schema.fields().len())
-                    .map(|i| named(format!("{id}:#{i}")))
-                    .collect();
+                let columns = numbered(&id, empty.schema.fields().len());
                 Ok(Shape::opaque(member, columns))
             }
             LogicalPlan::Values(values) => {
@@ -480,9 +456,7 @@ impl Normalizer<'_> {
                     .collect();
                 let member = format!("VALUES {}", rows.join(", "));
                 let id = digest(&member);
-                let columns = (0..values.schema.fields().len())
-                    .map(|i| named(format!("{id}:#{i}")))
-                    .collect();
+                let columns = numbered(&id, values.schema.fields().len());
                 Ok(Shape::opaque(member, columns))
             }
             other => Err(format!(
@@ -685,15 +659,8 @@ impl Normalizer<'_> {
                 JoinType::LeftSemi,
                 condition.join(" AND ")
             );
-            let kept: Vec<Expr> = other
-                .columns
-                .iter()
-                .map(|c| canonical(replace(c.clone(), &other_map)))
-                .collect();
-            let keys_columns: Vec<Expr> = joined
-                .iter()
-                .map(|e| canonical(replace(e.clone(), &other_map)))
-                .collect();
+            let kept = mapped(other.columns.clone(), &other_map);
+            let keys_columns = mapped(joined, &other_map);
             let columns = if flipped {
                 [keys_columns, kept].concat()
             } else {
@@ -779,6 +746,29 @@ fn exactly_compared(data_type: &DataType) -> bool {
                 | DataType::Date32
                 | DataType::Date64
         )
+}
+
+/// Columns of a shape as its text names them (`map` is what [`Normalizer::finish`] made).
+fn mapped(columns: Vec<Expr>, map: &HashMap<String, Expr>) -> Vec<Expr> {
+    columns
+        .into_iter()
+        .map(|e| canonical(replace(e, map)))
+        .collect()
+}
+
+/// `expr` of an operator over its input, in the input's normal form as its text names it.
+fn over_input(
+    expr: &Expr,
+    schema: &DFSchema,
+    columns: &[Expr],
+    map: &HashMap<String, Expr>,
+) -> Result<Expr, String> {
+    Ok(canonical(replace(substitute(expr, schema, columns)?, map)))
+}
+
+/// `count` output columns of an operator whose text digests to `id`, named by position.
+fn numbered(id: &str, count: usize) -> Vec<Expr> {
+    (0..count).map(|i| named(format!("{id}:#{i}"))).collect()
 }
 
 /// `expr` over a plan's input written over the input's normal-form columns.
@@ -920,14 +910,14 @@ fn flatten_into(expr: Expr, op: Operator, into: &mut Vec<Expr>) {
     }
 }
 
-/// Classes of equal columns; each class's representative is its smallest name.
+/// Classes of equal names; each class's representative is its smallest name.
 #[derive(Default)]
-struct UnionFind {
+pub(super) struct UnionFind {
     parent: BTreeMap<String, String>,
 }
 
 impl UnionFind {
-    fn find(&self, name: &str) -> String {
+    pub(super) fn find(&self, name: &str) -> String {
         let mut at = name.to_owned();
         while let Some(up) = self.parent.get(&at) {
             if *up == at {
@@ -938,7 +928,7 @@ impl UnionFind {
         at
     }
 
-    fn union(&mut self, a: &str, b: &str) {
+    pub(super) fn union(&mut self, a: &str, b: &str) {
         for name in [a, b] {
             self.parent
                 .entry(name.to_owned())
@@ -949,7 +939,7 @@ impl UnionFind {
         self.parent.insert(child, root);
     }
 
-    fn members(&self) -> Vec<String> {
+    pub(super) fn members(&self) -> Vec<String> {
         self.parent.keys().cloned().collect()
     }
 }

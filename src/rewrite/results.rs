@@ -551,33 +551,15 @@ pub(super) fn key_classes(plan: &LogicalPlan) -> HashMap<String, usize> {
         });
         Ok(TreeNodeRecursion::Continue)
     });
-    // Union-find over names.
-    let mut parent: HashMap<String, String> = HashMap::new();
-    fn root(parent: &mut HashMap<String, String>, name: &str) -> String {
-        let up = parent
-            .entry(name.to_owned())
-            .or_insert_with(|| name.to_owned())
-            .clone();
-        if up == name {
-            return up;
-        }
-        let top = root(parent, &up);
-        parent.insert(name.to_owned(), top.clone());
-        top
-    }
+    let mut names = super::prove::UnionFind::default();
     for (a, b) in &pairs {
-        let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
-        if ra != rb {
-            parent.insert(ra, rb);
-        }
+        names.union(a, b);
     }
-    let names: Vec<String> = parent.keys().cloned().collect();
     let mut ids: HashMap<String, usize> = HashMap::new();
     let mut classes = HashMap::new();
-    for name in names {
-        let top = root(&mut parent, &name);
+    for name in names.members() {
         let next = ids.len();
-        let id = *ids.entry(top).or_insert(next);
+        let id = *ids.entry(names.find(&name)).or_insert(next);
         classes.insert(name, id);
     }
     classes
@@ -798,20 +780,25 @@ struct Constants {
     filtered: BTreeSet<String>,
 }
 
+/// The column a comparison compares, when its side is a column or a cast of one.
+pub(super) fn compared_column(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Column(c) => Some(c.name.clone()),
+        Expr::Cast(cast) => match cast.expr.as_ref() {
+            Expr::Column(c) => Some(c.name.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn compared_constants(plan: &LogicalPlan) -> Constants {
     let mut found: HashMap<String, Vec<ScalarValue>> = HashMap::new();
     let mut filtered = BTreeSet::new();
     let _ = plan.apply_with_subqueries(|node| {
         let _ = node.apply_expressions(|expr| {
             expr.apply(|e| {
-                let column_of = |e: &Expr| match e {
-                    Expr::Column(c) => Some(c.name.clone()),
-                    Expr::Cast(cast) => match cast.expr.as_ref() {
-                        Expr::Column(c) => Some(c.name.clone()),
-                        _ => None,
-                    },
-                    _ => None,
-                };
+                let column_of = compared_column;
                 let literal_of = |e: &Expr| match e {
                     Expr::Literal(value, _) => Some(value.clone()),
                     _ => None,

@@ -33,7 +33,9 @@ use datafusion::error::Result;
 use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan};
 use datafusion::prelude::SessionContext;
 
-use super::results::{compare_rows, key_classes, run, session_over, TableData, TestDatabase};
+use super::results::{
+    compare_rows, compared_column, key_classes, run, session_over, TableData, TestDatabase,
+};
 
 /// How many random databases are tried per candidate.
 pub const RANDOM_DATABASES: usize = 100;
@@ -520,16 +522,11 @@ fn literals(
     numbers: &mut Vec<ScalarValue>,
 ) {
     let column_of = |e: &Expr| match e {
-        Expr::Column(c) => Some(c.name.clone()),
-        Expr::Cast(cast) => match cast.expr.as_ref() {
-            Expr::Column(c) => Some(c.name.clone()),
-            _ => None,
-        },
         Expr::TryCast(cast) => match cast.expr.as_ref() {
             Expr::Column(c) => Some(c.name.clone()),
             _ => None,
         },
-        _ => None,
+        other => compared_column(other),
     };
     let _ = plan.apply_with_subqueries(|node| {
         let _ = node.apply_expressions(|expr| {
@@ -630,16 +627,12 @@ fn literal(value: &ScalarValue) -> String {
     }
 }
 
-/// A small fast random source (SplitMix64), seeded, so a verdict can be reproduced.
+/// A seeded random source, so a verdict can be reproduced.
 struct SplitMix(u64);
 
 impl SplitMix {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        crate::vector::hnsw::splitmix64(&mut self.0)
     }
 
     fn below(&mut self, bound: u64) -> u64 {

@@ -803,6 +803,32 @@ fn catalog_list_function(expr: &Expr) -> Option<&'static str> {
     }
 }
 
+/// One query parsed as PostgreSQL writes it, for the rewrites that build one as text.
+fn parse_query(sql: &str) -> Option<Query> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut parser| parser.parse_query())
+        .ok()
+        .map(|query| *query)
+}
+
+/// Whether `function` is `ARRAY(subquery)`.
+fn is_array_subquery(function: &datafusion::sql::sqlparser::ast::Function) -> bool {
+    function.name.to_string().eq_ignore_ascii_case("array")
+        && matches!(function.args, FunctionArguments::Subquery(_))
+}
+
+/// The subquery of `ARRAY(subquery)`, when `expr` is one.
+fn array_subquery(expr: &mut Expr) -> Option<&mut Box<Query>> {
+    match expr {
+        Expr::Function(function) if is_array_subquery(function) => match &mut function.args {
+            FunctionArguments::Subquery(query) => Some(query),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// One expression parsed as PostgreSQL writes it, for the rewrites that build one as text.
 fn parse_expr(sql: &str) -> Option<Expr> {
     Parser::new(&PostgreSqlDialect {})
@@ -1515,14 +1541,9 @@ impl VisitorMut for ArraySubqueries {
     type Break = ();
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        if let Expr::Function(function) = expr {
-            let is_array = function.name.to_string().eq_ignore_ascii_case("array");
-            if let (true, FunctionArguments::Subquery(query)) = (is_array, &function.args) {
-                if let Some(aggregated) = Self::aggregated(query) {
-                    *expr = aggregated;
-                    self.changed = true;
-                }
-            }
+        if let Some(aggregated) = array_subquery(expr).and_then(|query| Self::aggregated(query)) {
+            *expr = aggregated;
+            self.changed = true;
         }
         ControlFlow::Continue(())
     }
@@ -1611,11 +1632,7 @@ impl UnnestOfOuterArrays {
             "SELECT {items} FROM (SELECT oid AS __oid, unnest({column}) AS {column_name} \
              FROM {table}) {alias_name} WHERE {condition}{order}"
         );
-        Parser::new(&PostgreSqlDialect {})
-            .try_with_sql(&text)
-            .and_then(|mut parser| parser.parse_query())
-            .ok()
-            .map(|query| *query)
+        parse_query(&text)
     }
 }
 
@@ -1658,15 +1675,10 @@ impl VisitorMut for UnnestOfOuterArrays {
         for item in &mut select.projection {
             if let SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } = item {
                 let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(expr, |e| {
-                    if let Expr::Function(function) = e {
-                        let is_array = function.name.to_string().eq_ignore_ascii_case("array");
-                        if let (true, FunctionArguments::Subquery(inner)) =
-                            (is_array, &mut function.args)
-                        {
-                            if let Some(rewritten) = Self::rewritten(inner, &outer) {
-                                **inner = rewritten;
-                                changed = true;
-                            }
+                    if let Some(inner) = array_subquery(e) {
+                        if let Some(rewritten) = Self::rewritten(inner, &outer) {
+                            **inner = rewritten;
+                            changed = true;
                         }
                     }
                     ControlFlow::<()>::Continue(())
@@ -1685,9 +1697,7 @@ fn has_array_subquery(statement: &Statement) -> bool {
         type Break = ();
         fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
             if let Expr::Function(function) = expr {
-                if function.name.to_string().eq_ignore_ascii_case("array")
-                    && matches!(function.args, FunctionArguments::Subquery(_))
-                {
+                if is_array_subquery(function) {
                     self.0 = true;
                     return ControlFlow::Break(());
                 }

@@ -195,11 +195,7 @@ impl Hnsw {
 
     /// A level drawn with `P(level ≥ l) = m^-l`.
     fn draw_level(&mut self) -> usize {
-        self.seed = self.seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.seed;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
+        let z = splitmix64(&mut self.seed);
         let uniform = ((z >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
         let level = (-uniform.ln() / (self.m as f64).ln()).floor() as usize;
         level.min(16)
@@ -523,6 +519,16 @@ impl Hnsw {
             ef = (ef * 2).min(self.len());
         }
     }
+}
+
+/// SplitMix64: the next value of a small seeded generator whose whole state is `state`, so a
+/// run can be reproduced from its seed (index levels, the rewriter's test databases).
+pub fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]
