@@ -369,3 +369,20 @@ impl Engine {
         ctx
     }
 }
+
+/// Re-creates the functions whose behaviour depends on a session option (`now()` and
+/// `current_date` read the time zone, the `to_timestamp` family too) after an option changed.
+/// DataFusion's own `SET` does this; semsql sets options itself, so it must too, or `now()`
+/// keeps the zone the session started with while `current_date` follows the new one.
+pub fn refresh_option_dependent_functions(state: &mut SessionState) {
+    let options = state.config().options().clone();
+    let updated: Vec<_> = state
+        .scalar_functions()
+        .values()
+        .filter_map(|udf| udf.inner().with_updated_config(&options))
+        .collect();
+    for udf in updated {
+        // Registering replaces the function of the same name; it cannot fail for scalar ones.
+        let _ = datafusion::execution::FunctionRegistry::register_udf(state, Arc::new(udf));
+    }
+}

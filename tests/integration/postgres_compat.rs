@@ -177,6 +177,33 @@ async fn set_is_never_silently_ignored() {
         rows(&client, "SELECT '2020-01-02 03:04:05+00'::timestamptz").await,
         one("2020-01-01 22:04:05-05")
     );
+    // PostgreSQL reads '+05:00' as a POSIX zone (five hours west), a number and an interval as
+    // hours east; now() follows the zone as current_date does (it kept the first zone before).
+    for (set, shown) in [
+        ("SET TIME ZONE '+05:00'", "2020-01-01 22:04:05-05"),
+        ("SET TIME ZONE 5", "2020-01-02 08:04:05+05"),
+        (
+            "SET TIME ZONE INTERVAL '-03:00' HOUR TO MINUTE",
+            "2020-01-02 00:04:05-03",
+        ),
+        (
+            "SET TIME ZONE 'Pacific/Kiritimati'",
+            "2020-01-02 17:04:05+14",
+        ),
+    ] {
+        client.batch_execute(set).await.unwrap();
+        assert_eq!(
+            rows(
+                &client,
+                "SELECT '2020-01-02 03:04:05+00'::timestamptz, now()::date = current_date"
+            )
+            .await,
+            vec![vec![Some(shown.to_owned()), Some("t".to_owned())]],
+            "{set}"
+        );
+    }
+    client.batch_execute("SET TIME ZONE DEFAULT").await.unwrap();
+    assert_eq!(rows(&client, "SHOW timezone").await, one("UTC"));
     // Functions clients call: pgcli's regexp_split_to_table, SQLAlchemy's LIKE ... ESCAPE.
     assert_eq!(
         rows(&client, "SELECT regexp_split_to_table('a,b,,c', ',')").await,

@@ -197,6 +197,7 @@ fn reset_all(
         )));
     };
     *state.config_mut().options_mut() = starting.0.clone();
+    crate::engine::refresh_option_dependent_functions(&mut state);
     client.metadata_mut().remove(STATEMENT_TIMEOUT_MS);
     Some(Ok(Response::Execution(Tag::new("RESET"))))
 }

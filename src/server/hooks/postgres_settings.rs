@@ -32,6 +32,7 @@ use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::PgWireBackendMessage;
 
 use super::{placeholder_plan, single_text_row};
+use crate::engine::refresh_option_dependent_functions;
 use crate::engine::search_path::SearchPath;
 use crate::error::SemsqlError;
 use crate::server::connection::{
@@ -180,11 +181,71 @@ async fn set_datafusion_option(
         }
     }
     options.set(name, &value).map_err(|_| {
-        SemsqlError::InvalidParameter(format!(
+        PgWireError::from(SemsqlError::InvalidParameter(format!(
             "invalid value for parameter \"{name}\": \"{value}\""
-        ))
-        .into()
-    })
+        )))
+    })?;
+    refresh_option_dependent_functions(&mut state);
+    Ok(())
+}
+
+/// A PostgreSQL `TimeZone` value as the zone Arrow reads. PostgreSQL reads a plain number as
+/// hours east of UTC (`SET TIME ZONE 5`, `'-3'`), but an offset written as a POSIX zone
+/// (`'+05:00'`, `'UTC+3'`) as hours *west* of UTC, so `'+05:00'` is five hours behind UTC there;
+/// names (`'Europe/Berlin'`) are IANA zones in both.
+fn arrow_time_zone(zone: &str) -> String {
+    let upper = zone.trim().to_ascii_uppercase();
+    if matches!(upper.as_str(), "UTC" | "GMT" | "Z" | "ETC/UTC" | "LOCAL") {
+        return "+00:00".to_owned();
+    }
+    let offset = |east_minutes: i64| {
+        let sign = if east_minutes < 0 { '-' } else { '+' };
+        let minutes = east_minutes.abs();
+        format!("{sign}{:02}:{:02}", minutes / 60, minutes % 60)
+    };
+    if let Ok(hours) = upper.parse::<f64>() {
+        if hours.is_finite() && hours.abs() <= 15.0 {
+            return offset((hours * 60.0).round() as i64);
+        }
+    }
+    // Plain numbers were read above, so what is left is a POSIX offset: `[UTC|GMT][+|-]h[:mm]`.
+    let posix = upper
+        .strip_prefix("UTC")
+        .or_else(|| upper.strip_prefix("GMT"))
+        .unwrap_or(&upper);
+    let (east, unsigned) = match posix.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, posix.strip_prefix('+').unwrap_or(posix)),
+    };
+    let (hours, minutes) = unsigned.split_once(':').unwrap_or((unsigned, "00"));
+    let two_digits = |text: &str| {
+        (1..=2).contains(&text.len()) && text.bytes().all(|byte| byte.is_ascii_digit())
+    };
+    if two_digits(hours) && two_digits(minutes) {
+        let hours: i64 = hours.parse().unwrap_or_default();
+        let minutes: i64 = minutes.parse().unwrap_or_default();
+        if hours <= 15 && minutes < 60 {
+            let west_minutes = hours * 60 + minutes;
+            return offset(if east { west_minutes } else { -west_minutes });
+        }
+    }
+    zone.to_owned()
+}
+
+/// An interval's `[+|-]h[:mm]` as a number of hours (`-05:30` is `-5.5`); other text unchanged.
+fn interval_hours(text: &str) -> String {
+    let (negative, unsigned) = match text.trim().strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.trim().trim_start_matches('+')),
+    };
+    let (hours, minutes) = unsigned.split_once(':').unwrap_or((unsigned, "0"));
+    match (hours.parse::<f64>(), minutes.parse::<f64>()) {
+        (Ok(hours), Ok(minutes)) => {
+            let hours = hours + minutes / 60.0;
+            (if negative { -hours } else { hours }).to_string()
+        }
+        _ => text.to_owned(),
+    }
 }
 
 /// A SET value as text: an identifier's or string's contents, a number as written.
@@ -259,9 +320,8 @@ fn owns(statement: &Statement) -> bool {
             Some(name) => !(PASSED_ON.contains(&name.as_str()) && scope.is_none()),
             None => datafusion_name(variable).is_some(),
         },
-        // `SET TIME ZONE` is the generic hook's; every other form (`SET ROLE`,
-        // `SET SESSION AUTHORIZATION`, `SET NAMES`, ...) is refused here rather than ignored.
-        Statement::Set(Set::SetTimeZone { local: false, .. }) => false,
+        // Every other form (`SET ROLE`, `SET SESSION AUTHORIZATION`, `SET NAMES`, ...) is
+        // refused here rather than ignored.
         Statement::Set(_) => true,
         Statement::Reset(reset) => match &reset.reset {
             // Ours are reset first (see `reset_all`); the answer comes from a later hook.
@@ -370,6 +430,20 @@ impl PostgresSettingsHook {
                     )));
                 }
                 self.set(&name, values, ctx, client).await
+            }
+            Statement::Set(Set::SetTimeZone {
+                local: false,
+                value,
+            }) => {
+                let value = match value {
+                    // `SET TIME ZONE INTERVAL '+05:30' HOUR TO MINUTE`: hours east of UTC, as a
+                    // plain number is.
+                    Expr::Interval(interval) => Expr::value(Value::SingleQuotedString(
+                        interval_hours(&value_text(&interval.value)),
+                    )),
+                    other => other.clone(),
+                };
+                self.set("timezone", &[value], ctx, client).await
             }
             Statement::Set(other) => Err(not_supported(format!(
                 "semsql does not support \"{other}\""
@@ -539,10 +613,7 @@ impl PostgresSettingsHook {
         ctx: &SessionContext,
         client: &mut dyn HookClient,
     ) -> PgWireResult<()> {
-        let offset = match zone.to_ascii_uppercase().as_str() {
-            "UTC" | "GMT" | "Z" | "ETC/UTC" => "+00:00".to_owned(),
-            _ => zone.to_owned(),
-        };
+        let offset = arrow_time_zone(zone);
         // DataFusion checks the zone when a timestamp is cast; check it now instead.
         if offset
             .parse::<datafusion::arrow::array::timezone::Tz>()
@@ -552,12 +623,12 @@ impl PostgresSettingsHook {
                 "invalid value for parameter \"TimeZone\": \"{zone}\""
             ))));
         }
-        ctx.state_ref()
-            .write()
-            .config_mut()
-            .options_mut()
-            .execution
-            .time_zone = Some(offset);
+        {
+            let state = ctx.state_ref();
+            let mut state = state.write();
+            state.config_mut().options_mut().execution.time_zone = Some(offset);
+            refresh_option_dependent_functions(&mut state);
+        }
         client
             .metadata_mut()
             .insert("timezone".to_owned(), zone.to_owned());
@@ -633,6 +704,22 @@ mod tests {
     }
 
     #[test]
+    fn time_zones_are_read_as_postgres_reads_them() {
+        // Checked against PostgreSQL 15: `SET TIME ZONE '+05:00'; SELECT now()` shows -05.
+        assert_eq!(arrow_time_zone("+05:00"), "-05:00");
+        assert_eq!(arrow_time_zone("UTC+3"), "-03:00");
+        assert_eq!(arrow_time_zone("gmt-2:30"), "+02:30");
+        assert_eq!(arrow_time_zone("5"), "+05:00");
+        assert_eq!(arrow_time_zone("-3"), "-03:00");
+        assert_eq!(arrow_time_zone("5.5"), "+05:30");
+        assert_eq!(arrow_time_zone("utc"), "+00:00");
+        assert_eq!(arrow_time_zone("Europe/Berlin"), "Europe/Berlin");
+        assert_eq!(arrow_time_zone("+99:00"), "+99:00");
+        assert_eq!(interval_hours("-05:30"), "-5.5");
+        assert_eq!(interval_hours("+05:00"), "5");
+    }
+
+    #[test]
     fn date_style_is_reported_as_postgres_spells_it() {
         assert_eq!(date_style("iso"), "ISO, MDY");
         assert_eq!(date_style("ISO, DMY"), "ISO, DMY");
@@ -647,7 +734,7 @@ mod tests {
         assert!(owns(&statement("SET SESSION statement_timeout = 5")));
         assert!(owns(&statement("SET ROLE nobody")));
         assert!(owns(&statement("SET DateStyle = ISO")));
-        assert!(!owns(&statement("SET TIME ZONE 'UTC'")));
+        assert!(owns(&statement("SET TIME ZONE 'UTC'")));
         assert!(!owns(&statement("SET statement_timeout = 5")));
         assert!(!owns(&statement("SET semsql.model = 'x'")));
         assert!(!owns(&statement("SHOW server_version")));
