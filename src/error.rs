@@ -52,6 +52,12 @@ pub enum SemsqlError {
     /// `value too long for type character varying(n)`.
     #[error("{0}")]
     StringTooLong(String),
+    /// `invalid input syntax for type timestamp: "..."`.
+    #[error("{0}")]
+    InvalidDatetime(String),
+    /// `date/time field value out of range: "2020-13-01"`.
+    #[error("date/time field value out of range: \"{0}\"")]
+    DatetimeOutOfRange(String),
     #[error("unrecognized configuration parameter \"{0}\"")]
     UnrecognizedSetting(String),
     #[error(
@@ -116,6 +122,8 @@ impl SemsqlError {
             SemsqlError::NotNullViolation { .. } => "23502",
             SemsqlError::UniqueViolation { .. } => "23505",
             SemsqlError::StringTooLong(_) => "22001",
+            SemsqlError::InvalidDatetime(_) => "22007",
+            SemsqlError::DatetimeOutOfRange(_) => "22008",
             SemsqlError::InsufficientPrivilege(_) => "42501",
             SemsqlError::RoleNotFound(_) => "42704",
             SemsqlError::DuplicateRole(_) => "42710",
@@ -278,7 +286,8 @@ pub fn client_message(err: &DataFusionError) -> String {
         // The access check's refusals read as PostgreSQL's, without the rule's name.
         DataFusionError::Context(context, inner)
             if context == crate::access::plan_check::RULE_NAME
-                || context == crate::planner::integer_arithmetic::RULE_NAME =>
+                || context == crate::planner::integer_arithmetic::RULE_NAME
+                || context == crate::planner::postgres_casts::RULE_NAME =>
         {
             client_message(inner)
         }

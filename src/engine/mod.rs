@@ -17,6 +17,7 @@ pub mod settings_functions;
 pub mod storage;
 pub mod system;
 pub mod table;
+pub mod text_format;
 pub mod transaction;
 pub mod unique_keys;
 
@@ -187,6 +188,7 @@ impl Engine {
                     .chain([
                         Arc::new(crate::planner::integer_arithmetic::PostgresIntegerArithmetic)
                             as _,
+                        Arc::new(crate::planner::postgres_casts::PostgresCasts) as _,
                         Arc::new(crate::planner::vector_syntax::VectorCasts::new()) as _,
                     ])
                     .collect(),

@@ -12,6 +12,9 @@
 
 //! - `constant_calls`: `embed('constant')` computed once, before the physical plan is made.
 
+//! - `postgres_casts`: casts between text and dates, times, intervals and floats read and
+//!   write PostgreSQL's text.
+
 //! - `vector_syntax`: pgvector's distance operators and casts to `vector`.
 
 //! - `vector_index`: `ORDER BY distance LIMIT k` searches an HNSW index instead of every row.
@@ -25,6 +28,7 @@ pub mod constant_calls;
 pub mod integer_arithmetic;
 pub mod lm_positions;
 pub mod nullable_insert_values;
+pub mod postgres_casts;
 pub mod semantic_exec;
 pub mod semantic_nodes;
 pub mod unknown_literals;

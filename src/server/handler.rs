@@ -379,8 +379,10 @@ impl SimpleQueryHandler for QueryHandler {
             }
         };
         let mut reported = Vec::with_capacity(responses.len());
+        let zone = session_time_zone(&session.ctx);
         for response in responses {
-            let response = super::text_output::postgres_text(client_names(response));
+            let response =
+                super::text_output::postgres_text(client_names(response), zone.as_deref());
             let response = self
                 .report_lm_usage(client, query, response, &usage)
                 .await?;
@@ -452,6 +454,7 @@ impl ExtendedQueryHandler for QueryHandler {
         let usage = self.start_lm_query(&session, &sql);
         let text_typed = super::parameters::as_text_parameters(portal);
         let portal = text_typed.as_ref().unwrap_or(portal);
+        let zone = session_time_zone(&session.ctx);
         let response = match ExtendedQueryHandler::do_query(
             &session.service,
             client,
@@ -460,7 +463,9 @@ impl ExtendedQueryHandler for QueryHandler {
         )
         .await
         {
-            Ok(response) => super::text_output::postgres_text(client_names(response)),
+            Ok(response) => {
+                super::text_output::postgres_text(client_names(response), zone.as_deref())
+            }
             Err(err) => {
                 self.sessions.engine.runtime().finish_query(&usage);
                 return Err(err);
@@ -1440,4 +1445,15 @@ mod rewrite_text_tests {
         assert!(!is_single_query("SELECT 1; SELECT 2"));
         assert!(!is_single_query("INSERT INTO t SELECT 1"));
     }
+}
+
+/// The session's time zone, in which timestamptz values are printed.
+fn session_time_zone(ctx: &SessionContext) -> Option<String> {
+    ctx.state_ref()
+        .read()
+        .config()
+        .options()
+        .execution
+        .time_zone
+        .clone()
 }

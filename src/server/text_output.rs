@@ -14,38 +14,51 @@ use pgwire::api::results::{FieldFormat, QueryResponse, Response};
 use pgwire::api::Type;
 use pgwire::messages::data::DataRow;
 
+use chrono::{LocalResult, NaiveDateTime, Offset, TimeZone};
+
+use crate::engine::text_format::{float4_text, float8_text, offset_text, trim_fraction};
+use datafusion::arrow::array::timezone::Tz;
+
 /// How a column's text is printed again.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug)]
 enum Reprint {
     Float4,
     Float8,
-    /// time, timestamp, timestamptz: the fraction without trailing zeros.
+    /// time, timestamp: the fraction without trailing zeros.
     Fraction,
+    /// timestamptz: the fraction as for timestamps, and the offset's minutes (pgwire prints
+    /// `+05` for Asia/Kolkata's `+05:30`), read from the session's zone.
+    Zoned(Tz),
 }
 
-fn reprint_of(ty: &Type, extra_float_digits: i8) -> Option<Reprint> {
+fn reprint_of(ty: &Type, extra_float_digits: i8, zone: Option<Tz>) -> Option<Reprint> {
     match *ty {
         // With extra_float_digits of 0 or less PostgreSQL rounds to fewer digits, which
         // pgwire does as PostgreSQL does.
         Type::FLOAT4 if extra_float_digits >= 1 => Some(Reprint::Float4),
         Type::FLOAT8 if extra_float_digits >= 1 => Some(Reprint::Float8),
-        Type::TIME | Type::TIMESTAMP | Type::TIMESTAMPTZ => Some(Reprint::Fraction),
+        Type::TIME | Type::TIMESTAMP => Some(Reprint::Fraction),
+        Type::TIMESTAMPTZ => Some(zone.map_or(Reprint::Fraction, Reprint::Zoned)),
         _ => None,
     }
 }
 
-/// The response with its text values printed as PostgreSQL prints them.
-pub fn postgres_text(response: Response) -> Response {
+/// The response with its text values printed as PostgreSQL prints them; `time_zone` is the
+/// session's (`datafusion.execution.time_zone`), in which timestamptz values were printed.
+pub fn postgres_text(response: Response, time_zone: Option<&str>) -> Response {
     let Response::Query(query) = response else {
         return response;
     };
+    let zone = time_zone.and_then(|zone| zone.parse::<Tz>().ok());
     let reprints: Vec<Option<Reprint>> = query
         .row_schema
         .iter()
         .map(|field| match field.format() {
-            FieldFormat::Text => {
-                reprint_of(field.datatype(), field.format_options().extra_float_digits)
-            }
+            FieldFormat::Text => reprint_of(
+                field.datatype(),
+                field.format_options().extra_float_digits,
+                zone,
+            ),
             FieldFormat::Binary => None,
         })
         .collect();
@@ -88,6 +101,7 @@ fn reprint_row(row: DataRow, reprints: &[Option<Reprint>]) -> DataRow {
                 Reprint::Float4 => text.parse::<f32>().ok().map(float4_text),
                 Reprint::Float8 => text.parse::<f64>().ok().map(float8_text),
                 Reprint::Fraction => Some(trim_fraction(text)),
+                Reprint::Zoned(zone) => Some(trim_fraction(&full_offset(text, &zone))),
             }
         });
         match reprinted {
@@ -104,89 +118,75 @@ fn reprint_row(row: DataRow, reprints: &[Option<Reprint>]) -> DataRow {
     DataRow::new(out, row.field_count)
 }
 
-/// float8 as PostgreSQL prints it (`float8out`): the shortest digits that read back exactly,
-/// in fixed notation when the decimal exponent is in [-4, 15), else as `1.5e+20`.
-pub fn float8_text(value: f64) -> String {
-    if value.is_nan() {
-        return "NaN".to_owned();
-    }
-    if value.is_infinite() {
-        return if value > 0.0 { "Infinity" } else { "-Infinity" }.to_owned();
-    }
-    shortest(&format!("{value:e}"), 15)
-}
-
-/// float4 as PostgreSQL prints it (`float4out`): as float8 but fixed only below 10^6.
-pub fn float4_text(value: f32) -> String {
-    if value.is_nan() {
-        return "NaN".to_owned();
-    }
-    if value.is_infinite() {
-        return if value > 0.0 { "Infinity" } else { "-Infinity" }.to_owned();
-    }
-    shortest(&format!("{value:e}"), 6)
-}
-
-/// Rust's shortest `{:e}` form (`-1.5e3`) in PostgreSQL's layout; fixed notation for
-/// exponents in [-4, `fixed_below`).
-fn shortest(exponential: &str, fixed_below: i32) -> String {
-    let (mantissa, exponent) = exponential
-        .split_once('e')
-        .expect("{:e} always writes an exponent");
-    let exponent: i32 = exponent.parse().expect("an integer exponent");
-    let (sign, mantissa) = match mantissa.strip_prefix('-') {
-        Some(rest) => ("-", rest),
-        None => ("", mantissa),
-    };
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    if digits == "0" {
-        return format!("{sign}0");
-    }
-    if (-4..fixed_below).contains(&exponent) {
-        let fixed = if exponent >= 0 {
-            let whole = exponent as usize + 1;
-            if digits.len() <= whole {
-                format!("{digits}{}", "0".repeat(whole - digits.len()))
-            } else {
-                format!("{}.{}", &digits[..whole], &digits[whole..])
-            }
-        } else {
-            format!("0.{}{digits}", "0".repeat((-exponent - 1) as usize))
-        };
-        return format!("{sign}{fixed}");
-    }
-    let mantissa = if digits.len() > 1 {
-        format!("{}.{}", &digits[..1], &digits[1..])
-    } else {
-        digits
-    };
-    let exponent_sign = if exponent < 0 { '-' } else { '+' };
-    format!("{sign}{mantissa}e{exponent_sign}{:02}", exponent.abs())
-}
-
-/// A time or timestamp's text with its fraction's trailing zeros dropped, and the fraction
-/// with them when it is all zeros (`03:04:05.500000+00` → `03:04:05.5+00`).
-pub fn trim_fraction(text: &str) -> String {
-    let Some(dot) = text.find('.') else {
+/// A timestamptz's text (ISO style, `2020-01-02 08:34:05.000000+05`) with its offset as
+/// PostgreSQL prints it: hours, then minutes and seconds when they are not zero (`+05:30`).
+/// pgwire prints the hours only, so the offset is found again from the local time in `zone`,
+/// the one whose hours were printed (two offsets share a local time when clocks go back).
+/// Text of another shape is returned unchanged.
+pub fn full_offset(text: &str, zone: &Tz) -> String {
+    let Some(sign_at) = text.rfind(['+', '-']).filter(|at| *at > 10) else {
         return text.to_owned();
     };
-    let digits_end = text[dot + 1..]
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or(text.len(), |end| dot + 1 + end);
-    let fraction = text[dot + 1..digits_end].trim_end_matches('0');
-    let mut out = String::with_capacity(text.len());
-    out.push_str(&text[..dot]);
-    if !fraction.is_empty() {
-        out.push('.');
-        out.push_str(fraction);
-    }
-    out.push_str(&text[digits_end..]);
-    out
+    let (local_text, printed) = text.split_at(sign_at);
+    let Ok(printed_hours) = printed.parse::<i32>() else {
+        return text.to_owned();
+    };
+    let Ok(local) = NaiveDateTime::parse_from_str(local_text, "%Y-%m-%d %H:%M:%S%.f") else {
+        return text.to_owned();
+    };
+    let offsets = match zone.offset_from_local_datetime(&local) {
+        LocalResult::Single(offset) => vec![offset],
+        LocalResult::Ambiguous(early, late) => vec![early, late],
+        LocalResult::None => return text.to_owned(),
+    };
+    let seconds = offsets
+        .iter()
+        .map(|offset| offset.fix().local_minus_utc())
+        .find(|seconds| seconds / 3600 == printed_hours);
+    let Some(seconds) = seconds else {
+        return text.to_owned();
+    };
+    format!("{local_text}{}", offset_text(seconds))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offsets_keep_their_minutes() {
+        // Each expected text was printed by PostgreSQL 15 with the zone set.
+        let zone = |name: &str| name.parse::<Tz>().unwrap();
+        assert_eq!(
+            full_offset("2020-01-02 08:34:05.000000+05", &zone("Asia/Kolkata")),
+            "2020-01-02 08:34:05.000000+05:30"
+        );
+        assert_eq!(
+            full_offset("2020-01-01 23:34:05+00", &zone("+00:00")),
+            "2020-01-01 23:34:05+00"
+        );
+        assert_eq!(
+            full_offset("2020-01-01 23:34:05-03", &zone("-03:30")),
+            "2020-01-01 23:34:05-03:30"
+        );
+        // Adelaide's clocks go back from +10:30 to +09:30 at 03:00 on 2020-04-05: 02:30 happens
+        // twice, and the printed hours say which.
+        let adelaide = zone("Australia/Adelaide");
+        assert_eq!(
+            full_offset("2020-04-05 02:30:00+10", &adelaide),
+            "2020-04-05 02:30:00+10:30"
+        );
+        assert_eq!(
+            full_offset("2020-04-05 02:30:00+09", &adelaide),
+            "2020-04-05 02:30:00+09:30"
+        );
+        // Local mean time before time zones: seconds too.
+        assert_eq!(
+            full_offset("1850-01-01 00:00:00+05", &zone("Asia/Kolkata")),
+            "1850-01-01 00:00:00+05:53:28"
+        );
+        assert_eq!(full_offset("not a time", &adelaide), "not a time");
+    }
 
     #[test]
     fn floats_print_as_postgres_prints_them() {

@@ -650,3 +650,92 @@ async fn datetime_templates_as_postgres() {
     }
     server.stop().await;
 }
+
+/// Casts between text and dates, times, intervals and floats, and timestamptz values in a zone
+/// whose offset has minutes, as PostgreSQL 15 answers them (each expected value is its answer).
+#[tokio::test]
+async fn datetime_text_casts_as_postgres() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client
+        .batch_execute("SET TIME ZONE 'Asia/Kolkata'")
+        .await
+        .unwrap();
+    for (sql, expected) in [
+        // Printed.
+        (
+            "SELECT '2020-01-02 03:04:05+00'::timestamptz",
+            "2020-01-02 08:34:05+05:30",
+        ),
+        (
+            "SELECT '2020-01-02 03:04:05+00'::timestamptz::text",
+            "2020-01-02 08:34:05+05:30",
+        ),
+        (
+            "SELECT '2020-01-02 03:04:05.5'::timestamp::text",
+            "2020-01-02 03:04:05.5",
+        ),
+        ("SELECT '1 day 2 hours'::interval::text", "1 day 02:00:00"),
+        ("SELECT 1e20::float8::text", "1e+20"),
+        ("SELECT '12:00:00.5'::time::text", "12:00:00.5"),
+        ("SELECT 'a' || 1.5::float8", "a1.5"),
+        // Read.
+        (
+            "SELECT '2020-01-02 03:04'::timestamp",
+            "2020-01-02 03:04:00",
+        ),
+        (
+            "SELECT '2020-1-2 3:04:05'::timestamp",
+            "2020-01-02 03:04:05",
+        ),
+        ("SELECT 'Jan 2 2020'::date", "2020-01-02"),
+        ("SELECT '2020-01-02 03:04:05'::date", "2020-01-02"),
+        ("SELECT 'epoch'::timestamp", "1970-01-01 00:00:00"),
+        ("SELECT 'epoch'::timestamptz", "1970-01-01 05:30:00+05:30"),
+        ("SELECT 'today'::date = current_date", "t"),
+        (
+            "SELECT '2020-01-02 03:04 +5:30'::timestamptz",
+            "2020-01-02 03:04:00+05:30",
+        ),
+    ] {
+        assert_eq!(rows(&client, sql).await, one(expected), "{sql}");
+    }
+    for (sql, code, message) in [
+        (
+            "SELECT 'soon'::timestamp",
+            "22007",
+            "invalid input syntax for type timestamp: \"soon\"",
+        ),
+        (
+            "SELECT '2020-13-01'::date",
+            "22008",
+            "date/time field value out of range: \"2020-13-01\"",
+        ),
+    ] {
+        let err = client.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&err), code, "{sql}");
+        assert_eq!(err.as_db_error().unwrap().message(), message, "{sql}");
+    }
+    // Columns of text are read row by row; comparisons with stored values read their constant.
+    client
+        .batch_execute(
+            "CREATE TABLE moments (t timestamp, z timestamptz, s text);
+             INSERT INTO moments VALUES ('2020-01-02 03:04', '2020-01-02 03:04', '2021-2-3 4:05')",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(
+            &client,
+            "SELECT t, z, s::timestamp FROM moments \
+             WHERE t > '2020-01-02 03:03' AND z < '2020-01-02 3:05'"
+        )
+        .await,
+        vec![vec![
+            Some("2020-01-02 03:04:00".to_owned()),
+            Some("2020-01-02 03:04:00+05:30".to_owned()),
+            Some("2021-02-03 04:05:00".to_owned()),
+        ]]
+    );
+    server.stop().await;
+}

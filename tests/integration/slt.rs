@@ -86,9 +86,10 @@ impl sqllogictest::AsyncDB for InProcess {
             .map_err(|e| err(&e))?;
         // PostgreSQL's text for floats and times, as the server prints it.
         let pgwire::api::results::Response::Query(mut response) =
-            semsql::server::text_output::postgres_text(pgwire::api::results::Response::Query(
-                response,
-            ))
+            semsql::server::text_output::postgres_text(
+                pgwire::api::results::Response::Query(response),
+                Some("+00:00"),
+            )
         else {
             unreachable!("a query stays a query");
         };
