@@ -142,9 +142,16 @@ impl FileConfig {
         let text = std::fs::read_to_string(path).map_err(|err| {
             SemsqlError::Config(format!("cannot read config file {}: {err}", path.display()))
         })?;
-        toml::from_str(&text).map_err(|err| {
+        let mut config: FileConfig = toml::from_str(&text).map_err(|err| {
             SemsqlError::Config(format!("config file {}: {}", path.display(), err.message()))
-        })
+        })?;
+        // A relative folder in the file is relative to the file, not to where semsql runs.
+        if let (Some(dir), Some(base)) = (config.llm.local_model_dir.as_mut(), path.parent()) {
+            if dir.is_relative() {
+                *dir = base.join(&*dir);
+            }
+        }
+        Ok(config)
     }
 }
 
@@ -197,6 +204,7 @@ impl Config {
         })?;
         let users = file.users;
         let llm = llm_config(&file.llm, &file.models, &file.secrets)?;
+        let llm = with_environment_models(llm, |name| std::env::var(name).ok());
         for url in &llm.allowed_base_urls {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(SemsqlError::Config(format!(
@@ -332,6 +340,77 @@ pub fn parse_bytes(text: &str) -> Result<usize, SemsqlError> {
     }
 }
 
+/// Models the server's environment offers when the configuration does not name them:
+/// `OPENAI_API_KEY` gives `openai` (OpenAI's `gpt-4o-mini`; the key is read from the variable
+/// at each request, never copied), `OLLAMA_HOST` gives `ollama` (Ollama's OpenAI-compatible
+/// endpoint on that host, the model `OLLAMA_MODEL` or `llama3.2`). They are read-only, as
+/// the configuration file's models are; the first becomes the default model when the
+/// configuration chooses none. A `[models.openai]` or `[models.ollama]` table overrides them.
+pub fn with_environment_models(
+    mut llm: crate::llm::LlmConfig,
+    env: impl Fn(&str) -> Option<String>,
+) -> crate::llm::LlmConfig {
+    let set = |name: &str| env(name).filter(|value| !value.trim().is_empty());
+    let mut offered: Vec<(&str, crate::llm::models::RawOptions)> = Vec::new();
+    if set("OPENAI_API_KEY").is_some() {
+        offered.push((
+            "openai",
+            [
+                ("base_url", "https://api.openai.com/v1".to_owned()),
+                ("model", "gpt-4o-mini".to_owned()),
+                ("api_key_env", "OPENAI_API_KEY".to_owned()),
+                ("structured_output", "json_schema".to_owned()),
+            ]
+            .map(|(key, value)| (key.to_owned(), value))
+            .into(),
+        ));
+    }
+    if let Some(host) = set("OLLAMA_HOST") {
+        // Ollama's own forms: `host`, `host:port`, `http://host:port`; its port is 11434.
+        let host = host.trim().trim_end_matches('/');
+        let with_scheme = if host.contains("://") {
+            host.to_owned()
+        } else {
+            format!("http://{host}")
+        };
+        let after_scheme = with_scheme.split_once("://").map_or("", |(_, rest)| rest);
+        let base = if after_scheme.contains(':') {
+            with_scheme
+        } else {
+            format!("{with_scheme}:11434")
+        };
+        offered.push((
+            "ollama",
+            [
+                ("base_url", format!("{base}/v1")),
+                (
+                    "model",
+                    set("OLLAMA_MODEL").unwrap_or_else(|| "llama3.2".to_owned()),
+                ),
+                ("structured_output", "json_schema".to_owned()),
+            ]
+            .map(|(key, value)| (key.to_owned(), value))
+            .into(),
+        ));
+    }
+    for (name, options) in offered {
+        if llm.models.contains_key(name) {
+            continue;
+        }
+        tracing::info!(
+            model = name,
+            base_url = %options["base_url"],
+            "model offered by the environment (read-only; a [models.{name}] table overrides it)"
+        );
+        llm.models.insert(name.to_owned(), options);
+        if llm.default_model.is_none() {
+            tracing::info!(model = name, "default model");
+            llm.default_model = Some(name.to_owned());
+        }
+    }
+    llm
+}
+
 /// The runtime's settings from `[llm]` and `[models.*]`; each model's options are checked here,
 /// so a bad model stops the server at start with a message naming it.
 fn llm_config(
@@ -406,6 +485,59 @@ fn llm_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_environment_offers_models_the_configuration_does_not_name() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| (*value).to_owned())
+            }
+        };
+        let llm = with_environment_models(
+            crate::llm::LlmConfig::default(),
+            env(&[("OPENAI_API_KEY", "sk-test"), ("OLLAMA_HOST", "gpu-box")]),
+        );
+        assert_eq!(llm.default_model.as_deref(), Some("openai"));
+        assert_eq!(llm.models["openai"]["api_key_env"], "OPENAI_API_KEY");
+        // The key itself is never copied into the configuration.
+        assert!(!format!("{:?}", llm.models).contains("sk-test"));
+        assert_eq!(llm.models["ollama"]["base_url"], "http://gpu-box:11434/v1");
+        assert_eq!(llm.models["ollama"]["model"], "llama3.2");
+        for options in llm.models.values() {
+            crate::llm::models::ModelOptions::parse("m", options).unwrap();
+        }
+
+        let llm = with_environment_models(
+            crate::llm::LlmConfig::default(),
+            env(&[
+                ("OLLAMA_HOST", "https://ollama.example:8443/"),
+                ("OLLAMA_MODEL", "qwen2.5:1.5b"),
+            ]),
+        );
+        assert_eq!(llm.default_model.as_deref(), Some("ollama"));
+        assert_eq!(
+            llm.models["ollama"]["base_url"],
+            "https://ollama.example:8443/v1"
+        );
+        assert_eq!(llm.models["ollama"]["model"], "qwen2.5:1.5b");
+
+        // A configured model of the same name, and a configured default, win.
+        let mut configured = crate::llm::LlmConfig::default();
+        configured.models.insert(
+            "openai".to_owned(),
+            [("base_url", "http://127.0.0.1:1/v1"), ("model", "mine")]
+                .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                .into(),
+        );
+        configured.default_model = Some("openai".to_owned());
+        let llm = with_environment_models(configured, env(&[("OPENAI_API_KEY", "sk-test")]));
+        assert_eq!(llm.models["openai"]["model"], "mine");
+        let none = with_environment_models(crate::llm::LlmConfig::default(), env(&[]));
+        assert!(none.models.is_empty() && none.default_model.is_none());
+    }
 
     #[test]
     fn defaults_need_no_file() {

@@ -60,6 +60,14 @@ enum Command {
     },
     /// Read a password from standard input and print the SCRAM verifier to put in the config.
     Password,
+    /// Fetch the offline embedding model (all-MiniLM-L6-v2, 90 MB, checked against pinned
+    /// SHA-256 sums) into the user's cache folder, where `semsql serve` finds it.
+    FetchModels {
+        /// Models folder to fetch into instead (then set llm.local_model_dir to
+        /// DIR/all-MiniLM-L6-v2).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -83,6 +91,25 @@ fn main() -> ExitCode {
             let password = password.trim_end_matches(['\r', '\n']);
             println!("{}", ScramSecret::from_password(password).to_postgres());
             ExitCode::SUCCESS
+        }
+        Command::FetchModels { dir } => {
+            let Some(dir) = dir.or_else(semsql::llm::model_files::user_models_dir) else {
+                eprintln!("semsql: no cache folder (HOME is not set); give one with --dir");
+                return ExitCode::FAILURE;
+            };
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            match runtime.block_on(semsql::llm::model_files::fetch(&dir, |line| {
+                eprintln!("{line}")
+            })) {
+                Ok(found) => {
+                    println!("{}", found.display());
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("semsql: {err}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Serve {
             listen,
@@ -123,6 +150,9 @@ fn main() -> ExitCode {
                 }
             };
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            if config.demo {
+                runtime.block_on(fetch_demo_model(&config));
+            }
             match runtime.block_on(semsql::server::run(config, shutdown_signal())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
@@ -131,6 +161,28 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// `--demo` embeds its reviews with the local model: fetched now when it is not found (with
+/// progress), used as it is when it is (no network needed then). Without it the demo still
+/// starts, and says what is missing.
+async fn fetch_demo_model(config: &Config) {
+    let found = semsql::llm::model_files::find(
+        config.llm.local_model_dir.as_deref(),
+        Some(&config.data_dir),
+    );
+    if semsql::llm::model_files::verified(&found) || config.llm.local_model_dir.is_some() {
+        return;
+    }
+    let Some(models) = semsql::llm::model_files::user_models_dir() else {
+        return;
+    };
+    eprintln!("semsql: the demo needs the local embedding model, which is not here yet");
+    if let Err(err) =
+        semsql::llm::model_files::fetch(&models, |line| eprintln!("semsql: {line}")).await
+    {
+        eprintln!("semsql: {err}; the demo starts without embeddings");
     }
 }
 

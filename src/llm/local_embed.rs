@@ -3,10 +3,11 @@
 //! tokens, mean of the token vectors under the attention mask, L2-normalised.
 //!
 //! The files (`model.safetensors`, `tokenizer.json`, `config.json`) come from
-//! `scripts/fetch-models.sh`; `llm.local_model_dir` says where they are. The model is loaded on
-//! first use, so a server without it starts and only `embed()` with the local model fails.
+//! `semsql fetch-models` (see `model_files`, which also says where they are looked for). The
+//! model is loaded on first use, so a server without it starts and only `embed()` with the
+//! local model fails.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -16,8 +17,6 @@ use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 /// The name `embed()` and `semsql.embedding_model` use for the local model.
 pub const LOCAL_MODEL: &str = "local";
-/// The folder the fetch script fills, relative to where the server runs.
-pub const DEFAULT_DIR: &str = "models/all-MiniLM-L6-v2";
 /// sentence-transformers' `max_seq_length` for all-MiniLM-L6-v2 (its tokenizer.json says 128).
 const MAX_TOKENS: usize = 256;
 /// Texts per forward pass.
@@ -39,7 +38,7 @@ fn missing(dir: &Path, what: impl std::fmt::Display) -> LmError {
     LmError::new(
         "58P01",
         format!(
-            "the local embedding model is not usable in {} ({what}); run scripts/fetch-models.sh, \
+            "the local embedding model is not usable in {} ({what}); run `semsql fetch-models`, \
              set llm.local_model_dir in the config file, or SET semsql.embedding_model to a \
              model with an embeddings endpoint",
             dir.display()
@@ -117,9 +116,4 @@ impl LocalEmbedder {
         };
         run().map_err(|err| failed(&err))
     }
-}
-
-/// Where the model is, as configured.
-pub fn model_dir(configured: Option<&Path>) -> PathBuf {
-    configured.map_or_else(|| PathBuf::from(DEFAULT_DIR), Path::to_path_buf)
 }

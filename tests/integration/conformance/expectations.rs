@@ -176,7 +176,11 @@ impl Expectations {
             }
         }
         for (key, (simple, extended)) in &observed.failed {
-            let reason = super::classify(simple.as_ref().or(extended.as_ref()).unwrap()).to_owned();
+            // A listed record keeps its reason (a person may have refined the first guess).
+            let reason = match self.entries.get(key) {
+                Some((_, reason)) => reason.clone(),
+                None => super::classify(simple.as_ref().or(extended.as_ref()).unwrap()).to_owned(),
+            };
             // Outcomes that vary from run to run: memory use, and row order where none is set.
             let protocols = if reason == super::MEMORY || reason == super::ORDER {
                 "either".to_owned()
