@@ -114,15 +114,14 @@ pub fn first_steps(address: std::net::SocketAddr, default_model: Option<&str>) -
         Some(name) => format!(
             "The semantic functions use the model \"{name}\" (SHOW MODELS lists the models)."
         ),
-        None => format!(
-            "The semantic functions need a model. Set OPENAI_API_KEY (or OLLAMA_HOST) before \
+        None => "The semantic functions need a model. Set OPENAI_API_KEY (or OLLAMA_HOST) before \
              starting semsql,\nor point them at any OpenAI-compatible endpoint from psql:\n\
              \n    CREATE MODEL local_llm WITH (base_url = 'http://127.0.0.1:8089/v1', model = 'fake');\n\
              \x20   SET semsql.model = 'local_llm';\n\n\
              For an offline trial, `cargo run --release --bin fake-llm -- --listen 127.0.0.1:8089` serves that \
              endpoint:\nit is rule-based (it matches words, it does not understand text), for \
              trying the plumbing only."
-        ),
+        .to_owned(),
     };
     format!(
         "\n\

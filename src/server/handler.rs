@@ -1422,6 +1422,17 @@ impl PgWireServerHandlers for Handlers {
     }
 }
 
+/// The session's time zone, in which timestamptz values are printed.
+fn session_time_zone(ctx: &SessionContext) -> Option<String> {
+    ctx.state_ref()
+        .read()
+        .config()
+        .options()
+        .execution
+        .time_zone
+        .clone()
+}
+
 #[cfg(test)]
 mod rewrite_text_tests {
     use super::*;
@@ -1445,15 +1456,4 @@ mod rewrite_text_tests {
         assert!(!is_single_query("SELECT 1; SELECT 2"));
         assert!(!is_single_query("INSERT INTO t SELECT 1"));
     }
-}
-
-/// The session's time zone, in which timestamptz values are printed.
-fn session_time_zone(ctx: &SessionContext) -> Option<String> {
-    ctx.state_ref()
-        .read()
-        .config()
-        .options()
-        .execution
-        .time_zone
-        .clone()
 }
