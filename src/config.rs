@@ -87,8 +87,8 @@ pub struct LlmFileConfig {
     /// Most background rewrite searches (`semsql.rewrite = 'auto'`) running at once on the
     /// server (default 2); a slow query that finds them all busy is not searched.
     pub rewrite_max_background: Option<usize>,
-    /// The folder of the local embedding model (default `models/all-MiniLM-L6-v2`, filled by
-    /// `scripts/fetch-models.sh`).
+    /// The folder of the local embedding model, relative to the config file (default: the
+    /// user's cache, `~/.cache/semsql/models/all-MiniLM-L6-v2`, filled by `semsql fetch-models`).
     pub local_model_dir: Option<PathBuf>,
 }
 

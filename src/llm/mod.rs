@@ -49,7 +49,7 @@ pub struct LlmConfig {
     pub default_model: Option<String>,
     /// The memory tier's size.
     pub cache_memory_bytes: u64,
-    /// Where the local embedding model is (default `models/all-MiniLM-L6-v2`).
+    /// Where the local embedding model is (default: looked for by `model_files::find`).
     pub local_model_dir: Option<std::path::PathBuf>,
     /// When not empty, the prefixes a model's `base_url` must start with.
     pub allowed_base_urls: Vec<String>,
