@@ -22,7 +22,6 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, DataFusionError};
 use datafusion::error::Result;
 use datafusion::logical_expr::expr::{Alias, Cast};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator, Projection,
 };
@@ -42,22 +41,7 @@ pub struct PostgresIntegerArithmetic;
 
 impl AnalyzerRule for PostgresIntegerArithmetic {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        let plan = plan
-            .transform_up_with_subqueries(|node| {
-                let schema = super::inputs_schema(&node);
-                let preserver = NamePreserver::new(&node);
-                let node = node.map_expressions(|expr| {
-                    let saved = preserver.save(&expr);
-                    let rewritten = expr.transform_up(|e| narrow(e, &schema))?;
-                    Ok(rewritten.update_data(|e| saved.restore(e)))
-                })?;
-                if node.transformed {
-                    node.map_data(LogicalPlan::recompute_schema)
-                } else {
-                    Ok(node)
-                }
-            })?
-            .data;
+        let plan = super::rewrite_expressions(plan, narrow)?;
         answer_in_int4(plan)
     }
 

@@ -55,3 +55,36 @@ pub fn inputs_schema(node: &datafusion::logical_expr::LogicalPlan) -> datafusion
     }
     schema
 }
+
+/// Rewrites every expression of every node of `plan` (subqueries too), bottom-up, with
+/// `rewrite`, which sees the columns of the node's inputs. Output names are kept, and a changed
+/// node's schema is computed again (a rewritten expression may differ in type or nullability).
+pub fn rewrite_expressions(
+    plan: datafusion::logical_expr::LogicalPlan,
+    rewrite: impl Fn(
+        datafusion::logical_expr::Expr,
+        &datafusion::common::DFSchema,
+    ) -> datafusion::error::Result<
+        datafusion::common::tree_node::Transformed<datafusion::logical_expr::Expr>,
+    >,
+) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
+    use datafusion::common::tree_node::TreeNode;
+    use datafusion::logical_expr::expr_rewriter::NamePreserver;
+    use datafusion::logical_expr::LogicalPlan;
+    Ok(plan
+        .transform_up_with_subqueries(|node| {
+            let schema = inputs_schema(&node);
+            let preserver = NamePreserver::new(&node);
+            let node = node.map_expressions(|expr| {
+                let saved = preserver.save(&expr);
+                let rewritten = expr.transform_up(|e| rewrite(e, &schema))?;
+                Ok(rewritten.update_data(|e| saved.restore(e)))
+            })?;
+            if node.transformed {
+                node.map_data(LogicalPlan::recompute_schema)
+            } else {
+                Ok(node)
+            }
+        })?
+        .data)
+}

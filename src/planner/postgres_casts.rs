@@ -27,11 +27,10 @@ use datafusion::arrow::datatypes::{
     TimeUnit, TimestampMicrosecondType,
 };
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::DFSchema;
 use datafusion::error::Result;
 use datafusion::logical_expr::expr::{Cast, ScalarFunction};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, LogicalPlan, ReturnFieldArgs, ScalarFunctionArgs,
     ScalarUDF, ScalarUDFImpl, Signature, Volatility,
@@ -53,24 +52,9 @@ pub struct PostgresCasts;
 impl AnalyzerRule for PostgresCasts {
     fn analyze(&self, plan: LogicalPlan, config: &ConfigOptions) -> Result<LogicalPlan> {
         let zone = config.execution.time_zone.clone();
-        Ok(plan
-            .transform_up_with_subqueries(|node| {
-                let schema = super::inputs_schema(&node);
-                let preserver = NamePreserver::new(&node);
-                let node = node.map_expressions(|expr| {
-                    let saved = preserver.save(&expr);
-                    let rewritten =
-                        expr.transform_up(|e| postgres_cast(e, &schema, zone.as_deref()))?;
-                    Ok(rewritten.update_data(|e| saved.restore(e)))
-                })?;
-                // A call may be nullable where the cast was not: the node's schema follows.
-                if node.transformed {
-                    node.map_data(LogicalPlan::recompute_schema)
-                } else {
-                    Ok(node)
-                }
-            })?
-            .data)
+        super::rewrite_expressions(plan, |expr, schema| {
+            postgres_cast(expr, schema, zone.as_deref())
+        })
     }
 
     fn name(&self) -> &str {
