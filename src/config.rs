@@ -10,6 +10,19 @@ use serde::Deserialize;
 use crate::error::SemsqlError;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5433";
+
+/// Logs to standard error, filtered by `SEMSQL_LOG` (`info` when unset). In the library, not
+/// the binary, so the subscriber's generic layers are compiled once, not on every build of
+/// `main.rs`.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SEMSQL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
 pub const DEFAULT_DATA_DIR: &str = "./semsql-data";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 

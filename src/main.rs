@@ -72,13 +72,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SEMSQL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    semsql::config::init_logging();
     match cli.command {
         Command::Password => {
             let mut password = String::new();
@@ -98,7 +92,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             };
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-            match runtime.block_on(semsql::llm::model_files::fetch(&dir, |line| {
+            match runtime.block_on(semsql::llm::model_files::fetch(&dir, &mut |line| {
                 eprintln!("{line}")
             })) {
                 Ok(found) => {
@@ -153,7 +147,7 @@ fn main() -> ExitCode {
             if config.demo {
                 runtime.block_on(fetch_demo_model(&config));
             }
-            match runtime.block_on(semsql::server::run(config, shutdown_signal())) {
+            match runtime.block_on(semsql::server::run(config, Box::pin(shutdown_signal()))) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("semsql: {err}");
@@ -180,7 +174,7 @@ async fn fetch_demo_model(config: &Config) {
     };
     eprintln!("semsql: the demo needs the local embedding model, which is not here yet");
     if let Err(err) =
-        semsql::llm::model_files::fetch(&models, |line| eprintln!("semsql: {line}")).await
+        semsql::llm::model_files::fetch(&models, &mut |line| eprintln!("semsql: {line}")).await
     {
         eprintln!("semsql: {err}; the demo starts without embeddings");
     }

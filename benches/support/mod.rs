@@ -32,7 +32,7 @@ pub async fn start() -> BenchServer {
     let server = Server::bind(&config).await.expect("server");
     let addr = server.local_addr();
     let session = server.session("semsql");
-    tokio::spawn(server.run(std::future::pending()));
+    tokio::spawn(server.run(Box::pin(std::future::pending())));
     let (client, connection) = tokio_postgres::connect(
         &format!(
             "host=127.0.0.1 port={} user=bench dbname=semsql",

@@ -109,7 +109,13 @@ async fn add_embeddings(
 /// What to do next, printed when `--demo` starts: how to connect, three queries to try, and how
 /// to give the semantic functions a model.
 pub fn first_steps(address: std::net::SocketAddr, default_model: Option<&str>) -> String {
-    let (host, port) = (address.ip(), address.port());
+    // A server listening on every address (0.0.0.0, ::) is reached on this machine by loopback.
+    let host = match address.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.to_string(),
+        ip if ip.is_unspecified() => "::1".to_owned(),
+        ip => ip.to_string(),
+    };
+    let port = address.port();
     let model = match default_model {
         Some(name) => format!(
             "The semantic functions use the model \"{name}\" (SHOW MODELS lists the models)."

@@ -14,6 +14,7 @@ pub mod pg_indexes;
 pub mod pg_relation_catalogs;
 pub mod search_path;
 pub mod settings_functions;
+pub mod stable_oids;
 pub mod storage;
 pub mod system;
 pub mod table;
@@ -221,7 +222,7 @@ impl Engine {
             catalog.register_schema(
                 search_path::PG_CATALOG,
                 Arc::new(pg_catalog_access::AccessAwareCatalog::new(
-                    pg_catalog,
+                    Arc::new(stable_oids::StableOids::new(pg_catalog)),
                     access.clone(),
                 )),
             )?;

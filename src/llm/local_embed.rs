@@ -11,8 +11,9 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use semsql_udfs::lm::LmError;
+
+use super::bert::{BertConfig, BertEncoder};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 /// The name `embed()` and `semsql.embedding_model` use for the local model.
@@ -23,7 +24,7 @@ const MAX_TOKENS: usize = 256;
 pub const BATCH: usize = 32;
 
 pub struct LocalEmbedder {
-    model: BertModel,
+    model: BertEncoder,
     tokenizer: Tokenizer,
     device: Device,
 }
@@ -52,7 +53,7 @@ impl LocalEmbedder {
         let read = |name: &str| -> Result<Vec<u8>, LmError> {
             std::fs::read(dir.join(name)).map_err(|err| missing(dir, format!("{name}: {err}")))
         };
-        let config: Config = serde_json::from_slice(&read("config.json")?)
+        let config: BertConfig = serde_json::from_slice(&read("config.json")?)
             .map_err(|err| missing(dir, format!("config.json: {err}")))?;
         let mut tokenizer = Tokenizer::from_bytes(read("tokenizer.json")?)
             .map_err(|err| missing(dir, format!("tokenizer.json: {err}")))?;
@@ -70,7 +71,7 @@ impl LocalEmbedder {
         let weights =
             VarBuilder::from_buffered_safetensors(read("model.safetensors")?, DType::F32, &device)
                 .map_err(|err| missing(dir, format!("model.safetensors: {err}")))?;
-        let model = BertModel::load(weights, &config)
+        let model = BertEncoder::load(weights, &config)
             .map_err(|err| missing(dir, format!("model.safetensors: {err}")))?;
         Ok(Self {
             model,
@@ -104,8 +105,7 @@ impl LocalEmbedder {
         let run = || -> candle_core::Result<Vec<Vec<f32>>> {
             let ids = Tensor::from_vec(ids, (rows, width), &self.device)?;
             let mask = Tensor::from_vec(mask, (rows, width), &self.device)?;
-            let token_types = ids.zeros_like()?;
-            let hidden = self.model.forward(&ids, &token_types, Some(&mask))?;
+            let hidden = self.model.forward(&ids, &mask)?;
             // Mean over the real tokens only: padding must not pull the average.
             let weights = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
             let summed = hidden.broadcast_mul(&weights)?.sum(1)?;

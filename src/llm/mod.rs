@@ -11,6 +11,7 @@
 
 pub mod activity;
 pub mod batch;
+pub mod bert;
 pub mod cache;
 pub mod client;
 pub mod local_embed;

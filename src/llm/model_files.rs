@@ -74,7 +74,13 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Puts the verified model in `models_dir/all-MiniLM-L6-v2` unless it is there already, and
 /// returns that folder. `progress` is told what happens, in words, as it happens.
-pub async fn fetch(models_dir: &Path, mut progress: impl FnMut(&str)) -> Result<PathBuf, String> {
+///
+/// `progress` is a trait object, not a generic, so the binary does not compile this function
+/// again for its own closure (docs/benchmarks.md, "Build time").
+pub async fn fetch(
+    models_dir: &Path,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<PathBuf, String> {
     let target = models_dir.join(MODEL_NAME);
     if verified(&target) {
         return Ok(target);

@@ -104,6 +104,11 @@ impl Candidate {
                 && matches!(self.checks[3].1, Verdict::Untested(_)))
     }
 
+    /// The model gave no answer for this candidate's prompt.
+    fn unanswered(&self) -> bool {
+        self.sql.is_none() && matches!(self.checks.first(), Some((_, Verdict::Untested(_))))
+    }
+
     /// `proven`, `tested` (passed every check but not proven), `untested` (a check could not
     /// vouch either way) or `rejected`.
     pub fn verdict(&self) -> &'static str {
@@ -257,6 +262,9 @@ impl Rewriter {
                     false => Entry::Tested { sql, speedup },
                 }
             }
+            // A prompt the model did not answer (unreachable, timed out, out of budget) might
+            // have given the rewrite: a later search asks again rather than finding "rejected".
+            None if report.candidates.iter().any(Candidate::unanswered) => return Ok(report),
             None => Entry::Rejected,
         };
         self.cache
@@ -322,11 +330,12 @@ impl Rewriter {
                 proof: None,
             };
             match answer {
+                // Nothing was asked of the verifier: the candidate is untested, not rejected.
                 Err(why) => {
                     notes.push(format!("{}: {why}", prompt.name()));
                     candidate
                         .checks
-                        .push(("V0 syntax", Verdict::Fail(format!("no answer: {why}"))));
+                        .push(("V0 syntax", Verdict::Untested(format!("no answer: {why}"))));
                 }
                 Ok(text) => match extract_sql(&text) {
                     None => candidate.checks.push((

@@ -114,6 +114,15 @@ fn fatal(code: &str, message: String) -> PgWireError {
     )))
 }
 
+/// PostgreSQL's answer to a wrong password or an unknown user (the same, so that neither says
+/// which it was); pgwire's own capitalizes it.
+fn password_failed(user: &str) -> PgWireError {
+    fatal(
+        "28P01",
+        format!("password authentication failed for user \"{user}\""),
+    )
+}
+
 /// Makes each connection's startup handler (a SCRAM exchange keeps per-connection state, so a
 /// handler must never be shared between connections).
 pub struct Authenticator {
@@ -305,7 +314,7 @@ impl StartupHandler for Startup {
                         let data = initial.data.unwrap_or_default();
                         let (started, server_first) =
                             ServerExchange::start(&data, self.secret_for(&user))
-                                .map_err(|_| PgWireError::InvalidPassword(user.clone()))?;
+                                .map_err(|_| password_failed(&user))?;
                         *exchange = Some(started);
                         client
                             .send(PgWireBackendMessage::Authentication(
@@ -318,7 +327,7 @@ impl StartupHandler for Startup {
                         let response = message.into_sasl_response()?;
                         let server_final = started
                             .finish(&response.data)
-                            .map_err(|_| PgWireError::InvalidPassword(user.clone()))?;
+                            .map_err(|_| password_failed(&user))?;
                         client
                             .send(PgWireBackendMessage::Authentication(
                                 Authentication::SASLFinal(server_final.into_bytes().into()),

