@@ -33,7 +33,9 @@ use datafusion::error::Result;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::pg_catalog_access::{all_rows, int64_column, stable_oid, string_column};
+use super::pg_catalog_access::{
+    all_rows, int64_column, namespace_names_of, relations_of, stable_oid, string_column,
+};
 
 /// PostgreSQL's OID of `pg_catalog`.
 const PG_CATALOG_OID: i64 = 11;
@@ -150,13 +152,21 @@ impl OidMaps {
     }
 }
 
-/// Stable OIDs for `names` (each an object's identity → its counter OID), hashed from the
-/// identity; a hash another object already took moves to the next free number, in identity
-/// order, so the outcome does not depend on the order the rows came in.
-fn hashed_oids(names: BTreeMap<Vec<u8>, Vec<i64>>, taken: &mut HashSet<i64>) -> HashMap<i64, i64> {
+/// Stable OIDs for `objects` (each an object's identity and its counter OID; an identity may
+/// come with several), hashed from the identity; a hash another object already took moves to
+/// the next free number, in identity order, so the outcome does not depend on the order the
+/// rows came in.
+fn hashed_oids(
+    objects: impl IntoIterator<Item = (String, i64)>,
+    taken: &mut HashSet<i64>,
+) -> HashMap<i64, i64> {
+    let mut by_identity: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (identity, counter_oid) in objects {
+        by_identity.entry(identity).or_default().push(counter_oid);
+    }
     let mut map = HashMap::new();
-    for (identity, counter_oids) in names {
-        let mut oid = i64::from(stable_oid(identity.iter().copied(), FIRST_USER_OID));
+    for (identity, counter_oids) in by_identity {
+        let mut oid = i64::from(stable_oid(identity.bytes(), FIRST_USER_OID));
         while !taken.insert(oid) {
             oid = if oid >= i64::from(i32::MAX) {
                 i64::from(FIRST_USER_OID)
@@ -179,71 +189,41 @@ impl StableOidTable {
         let needs_relations = matches!(self.kind, Renumbered::Class | Renumbered::Attribute);
         let needs_namespaces = needs_relations || matches!(self.kind, Renumbered::Namespace);
         if let (true, Some(namespaces)) = (needs_namespaces, &self.namespaces) {
-            let mut hashed = BTreeMap::new();
-            for batch in all_rows(namespaces.as_ref(), state).await? {
-                let oids = int64_column(&batch, "oid")?;
-                let names = string_column(&batch, "nspname")?;
-                let names = names.as_string::<i32>();
-                for row in 0..batch.num_rows() {
-                    if oids.is_null(row) || names.is_null(row) {
-                        continue;
-                    }
-                    let (oid, name) = (oids.value(row), names.value(row));
-                    namespace_names.insert(oid, name.to_owned());
-                    match name {
-                        "pg_catalog" => {
-                            maps.namespaces.insert(oid, PG_CATALOG_OID);
-                        }
-                        "public" => {
-                            maps.namespaces.insert(oid, PUBLIC_OID);
-                        }
-                        _ => hashed
-                            .entry(format!("namespace\0{name}").into_bytes())
-                            .or_insert_with(Vec::new)
-                            .push(oid),
-                    }
+            namespace_names = namespace_names_of(namespaces.as_ref(), state).await?;
+            let mut hashed = Vec::new();
+            for (oid, name) in &namespace_names {
+                match name.as_str() {
+                    "pg_catalog" => _ = maps.namespaces.insert(*oid, PG_CATALOG_OID),
+                    "public" => _ = maps.namespaces.insert(*oid, PUBLIC_OID),
+                    _ => hashed.push((format!("namespace\0{name}"), *oid)),
                 }
             }
             let mut taken = HashSet::from([PG_CATALOG_OID, PUBLIC_OID]);
             maps.namespaces.extend(hashed_oids(hashed, &mut taken));
         }
         if let (true, Some(classes)) = (needs_relations, &self.classes) {
-            let mut hashed = BTreeMap::new();
-            for batch in all_rows(classes.as_ref(), state).await? {
-                let oids = int64_column(&batch, "oid")?;
-                let names = string_column(&batch, "relname")?;
-                let names = names.as_string::<i32>();
-                let spaces = int64_column(&batch, "relnamespace")?;
-                for row in 0..batch.num_rows() {
-                    if oids.is_null(row) || names.is_null(row) || spaces.is_null(row) {
-                        continue;
-                    }
-                    let schema = namespace_names
-                        .get(&spaces.value(row))
-                        .map(String::as_str)
-                        .unwrap_or_default();
-                    hashed
-                        .entry(format!("{schema}\0{}", names.value(row)).into_bytes())
-                        .or_insert_with(Vec::new)
-                        .push(oids.value(row));
-                }
-            }
-            maps.relations = hashed_oids(hashed, &mut HashSet::new());
+            let relations = relations_of(classes.as_ref(), &namespace_names, state).await?;
+            maps.relations = hashed_oids(
+                relations.into_iter().map(|relation| {
+                    (
+                        format!("{}\0{}", relation.schema, relation.name),
+                        relation.oid,
+                    )
+                }),
+                &mut HashSet::new(),
+            );
         }
         if let (Renumbered::Database, Some(databases)) = (self.kind, &self.databases) {
-            let mut hashed = BTreeMap::new();
+            let mut hashed = Vec::new();
             for batch in all_rows(databases.as_ref(), state).await? {
                 let oids = int64_column(&batch, "oid")?;
                 let names = string_column(&batch, "datname")?;
                 let names = names.as_string::<i32>();
-                for row in 0..batch.num_rows() {
-                    if !oids.is_null(row) && !names.is_null(row) {
-                        hashed
-                            .entry(format!("database\0{}", names.value(row)).into_bytes())
-                            .or_insert_with(Vec::new)
-                            .push(oids.value(row));
-                    }
-                }
+                hashed.extend(
+                    (0..batch.num_rows())
+                        .filter(|&row| !oids.is_null(row) && !names.is_null(row))
+                        .map(|row| (format!("database\0{}", names.value(row)), oids.value(row))),
+                );
             }
             maps.databases = hashed_oids(hashed, &mut HashSet::new());
         }
@@ -309,14 +289,11 @@ mod tests {
     #[test]
     fn colliding_hashes_take_the_next_number_in_name_order() {
         let mut taken = HashSet::new();
-        let first = i64::from(stable_oid(b"s\0a".iter().copied(), FIRST_USER_OID));
+        let first = i64::from(stable_oid("s\0a".bytes(), FIRST_USER_OID));
         // Another object already holds a's number: a moves on, deterministically.
         taken.insert(first);
-        let names = BTreeMap::from([
-            (b"s\0a".to_vec(), vec![16_400]),
-            (b"s\0b".to_vec(), vec![16_401]),
-        ]);
-        let map = hashed_oids(names, &mut taken);
+        let objects = [("s\0b".to_owned(), 16_401), ("s\0a".to_owned(), 16_400)];
+        let map = hashed_oids(objects, &mut taken);
         assert_eq!(map[&16_400], first + 1);
         assert_ne!(map[&16_401], map[&16_400]);
         assert_eq!(taken.len(), 3);

@@ -11,8 +11,10 @@
 //! folder (`$XDG_CACHE_HOME/semsql/models`, else `~/.cache/semsql/models`) and in the data
 //! folder's `models/`: never relative to the working directory.
 
+use std::future::Future;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 
 use sha2::{Digest, Sha256};
 
@@ -75,9 +77,16 @@ fn hex(bytes: &[u8]) -> String {
 /// Puts the verified model in `models_dir/all-MiniLM-L6-v2` unless it is there already, and
 /// returns that folder. `progress` is told what happens, in words, as it happens.
 ///
-/// `progress` is a trait object, not a generic, so the binary does not compile this function
-/// again for its own closure (docs/benchmarks.md, "Build time").
-pub async fn fetch(
+/// A boxed future taking a trait object: as an `async fn` with a generic callback it was
+/// compiled again in the binary's crate on every build (docs/benchmarks.md, "Build time").
+pub fn fetch<'a>(
+    models_dir: &'a Path,
+    progress: &'a mut (dyn FnMut(&str) + Send),
+) -> Pin<Box<dyn Future<Output = Result<PathBuf, String>> + Send + 'a>> {
+    Box::pin(fetch_into(models_dir, progress))
+}
+
+async fn fetch_into(
     models_dir: &Path,
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<PathBuf, String> {

@@ -233,22 +233,29 @@ fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, SemsqlError> {
 /// What stops a server: a future that completes when it should.
 pub type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// A server's whole run, as the binary awaits it.
+pub type ServerRun = Pin<Box<dyn Future<Output = Result<(), SemsqlError>> + Send>>;
+
 /// Starts the server with `config` and serves until `shutdown` completes.
 ///
-/// `shutdown` is boxed, not generic: a generic `run` had the whole accept loop and its tasks
-/// compiled again in the binary's crate on every build (docs/benchmarks.md, "Build time").
-pub async fn run(config: Config, shutdown: ShutdownSignal) -> Result<(), SemsqlError> {
-    let server = Server::bind(&config).await?;
-    if config.demo {
-        // On standard error, beside the log, for the person who just typed the command.
-        eprintln!(
-            "{}",
-            crate::engine::demo::first_steps(
-                server.local_addr(),
-                config.llm.default_model.as_deref()
-            )
-        );
-    }
-    server.run(shutdown).await;
-    Ok(())
+/// A boxed future, not an `async fn`: the binary's crate would otherwise compile the server's
+/// whole tree of futures again (it is polled first there) after every change, 71 s of each
+/// release build (docs/benchmarks.md, "Build time"). Boxed here, it is compiled once, in the
+/// library.
+pub fn run(config: Config, shutdown: ShutdownSignal) -> ServerRun {
+    Box::pin(async move {
+        let server = Server::bind(&config).await?;
+        if config.demo {
+            // On standard error, beside the log, for the person who just typed the command.
+            eprintln!(
+                "{}",
+                crate::engine::demo::first_steps(
+                    server.local_addr(),
+                    config.llm.default_model.as_deref()
+                )
+            );
+        }
+        server.run(shutdown).await;
+        Ok(())
+    })
 }
