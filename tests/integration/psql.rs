@@ -1,11 +1,9 @@
 //! psql 15's meta-commands against a server with the demo data, when psql is installed
 //! (`.ci/run` installs it, so CI always runs these).
 
-use std::process::Command;
-
 use semsql::config::{Config, FileConfig, Overrides};
 
-use crate::support::TestServer;
+use crate::support::{psql_command, psql_succeeded, TestServer};
 
 fn psql(server: &TestServer, command: &str) -> String {
     psql_with(server, &[], command)
@@ -17,30 +15,12 @@ fn psql_value(server: &TestServer, query: &str) -> String {
 }
 
 fn psql_with(server: &TestServer, options: &[&str], command: &str) -> String {
-    let output = Command::new("psql")
+    let output = psql_command(server.addr.port())
         .args(options)
-        .args(["-h", "127.0.0.1", "-p", &server.addr.port().to_string()])
-        .args([
-            "-U",
-            "semsql",
-            "-d",
-            "semsql",
-            "-X",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            command,
-        ])
-        .env("PGCONNECT_TIMEOUT", "10")
+        .args(["-c", command])
         .output()
         .expect("psql runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        output.status.success() && !stderr.contains("ERROR"),
-        "psql -c {command:?} failed:\n{stdout}\n{stderr}"
-    );
-    stdout
+    psql_succeeded(output, &format!("-c {command:?}"))
 }
 
 // psql blocks its thread; the server needs another one.

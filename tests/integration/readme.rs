@@ -66,20 +66,8 @@ fn wait_for_port(child: &mut Child, port: u16, log: &Path) {
 }
 
 fn psql(port: u16, sql: &str) -> String {
-    let mut child = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args([
-            "-U",
-            "semsql",
-            "-d",
-            "semsql",
-            "-X",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-f",
-            "-",
-        ])
-        .env("PGCONNECT_TIMEOUT", "10")
+    let mut child = crate::support::psql_command(port)
+        .args(["-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -92,14 +80,7 @@ fn psql(port: u16, sql: &str) -> String {
         .expect("psql's stdin")
         .write_all(sql.as_bytes())
         .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        output.status.success() && !stderr.contains("ERROR"),
-        "psql failed on:\n{sql}\n{stdout}\n{stderr}"
-    );
-    stdout
+    crate::support::psql_succeeded(child.wait_with_output().unwrap(), &format!("\n{sql}"))
 }
 
 // psql blocks its thread.

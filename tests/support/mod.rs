@@ -230,6 +230,36 @@ pub fn require_tool(tool: &str, version_arg: &str, install: &str) {
     );
 }
 
+/// psql 15 connecting to a test server on `port` as `semsql`, stopping at the first error and
+/// without the user's `.psqlrc`; the caller adds what to run (`-c`, or `-f -` and stdin).
+pub fn psql_command(port: u16) -> Command {
+    let mut command = Command::new("psql");
+    command
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args([
+            "-U",
+            "semsql",
+            "-d",
+            "semsql",
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ])
+        .env("PGCONNECT_TIMEOUT", "10");
+    command
+}
+
+/// psql's standard output, after checking that it ran `what` without an error.
+pub fn psql_succeeded(output: std::process::Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success() && !stderr.contains("ERROR"),
+        "psql failed on {what}:\n{stdout}\n{stderr}"
+    );
+    stdout
+}
+
 /// A self-signed certificate for `localhost` and its key, made by openssl in `dir`.
 pub fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf) {
     let cert = dir.join("server.crt");
