@@ -55,6 +55,9 @@ pub enum SemsqlError {
     /// `invalid input syntax for type timestamp: "..."`.
     #[error("{0}")]
     InvalidDatetime(String),
+    /// `invalid input syntax for type uuid: "..."`.
+    #[error("{0}")]
+    InvalidTextRepresentation(String),
     /// `date/time field value out of range: "2020-13-01"`.
     #[error("date/time field value out of range: \"{0}\"")]
     DatetimeOutOfRange(String),
@@ -123,6 +126,7 @@ impl SemsqlError {
             SemsqlError::UniqueViolation { .. } => "23505",
             SemsqlError::StringTooLong(_) => "22001",
             SemsqlError::InvalidDatetime(_) => "22007",
+            SemsqlError::InvalidTextRepresentation(_) => "22P02",
             SemsqlError::DatetimeOutOfRange(_) => "22008",
             SemsqlError::InsufficientPrivilege(_) => "42501",
             SemsqlError::RoleNotFound(_) => "42704",

@@ -4,6 +4,13 @@
 //! `VARCHAR(20)`), and a longer value is refused as PostgreSQL refuses it: 22001, `value too
 //! long for type character varying(20)`.
 //!
+//! `char(n)` (`character(n)`, `bpchar`): PostgreSQL pads its values with spaces to `n` and
+//! ignores trailing spaces wherever it reads them (`c = 'ab'`, `length(c)`, `c || 'x'` and a
+//! cast to text all see `'ab'`). semsql stores the value without its trailing spaces, so every
+//! such use gives PostgreSQL's answer, and pads the column to `n` when it is sent as a result
+//! column (see `server::result_encoding`), typed `bpchar`, as PostgreSQL prints it. What
+//! differs is written in docs/sql.md: `octet_length(c)` counts the stored characters.
+//!
 //! The length travels as field metadata (like pgvector's `vector(n)`), set by this module's
 //! type planner, which hands every other type to datafusion-pg-catalog's.
 
@@ -26,7 +33,13 @@ pub const VARCHAR_LENGTH_KEY: &str = "semsql.varchar_length";
 /// PostgreSQL's OID for `varchar`.
 pub const VARCHAR_OID: i32 = 1043;
 
-/// The types semsql plans itself (`varchar(n)`), then datafusion-pg-catalog's.
+/// The field metadata key holding a `char(n)` column's `n`.
+pub const CHAR_LENGTH_KEY: &str = "semsql.char_length";
+
+/// PostgreSQL's OID for `bpchar` (`char(n)`).
+pub const BPCHAR_OID: i32 = 1042;
+
+/// The types semsql plans itself (`varchar(n)`, `char(n)`, `uuid`), then datafusion-pg-catalog's.
 #[derive(Debug)]
 pub struct SemsqlTypePlanner {
     inner: PgOidTypePlanner,
@@ -42,18 +55,32 @@ impl Default for SemsqlTypePlanner {
 
 impl TypePlanner for SemsqlTypePlanner {
     fn plan_type_field(&self, sql_type: &SqlType) -> Result<Option<FieldRef>> {
-        let length = match sql_type {
+        let (key, length) = match sql_type {
             SqlType::Varchar(Some(CharacterLength::IntegerLength { length, .. }))
             | SqlType::CharacterVarying(Some(CharacterLength::IntegerLength { length, .. }))
-            | SqlType::CharVarying(Some(CharacterLength::IntegerLength { length, .. })) => *length,
+            | SqlType::CharVarying(Some(CharacterLength::IntegerLength { length, .. })) => {
+                (VARCHAR_LENGTH_KEY, *length)
+            }
+            SqlType::Char(Some(CharacterLength::IntegerLength { length, .. }))
+            | SqlType::Character(Some(CharacterLength::IntegerLength { length, .. })) => {
+                (CHAR_LENGTH_KEY, *length)
+            }
+            // `char` alone is `char(1)`, as in PostgreSQL.
+            SqlType::Char(None) | SqlType::Character(None) => (CHAR_LENGTH_KEY, 1),
+            SqlType::Uuid => {
+                return Ok(Some(Arc::new(
+                    Field::new("", DataType::Utf8View, true).with_metadata(HashMap::from([(
+                        super::uuid_type::UUID_KEY.to_owned(),
+                        "uuid".to_owned(),
+                    )])),
+                )))
+            }
             _ => return self.inner.plan_type_field(sql_type),
         };
         // semsql keeps strings as `Utf8View` (DataFusion's `map_string_types_to_utf8view`).
         Ok(Some(Arc::new(
-            Field::new("", DataType::Utf8View, true).with_metadata(HashMap::from([(
-                VARCHAR_LENGTH_KEY.to_owned(),
-                length.to_string(),
-            )])),
+            Field::new("", DataType::Utf8View, true)
+                .with_metadata(HashMap::from([(key.to_owned(), length.to_string())])),
         )))
     }
 }
@@ -63,14 +90,23 @@ pub fn varchar_length(field: &Field) -> Option<usize> {
     field.metadata().get(VARCHAR_LENGTH_KEY)?.parse().ok()
 }
 
-/// `column` fitted to `field`'s declared `varchar` length, as PostgreSQL stores a value: one
-/// longer than the length fails with 22001, unless the characters past the length are all
-/// spaces, which are cut off (`'ab   '` fits `varchar(2)` as `'ab'`).
+/// A field's declared `char` length, if it has one.
+pub fn char_length(field: &Field) -> Option<usize> {
+    field.metadata().get(CHAR_LENGTH_KEY)?.parse().ok()
+}
+
+/// `column` fitted to `field`'s declared `varchar` or `char` length, as PostgreSQL stores a
+/// value: one longer than the length fails with 22001, unless the characters past the length
+/// are all spaces, which are cut off (`'ab   '` fits `varchar(2)` as `'ab'`). A `char` value
+/// is kept without its trailing spaces (see the module's documentation).
 pub fn fit_length(field: &Field, column: &ArrayRef) -> std::result::Result<ArrayRef, SemsqlError> {
-    let Some(limit) = varchar_length(field) else {
-        return Ok(column.clone());
+    let (limit, type_name, trim) = match (varchar_length(field), char_length(field)) {
+        (Some(limit), _) => (limit, "character varying", false),
+        (None, Some(limit)) => (limit, "character", true),
+        // A uuid column's values are checked and written in canonical form.
+        (None, None) => return super::uuid_type::canonical_column(field, column),
     };
-    let too_long = |value: &str| value.chars().count() > limit;
+    let too_long = |value: &str| value.chars().count() > limit || (trim && value.ends_with(' '));
     // Every write of the column checks it, in its own string type; a copy is made only when
     // some value has to be cut.
     let any_long = match column.data_type() {
@@ -98,10 +134,14 @@ pub fn fit_length(field: &Field, column: &ArrayRef) -> std::result::Result<Array
                     .map_or(value.len(), |(at, _)| at);
                 if !value[cut..].chars().all(|c| c == ' ') {
                     return Err(SemsqlError::StringTooLong(format!(
-                        "value too long for type character varying({limit})"
+                        "value too long for type {type_name}({limit})"
                     )));
                 }
-                Some(&value[..cut])
+                if trim {
+                    Some(value[..cut].trim_end_matches(' '))
+                } else {
+                    Some(&value[..cut])
+                }
             }
             other => other,
         });
@@ -142,6 +182,26 @@ mod tests {
             "value too long for type character varying(3)"
         );
         assert_eq!(err.sqlstate(), "22001");
+        // char(n): stored without trailing spaces; longer values refused with the type's name.
+        let char_field = planner
+            .plan_type_field(&SqlType::Char(Some(CharacterLength::IntegerLength {
+                length: 3,
+                unit: None,
+            })))
+            .unwrap()
+            .unwrap();
+        assert_eq!(char_length(&char_field), Some(3));
+        let padded: ArrayRef = Arc::new(StringViewArray::from(vec![Some("a  "), Some("ab    ")]));
+        let fitted = fit_length(&char_field, &padded).unwrap();
+        assert_eq!(fitted.as_string_view().value(0), "a");
+        assert_eq!(fitted.as_string_view().value(1), "ab");
+        let err = fit_length(&char_field, &long).unwrap_err();
+        assert_eq!(err.to_string(), "value too long for type character(3)");
+        let one = planner
+            .plan_type_field(&SqlType::Char(None))
+            .unwrap()
+            .unwrap();
+        assert_eq!(char_length(&one), Some(1));
         // Other types are datafusion-pg-catalog's (or DataFusion's own).
         assert!(planner.plan_type_field(&SqlType::Text).unwrap().is_none());
     }

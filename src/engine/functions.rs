@@ -41,6 +41,9 @@ pub fn register(ctx: &SessionContext, runtime: Arc<crate::llm::Runtime>) {
     }
     super::pg_functions::register(ctx);
     ctx.register_udf(super::argument_types::ArgumentTypes::udf());
+    ctx.register_udf(ScalarUDF::new_from_impl(
+        super::gen_random_uuid::GenRandomUuid::default(),
+    ));
     if let Some(catalog) = ctx.catalog(super::CATALOG) {
         ctx.register_udf(ScalarUDF::new_from_impl(
             super::pg_indexes::PgGetIndexdef::new(catalog.clone()),

@@ -7,7 +7,9 @@ pub mod catalog;
 pub mod character_types;
 pub mod checked_arithmetic;
 pub mod demo;
+pub mod file_types;
 pub mod functions;
+pub mod gen_random_uuid;
 pub mod pg_catalog_access;
 pub mod pg_functions;
 pub mod pg_indexes;
@@ -21,6 +23,7 @@ pub mod table;
 pub mod text_format;
 pub mod transaction;
 pub mod unique_keys;
+pub mod uuid_type;
 
 use std::path::Path;
 use std::sync::Arc;

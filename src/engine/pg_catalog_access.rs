@@ -48,6 +48,9 @@ pub const BOOTSTRAP_SUPERUSER: &str = "semsql";
 /// OID 10, as PostgreSQL's bootstrap superuser.
 const BOOTSTRAP_OID: i32 = 10;
 
+/// PostgreSQL's OID for `interval`.
+const INTERVAL_OID: i32 = 1186;
+
 /// A role's OID: FNV-1a of its name, above PostgreSQL's reserved range (16384), so the same
 /// role has the same OID on every connection and after every restart.
 pub fn role_oid(name: &str) -> i32 {
@@ -514,6 +517,17 @@ impl AccessAwareTable {
                     changed = true;
                     continue;
                 }
+                if super::uuid_type::is_uuid(field) {
+                    types[row] = Some(super::uuid_type::UUID_OID);
+                    changed = true;
+                    continue;
+                }
+                if let Some(length) = super::character_types::char_length(field) {
+                    types[row] = Some(super::character_types::BPCHAR_OID);
+                    modifiers[row] = i32::try_from(length).ok().map(|length| length + 4);
+                    changed = true;
+                    continue;
+                }
                 match field.data_type() {
                     DataType::FixedSizeList(_, dims) if tagged => {
                         types[row] = Some(vector_oid);
@@ -523,6 +537,8 @@ impl AccessAwareTable {
                         types[row] = Some(vector_oid);
                         modifiers[row] = Some(-1);
                     }
+                    // datafusion-pg-catalog describes intervals as text.
+                    DataType::Interval(_) => types[row] = Some(INTERVAL_OID),
                     // PostgreSQL's typmod for numeric(p, s): ((p << 16) | s) + 4.
                     DataType::Decimal128(precision, scale)
                     | DataType::Decimal256(precision, scale)

@@ -570,7 +570,16 @@ impl ScalarUDFImpl for PgTypeof {
         let Some(field) = args.arg_fields.first() else {
             return exec_err!("pg_typeof takes one argument");
         };
-        let name = postgres_type_name(field.data_type())?;
+        // The types semsql marks on a text column (see `character_types`, `uuid_type`).
+        let name = if super::uuid_type::is_uuid(field) {
+            "uuid".to_owned()
+        } else if super::character_types::char_length(field).is_some() {
+            "character".to_owned()
+        } else if super::character_types::varchar_length(field).is_some() {
+            "character varying".to_owned()
+        } else {
+            postgres_type_name(field.data_type())?
+        };
         Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name))))
     }
 }

@@ -244,6 +244,8 @@ fn stored_form(sql: &str, field: &datafusion::arrow::datatypes::Field) -> String
         _ if super::character_types::varchar_length(field).is_some() => {
             "character varying".to_owned()
         }
+        _ if super::character_types::char_length(field).is_some() => "bpchar".to_owned(),
+        _ if super::uuid_type::is_uuid(field) => "uuid".to_owned(),
         DataType::Utf8
         | DataType::LargeUtf8
         | DataType::Utf8View

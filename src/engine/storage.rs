@@ -19,6 +19,7 @@ use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
+use super::file_types;
 use crate::access::{AccessCatalog, Acl};
 use crate::error::SemsqlError;
 
@@ -249,10 +250,12 @@ impl Store {
             let properties = WriterProperties::builder()
                 .set_compression(Compression::ZSTD(ZstdLevel::default()))
                 .build();
-            let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(properties))
+            let on_disk = file_types::file_schema(schema);
+            let mut writer = ArrowWriter::try_new(file, on_disk.clone(), Some(properties))
                 .map_err(|err| SemsqlError::Storage(format!("cannot write data file: {err}")))?;
             for batch in batches {
-                writer.write(batch).map_err(|err| {
+                let batch = file_types::to_file(batch, &on_disk)?;
+                writer.write(&batch).map_err(|err| {
                     SemsqlError::Storage(format!("cannot write data file: {err}"))
                 })?;
             }
@@ -288,9 +291,9 @@ impl Store {
         reader
             .map(|batch| {
                 let batch = batch.map_err(|err| damaged(&err))?;
-                // Parquet keeps field metadata loosely; the catalog's schema is the truth.
-                RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
-                    .map_err(|err| damaged(&err))
+                // Parquet keeps field metadata loosely, and some types are stored in another
+                // form (see `file_types`); the catalog's schema is the truth.
+                file_types::from_file(&batch, schema).map_err(|err| damaged(&err))
             })
             .collect()
     }

@@ -210,6 +210,7 @@ fn rewrite_text(sql: &str, path: Option<&PathResolver>) -> Option<String> {
     let mut protected = ProtectSubqueryItems { changed: false };
     let mut no_column_acls = NoColumnPrivilegesOrPolicies { changed: false };
     let mut templates = super::datetime_templates::DatetimeTemplates { changed: false };
+    let mut intervals = super::interval_literals::IntervalLiterals { changed: false };
     // Catalog queries (psql's \d, drivers' reflection) name their columns themselves, and
     // datafusion-postgres rewrites some of their forms (`ARRAY(subquery)`) only where they
     // stand unnamed: they are left as they are.
@@ -232,6 +233,7 @@ fn rewrite_text(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         catalog_changed |= catalog_arrays.changed;
         let _ = statement.visit(&mut regtypes);
         let _ = statement.visit(&mut templates);
+        let _ = statement.visit(&mut intervals);
         if catalog_query {
             let _ = statement.visit(&mut no_column_acls);
         }
@@ -266,6 +268,7 @@ fn rewrite_text(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         || catalog_changed
         || regtypes.changed
         || templates.changed
+        || intervals.changed
         || no_column_acls.changed
         || arrays.changed
         || outer_unnests.changed

@@ -19,7 +19,6 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
-use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
 use futures::StreamExt;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{CopyResponse, Response};
@@ -394,7 +393,8 @@ pub async fn copy_out(
         .map(|f| f.name().clone())
         .collect();
     let width = names.len();
-    let mut response = encode_dataframe(frame, &Format::UnifiedText, None).await?;
+    let mut response =
+        super::result_encoding::encode_dataframe(frame, &Format::UnifiedText, None).await?;
     // The header goes in front of the first row rather than in a message of its own, because
     // pgwire counts messages for the `COPY n` tag.
     let header = format.header.then(|| {

@@ -239,10 +239,18 @@ impl QueryParser for SessionParser {
         stmt: &Self::Statement,
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        let fields = self
-            .any_session
-            .query_parser()
-            .get_result_schema(stmt, column_format)?;
+        // Described as `result_encoding` sends them (as datafusion-postgres' parser would,
+        // except for the types only semsql's encoder sends).
+        let fields = match &stmt.1 {
+            Some((_, plan)) if !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_)) => {
+                super::result_encoding::result_fields(
+                    plan.schema().as_arrow(),
+                    column_format.unwrap_or(&Format::UnifiedText),
+                    None,
+                )
+            }
+            _ => Vec::new(),
+        };
         // The plan kept at Parse is not analyzed yet; the columns our analysis answers in
         // `int4` (`$1::int * 2`) are described as such, or binary clients would read 8 bytes.
         let narrowed = match &stmt.1 {
@@ -452,9 +460,31 @@ impl ExtendedQueryHandler for QueryHandler {
             });
         }
         let usage = self.start_lm_query(&session, &sql);
+        *client
+            .session_extensions()
+            .get_or_insert_with(super::hooks::query_results::PortalResultFormat::default)
+            .0
+            .lock()
+            .expect("format lock") = Some(portal.result_column_format.clone());
         let text_typed = super::parameters::as_text_parameters(portal);
         let portal = text_typed.as_ref().unwrap_or(portal);
         let zone = session_time_zone(&session.ctx);
+        let iso_datetimes = if portal.parameters.is_empty() {
+            None
+        } else {
+            let types = self
+                .parser
+                .get_parameter_types(&portal.statement.statement)
+                .unwrap_or_default();
+            match super::datetime_parameters::with_iso_datetimes(portal, &types, zone.as_deref()) {
+                Ok(rewritten) => rewritten,
+                Err(err) => {
+                    self.sessions.engine.runtime().finish_query(&usage);
+                    return Err(err);
+                }
+            }
+        };
+        let portal = iso_datetimes.as_ref().unwrap_or(portal);
         let response = match ExtendedQueryHandler::do_query(
             &session.service,
             client,

@@ -5,13 +5,16 @@ pub mod auth;
 pub mod compat;
 pub mod connection;
 pub mod copy;
+pub mod datetime_parameters;
 pub mod datetime_templates;
 pub mod explain_rewrite;
 pub mod handler;
 pub mod hba;
 pub mod hooks;
+pub mod interval_literals;
 pub mod missing_function;
 pub mod parameters;
+pub mod result_encoding;
 pub mod text_output;
 pub mod vector_parameters;
 

@@ -121,3 +121,96 @@ def test_uuid_and_json_parameters_bind_as_their_text(conn, binary):
         cur.execute("INSERT INTO psy_docs VALUES (%s, %s)", (uuid.uuid4(), Json([1, 2])))
         cur.execute("SELECT doc FROM psy_docs WHERE id = %s", (key,))
         assert cur.fetchall() == [('{"a": 1}',)]
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_uuid_columns_are_uuids(conn, binary):
+    conn.execute("DROP TABLE IF EXISTS psy_uuids")
+    conn.execute("CREATE TABLE psy_uuids (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), n int)")
+    key = uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
+    with conn.cursor(binary=binary) as cur:
+        cur.execute("INSERT INTO psy_uuids VALUES (%s, 1)", (key,))
+        # Any form PostgreSQL reads is stored in its canonical form.
+        cur.execute("INSERT INTO psy_uuids VALUES ('{B0EEBC999C0B4EF8BB6D6BB9BD380A11}', 2)")
+        cur.execute("INSERT INTO psy_uuids (n) VALUES (3)")
+        cur.execute("SELECT id, n FROM psy_uuids ORDER BY n")
+        rows = cur.fetchall()
+        assert cur.description[0].type_code == 2950
+        assert rows[0] == (key, 1)
+        assert rows[1] == (uuid.UUID("b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"), 2)
+        assert isinstance(rows[2][0], uuid.UUID) and rows[2][0].version == 4
+        cur.execute("SELECT n FROM psy_uuids WHERE id = %s", (key,))
+        assert cur.fetchall() == [(1,)]
+    with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="type uuid"):
+        conn.execute("INSERT INTO psy_uuids VALUES ('not-a-uuid', 4)")
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_values_arrow_pg_could_not_send(conn, binary):
+    with conn.cursor(binary=binary) as cur:
+        cur.execute(
+            "SELECT [[1, 2], [3, 4]], [['a b', NULL]], NULL::interval, interval '1 day 3 seconds',"
+            " [interval '2 days', NULL], arrow_cast(12345.678, 'Decimal256(45, 3)'),"
+            " arrow_cast(X'01ff', 'FixedSizeBinary(2)'), 1e-38::numeric(38, 38)"
+        )
+        assert cur.fetchone() == (
+            [[1, 2], [3, 4]],
+            [["a b", None]],
+            None,
+            datetime.timedelta(days=1, seconds=3),
+            [datetime.timedelta(days=2), None],
+            decimal.Decimal("12345.678"),
+            b"\x01\xff",
+            decimal.Decimal("1e-38"),
+        )
+        # A map has no PostgreSQL type: it is sent as DataFusion's text.
+        cur.execute("SELECT map(['a', 'b'], [1, 2])")
+        assert cur.fetchone() == ("{a: 1, b: 2}",)
+    # A ragged list prints in text; binary arrays must be rectangular, as PostgreSQL's are.
+    if binary:
+        with pytest.raises(psycopg.errors.ArraySubscriptError):
+            conn.cursor(binary=True).execute("SELECT [[1, 2], [3]]").fetchall()
+    else:
+        assert conn.execute("SELECT [[1, 2], [3]]::text").fetchone() is not None
+    assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_char_and_interval_columns(conn):
+    conn.execute("DROP TABLE IF EXISTS psy_fixed")
+    conn.execute("CREATE TABLE psy_fixed (c char(5), i interval)")
+    conn.execute(
+        "INSERT INTO psy_fixed VALUES ('ab', interval '1 year 2 mons 3 days 04:05:06.000007'),"
+        " ('abc  ', NULL)"
+    )
+    rows = conn.execute(
+        "SELECT c, i, c = 'ab', length(c), c || '|' FROM psy_fixed ORDER BY c"
+    ).fetchall()
+    assert rows[0][0] == "ab   "
+    assert rows[0][2:] == (True, 2, "ab|")
+    assert rows[1] == ("abc  ", None, False, 3, "abc|")
+    # psycopg reads a year and two months as 14 * 30 days, as PostgreSQL's binary form says.
+    assert conn.execute("SELECT i::text FROM psy_fixed WHERE c = 'ab'").fetchone() == (
+        "1 year 2 mons 3 days 04:05:06.000007",
+    )
+    with pytest.raises(psycopg.errors.StringDataRightTruncation, match=r"character\(5\)"):
+        conn.execute("INSERT INTO psy_fixed (c) VALUES ('abcdef')")
+
+
+def test_date_and_timestamp_text_parameters_read_as_postgresql_reads_them(conn):
+    conn.execute("DROP TABLE IF EXISTS psy_times")
+    conn.execute("CREATE TABLE psy_times (t timestamp, d date)")
+    conn.execute("INSERT INTO psy_times VALUES ('2020-01-02 03:04:05', '2020-01-02')")
+    # Strings, as a driver passes them, in forms PostgreSQL reads and ISO parsers do not.
+    for text, expected in [
+        ("2020-01-02", 1),
+        ("2020-01-02 03:04", 1),
+        ("Jan 3 2020", 0),
+        ("epoch", 1),
+    ]:
+        got = conn.execute("SELECT count(*) FROM psy_times WHERE t > %s", (text,)).fetchone()
+        assert got == (expected,), text
+    assert conn.execute("SELECT %s::date", ("2 January 2020",)).fetchone() == (
+        datetime.date(2020, 1, 2),
+    )
+    with pytest.raises(psycopg.errors.InvalidDatetimeFormat):
+        conn.execute("SELECT count(*) FROM psy_times WHERE d = %s", ("not a date",))

@@ -5,6 +5,7 @@ pub mod access;
 pub mod commands;
 pub mod indexes;
 pub mod postgres_settings;
+pub mod query_results;
 pub mod settings;
 pub mod show;
 pub mod transactions;
@@ -39,6 +40,8 @@ pub fn all(
         Arc::new(CursorStatementHook),
         Arc::new(SetShowHook),
         Arc::new(vector_insert::VectorInsertHook),
+        // Last: it answers every query the hooks before it leave.
+        Arc::new(query_results::QueryResultsHook),
     ]
 }
 

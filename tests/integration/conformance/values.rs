@@ -222,6 +222,9 @@ fn array_elements(literal: &str) -> Option<Vec<Option<String>>> {
         }
         elements.push(if !quoted && element == "NULL" {
             None
+        } else if quoted && element.starts_with('{') {
+            // A quoted element is a value, never a nested array: mark it so.
+            Some(format!("\u{1}{element}"))
         } else {
             Some(element)
         });
@@ -240,9 +243,19 @@ fn list_value(oid: u32, literal: &str) -> String {
                 .into_iter()
                 .map(|element| match element {
                     None => "NULL".to_owned(),
+                    Some(e) if e.starts_with('\u{1}') => e[1..].to_owned(),
                     Some(e) if e.starts_with('{') => list_value(oid, &e),
                     Some(e) => match oid {
                         TEXT | VARCHAR | BPCHAR | NAME | CHAR => e,
+                        // Arrow's display writes a float in a list with its point (`1.0`).
+                        FLOAT4 | FLOAT8 => {
+                            let text = value(oid, &e);
+                            if text.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+                                format!("{text}.0")
+                            } else {
+                                text
+                            }
+                        }
                         _ => value(oid, &e),
                     },
                 })
