@@ -72,6 +72,14 @@ fn as_int4(expr: &Expr, schema: &DFSchema) -> Option<Expr> {
             .ok()
             .map(|value| Expr::Literal(ScalarValue::Int32(Some(value)), None)),
         Expr::Cast(Cast { expr: inner, field }) if field.data_type() == &DataType::Int64 => {
+            // Type coercion's own steps for temporal arithmetic (`date + time` becomes the
+            // time's seconds, cast through int4 to int8, times 10^9) are not the user's int4
+            // arithmetic: narrowing them overflowed into a wrong timestamp.
+            if let Expr::Cast(Cast { expr: source, .. }) = inner.as_ref() {
+                if !source.get_type(schema).ok()?.is_integer() {
+                    return None;
+                }
+            }
             match inner.get_type(schema).ok()? {
                 DataType::Int32 => Some(inner.as_ref().clone()),
                 DataType::Int16 | DataType::Int8 => {
@@ -271,6 +279,23 @@ mod tests {
 
     async fn run(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
         ctx.sql(sql).await?.collect().await
+    }
+
+    #[tokio::test]
+    async fn temporal_arithmetic_is_left_to_datafusion() {
+        // Coercion turns the time into its seconds through int4 and multiplies by 10^9: in
+        // int4 that overflowed into 2001-09-27 23:59:58.157.
+        let ctx = context();
+        let batches = run(
+            &ctx,
+            "SELECT arrow_cast('2001-09-28', 'Date32') + arrow_cast('03:00', 'Time32(Second)') AS t",
+        )
+        .await
+        .unwrap();
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
+        assert!(text.contains("2001-09-28T03:00:00"), "{text}");
     }
 
     #[tokio::test]

@@ -215,7 +215,7 @@ fn rewrite_text(sql: &str, path: Option<&PathResolver>) -> Option<String> {
     // datafusion-postgres rewrites some of their forms (`ARRAY(subquery)`) only where they
     // stand unnamed: they are left as they are.
     let upper = sql.to_ascii_uppercase();
-    let catalog_query = upper.contains("PG_CATALOG") || upper.contains("ARRAY");
+    let catalog_query = upper.contains("PG_CATALOG") || statements.iter().any(has_array_subquery);
     for statement in &mut statements {
         // Before the narrowing, which turns `1` into a cast PostgreSQL would name otherwise.
         if !catalog_query {

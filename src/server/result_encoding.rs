@@ -65,6 +65,8 @@ enum Encoding {
     Display,
     /// A `char(n)` column's value padded with spaces to `n` characters.
     PaddedChar(usize),
+    /// A struct as a PostgreSQL record (`(1,"a b",)`), each field sent by its own encoding.
+    Record(Vec<(Encoding, FieldRef, Type)>),
 }
 
 /// The encoding and PostgreSQL type of a column.
@@ -111,13 +113,17 @@ fn encoding_of(field: &FieldRef) -> (Encoding, Type) {
         | DataType::ListView(element)
         | DataType::LargeListView(element) => list_encoding(field, element),
         DataType::Struct(children) => {
-            let plain = children
+            let children: Vec<(Encoding, FieldRef, Type)> = children
                 .iter()
-                .all(|child| matches!(encoding_of(child).0, Encoding::ArrowPg));
-            match field_into_pg_type(field) {
-                Ok(ty) if plain => (Encoding::ArrowPg, ty),
-                _ => (Encoding::Display, Type::TEXT),
-            }
+                .map(|child| {
+                    let (encoding, ty) = encoding_of(child);
+                    (encoding, child.clone(), ty)
+                })
+                .collect();
+            // arrow-pg's composite type when it has one (clients see the field names), else
+            // an anonymous record.
+            let ty = field_into_pg_type(field).unwrap_or(Type::RECORD);
+            (Encoding::Record(children), ty)
         }
         _ => match field_into_pg_type(field) {
             Ok(ty) => (Encoding::ArrowPg, ty),
@@ -221,6 +227,9 @@ fn list_element(field: &FieldRef) -> Option<FieldRef> {
 
 /// PostgreSQL's array type of `element` (`int4` gives `int4[]`); `text[]` for the others.
 fn array_type_of(element: &Type) -> Type {
+    if element.oid() == Type::RECORD.oid() {
+        return Type::RECORD_ARRAY;
+    }
     match *element {
         Type::BOOL => Type::BOOL_ARRAY,
         Type::BYTEA => Type::BYTEA_ARRAY,
@@ -473,6 +482,19 @@ impl ColumnEncoder {
                     }
                 }
             }
+            Encoding::Record(children) => {
+                let structs = values.as_struct();
+                let mut fields = Vec::with_capacity(children.len());
+                for ((encoding, field, _), column) in children.iter().zip(structs.columns()) {
+                    fields.push(self.element_bytes(encoding, field, column, row, format)?);
+                }
+                if text {
+                    record_text(&fields)
+                } else {
+                    let types: Vec<u32> = children.iter().map(|(_, _, ty)| ty.oid()).collect();
+                    record_binary(&fields, &types)
+                }
+            }
             Encoding::PaddedChar(length) => {
                 let mut text = display(values, row)?;
                 let count = text.chars().count();
@@ -636,6 +658,55 @@ fn quote_element(text: &[u8], out: &mut Vec<u8>) {
         out.push(*byte);
     }
     out.push(b'"');
+}
+
+/// PostgreSQL's text for a record (`record_out`): the fields between parentheses, a NULL as
+/// nothing, a field in double quotes (with `"` and `\` doubled) when it is empty or holds a
+/// quote, backslash, parenthesis, comma or space.
+fn record_text(fields: &[Option<Vec<u8>>]) -> Vec<u8> {
+    let mut out = vec![b'('];
+    for (index, field) in fields.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        let Some(text) = field else { continue };
+        let needs_quotes = text.is_empty()
+            || text.iter().any(|byte| {
+                matches!(byte, b'"' | b'\\' | b'(' | b')' | b',') || byte.is_ascii_whitespace()
+            });
+        if !needs_quotes {
+            out.extend_from_slice(text);
+            continue;
+        }
+        out.push(b'"');
+        for byte in text {
+            if matches!(byte, b'"' | b'\\') {
+                out.push(*byte);
+            }
+            out.push(*byte);
+        }
+        out.push(b'"');
+    }
+    out.push(b')');
+    out
+}
+
+/// PostgreSQL's binary record (`record_send`): the field count, then each field's type and
+/// value.
+fn record_binary(fields: &[Option<Vec<u8>>], types: &[u32]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    out.put_i32(fields.len() as i32);
+    for (field, oid) in fields.iter().zip(types) {
+        out.put_u32(*oid);
+        match field {
+            Some(bytes) => {
+                out.put_i32(bytes.len() as i32);
+                out.put_slice(bytes);
+            }
+            None => out.put_i32(-1),
+        }
+    }
+    out.to_vec()
 }
 
 /// PostgreSQL's binary array: dimensions, a NULL flag, the element type, then the elements.
@@ -893,6 +964,24 @@ mod tests {
         assert_eq!(
             String::from_utf8(array_text(&shape, &elements)).unwrap(),
             r#"{{"a b",NULL},{"","x\"y"}}"#
+        );
+    }
+
+    #[test]
+    fn records_print_as_record_out_prints_them() {
+        let fields = vec![
+            Some(b"1".to_vec()),
+            None,
+            Some(b"a b".to_vec()),
+            Some(Vec::new()),
+        ];
+        assert_eq!(
+            String::from_utf8(record_text(&fields)).unwrap(),
+            r#"(1,,"a b","")"#
+        );
+        assert_eq!(
+            String::from_utf8(record_text(&[Some(br#"x"y"#.to_vec())])).unwrap(),
+            r#"("x""y")"#
         );
     }
 

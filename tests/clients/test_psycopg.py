@@ -214,3 +214,14 @@ def test_date_and_timestamp_text_parameters_read_as_postgresql_reads_them(conn):
     )
     with pytest.raises(psycopg.errors.InvalidDatetimeFormat):
         conn.execute("SELECT count(*) FROM psy_times WHERE d = %s", ("not a date",))
+
+
+def test_drop_if_exists_says_what_it_skipped(conn):
+    notices = []
+    conn.add_notice_handler(lambda diag: notices.append((diag.severity, diag.message_primary)))
+    conn.execute("DROP TABLE IF EXISTS psy_never_made")
+    conn.execute("DROP SCHEMA IF EXISTS psy_no_schema")
+    assert notices == [
+        ("NOTICE", 'table "psy_never_made" does not exist, skipping'),
+        ("NOTICE", 'schema "psy_no_schema" does not exist, skipping'),
+    ]

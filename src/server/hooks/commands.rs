@@ -16,7 +16,9 @@ use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::QueryHook;
 use pgwire::api::results::{Response, Tag};
 use pgwire::api::ClientInfo;
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::response::NoticeResponse;
+use pgwire::messages::PgWireBackendMessage;
 
 use super::access::relation_of;
 use super::placeholder_plan;
@@ -47,6 +49,60 @@ fn tag_of(statement: &Statement) -> Option<(&'static str, bool)> {
         _ => return None,
     };
     Some(tag)
+}
+
+/// PostgreSQL's NOTICE for each object a `DROP ... IF EXISTS` finds missing
+/// (`table "t" does not exist, skipping`), so such a drop is never silently a no-op.
+async fn notice_missing_drops(
+    statement: &Statement,
+    ctx: &SessionContext,
+    client: &mut dyn HookClient,
+) -> PgWireResult<()> {
+    let Statement::Drop {
+        object_type,
+        if_exists: true,
+        names,
+        ..
+    } = statement
+    else {
+        return Ok(());
+    };
+    let kind = match object_type {
+        ObjectType::Table => "table",
+        ObjectType::View => "view",
+        ObjectType::Schema => "schema",
+        _ => return Ok(()),
+    };
+    for name in names {
+        let exists = match object_type {
+            ObjectType::Schema => ctx
+                .catalog(crate::engine::CATALOG)
+                .and_then(|catalog| {
+                    catalog.schema(&name.to_string().trim_matches('"').to_lowercase())
+                })
+                .is_some(),
+            _ => ctx.table_exist(name.to_string().as_str()).unwrap_or(true),
+        };
+        if exists {
+            continue;
+        }
+        let bare = name
+            .0
+            .last()
+            .and_then(|part| part.as_ident())
+            .map_or_else(|| name.to_string(), |ident| ident.value.clone());
+        let notice = ErrorInfo::new(
+            "NOTICE".to_owned(),
+            "00000".to_owned(),
+            format!("{kind} \"{bare}\" does not exist, skipping"),
+        );
+        client
+            .send_message(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(
+                notice,
+            )))
+            .await?;
+    }
+    Ok(())
 }
 
 /// `DROP TABLE a, b` as one statement per object, since DataFusion drops one at a time.
@@ -218,6 +274,7 @@ impl QueryHook for CommandTagHook {
         }
         tag_of(statement)?;
         let result = async {
+            notice_missing_drops(statement, session_context, client).await?;
             let mut statement = statement.clone();
             super::vector_insert::rewrite_vector_values(session_context, &mut statement).await;
             let batches = run_sql(session_context, &statement).await?;
@@ -257,6 +314,7 @@ impl QueryHook for CommandTagHook {
         }
         tag_of(statement)?;
         let result = async {
+            notice_missing_drops(statement, session_context, client).await?;
             let batches = if split_drop(statement).len() > 1 {
                 run_sql(session_context, statement).await?
             } else {

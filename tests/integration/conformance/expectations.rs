@@ -56,7 +56,7 @@ impl Observed {
         for (key, (simple, extended)) in &self.failed {
             let error = simple.as_ref().or(extended.as_ref()).unwrap();
             let flat = error.replace('\n', " ⏎ ");
-            let flat: String = flat.chars().take(600).collect();
+            let flat: String = flat.chars().take(4000).collect();
             writeln!(
                 out,
                 "{key}\t{}\t{flat}",
