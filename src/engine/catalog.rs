@@ -506,7 +506,13 @@ fn parse_defaults(
     if defaults.is_empty() {
         return Ok(HashMap::new());
     }
+    // The functions a default may call that DataFusion does not have: a default is checked
+    // against the full session when the table is made, and this context must read it back.
     let ctx = SessionContext::new();
+    super::pg_functions::register(&ctx);
+    ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
+        super::gen_random_uuid::GenRandomUuid::default(),
+    ));
     let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
     defaults
         .iter()

@@ -172,3 +172,57 @@ async fn kill_9_during_insert_leaves_all_or_nothing() {
     assert_eq!(distinct, count.min(BATCH));
     process.kill();
 }
+
+/// The types whose storage or defaults semsql handles itself come back after a restart:
+/// intervals (a struct in the data files), char(n), uuid with a gen_random_uuid() default.
+#[tokio::test]
+async fn intervals_uuids_and_char_columns_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(&dir.path().join("data"), FileConfig::default()).await;
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE kept (id uuid DEFAULT gen_random_uuid(), c char(4), i interval, n int);
+             INSERT INTO kept (c, i, n) VALUES ('ab', interval '1 year 2 mons 3 days 04:05:06.000007', 1), (NULL, NULL, 2);",
+        )
+        .await
+        .unwrap();
+    drop(client);
+    server.stop().await;
+
+    let server = TestServer::start_in(&dir.path().join("data"), FileConfig::default()).await;
+    let client = server.client().await;
+    client
+        .batch_execute("INSERT INTO kept (c, n) VALUES ('xyz', 3)")
+        .await
+        .unwrap();
+    let rows: Vec<(Option<String>, Option<String>, i32)> = client
+        .query("SELECT c, i::text, n FROM kept ORDER BY n", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            // char(4) comes back padded, as PostgreSQL sends it.
+            (
+                Some("ab  ".into()),
+                Some("1 year 2 mons 3 days 04:05:06.000007".into()),
+                1
+            ),
+            (None, None, 2),
+            (Some("xyz ".into()), None, 3),
+        ]
+    );
+    let distinct_ids: i64 = client
+        .query_one(
+            "SELECT count(DISTINCT id) FROM kept WHERE id IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(distinct_ids, 3);
+}
