@@ -516,8 +516,43 @@ fn parse_defaults(
     let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
     defaults
         .iter()
-        .map(|(column, sql)| Ok((column.clone(), ctx.parse_sql_expr(sql, &df_schema)?)))
+        .map(|(column, sql)| {
+            let expr = match ctx.parse_sql_expr(sql, &df_schema) {
+                Ok(expr) => expr,
+                Err(err) => {
+                    // The table still loads (its rows and the manifest's text of the default
+                    // are untouched); only an INSERT that needs this default fails, saying why.
+                    tracing::error!(%column, default = %sql, %err, "a column default cannot be read back");
+                    let data_type = schema
+                        .field_with_name(column)
+                        .map(|field| field.data_type().clone())
+                        .unwrap_or(datafusion::arrow::datatypes::DataType::Null);
+                    unreadable_default(column, sql, &err.to_string(), data_type)
+                }
+            };
+            Ok((column.clone(), expr))
+        })
         .collect()
+}
+
+/// A default standing in for one that could not be read back at start: evaluating it fails
+/// with the column, the default's text and the reason.
+fn unreadable_default(
+    column: &str,
+    sql: &str,
+    reason: &str,
+    data_type: datafusion::arrow::datatypes::DataType,
+) -> Expr {
+    let message =
+        format!("the default of column \"{column}\" ({sql}) cannot be read back: {reason}");
+    let udf = datafusion::logical_expr::create_udf(
+        "semsql_unreadable_default",
+        vec![],
+        data_type,
+        datafusion::logical_expr::Volatility::Volatile,
+        Arc::new(move |_| Err(DataFusionError::Execution(message.clone()))),
+    );
+    udf.call(vec![])
 }
 
 #[async_trait]
@@ -589,5 +624,41 @@ impl SchemaProvider for DurableSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         self.tables.read().expect("schema lock").contains_key(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{DataType, Field};
+    use datafusion::logical_expr::LogicalPlanBuilder;
+    use datafusion::prelude::DataFrame;
+
+    #[tokio::test]
+    async fn a_default_that_cannot_be_read_back_fails_only_when_used() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int32, true),
+            Field::new("b", DataType::Utf8, true),
+        ]));
+        let defaults = BTreeMap::from([
+            ("a".to_owned(), "no_such_function()".to_owned()),
+            ("b".to_owned(), "'x'".to_owned()),
+        ]);
+        let parsed = parse_defaults(&defaults, &schema).unwrap();
+        let ctx = SessionContext::new();
+        let one_row = LogicalPlanBuilder::empty(true).build().unwrap();
+        let evaluate = |expr: &Expr| {
+            DataFrame::new(ctx.state(), one_row.clone())
+                .select(vec![expr.clone().alias("v")])
+                .unwrap()
+                .collect()
+        };
+        let err = evaluate(&parsed["a"]).await.unwrap_err().to_string();
+        assert!(
+            err.contains("the default of column \"a\" (no_such_function()) cannot be read back"),
+            "{err}"
+        );
+        let readable = evaluate(&parsed["b"]).await.unwrap();
+        assert_eq!(readable[0].num_rows(), 1);
     }
 }
