@@ -472,10 +472,23 @@ impl ExtendedQueryHandler for QueryHandler {
         let iso_datetimes = if portal.parameters.is_empty() {
             None
         } else {
-            let types = self
-                .parser
-                .get_parameter_types(&portal.statement.statement)
-                .unwrap_or_default();
+            // The plan's inference is asked only for a text value the client did not type.
+            let declared = &portal.statement.parameter_types;
+            let undeclared_text = portal.parameters.iter().enumerate().any(|(index, value)| {
+                value.is_some()
+                    && !portal.parameter_format.is_binary(index)
+                    && !matches!(declared.get(index), Some(Some(ty)) if *ty != Type::UNKNOWN)
+            });
+            let types = if undeclared_text {
+                self.parser
+                    .get_parameter_types(&portal.statement.statement)
+                    .unwrap_or_default()
+            } else {
+                declared
+                    .iter()
+                    .map(|ty| ty.clone().unwrap_or(Type::UNKNOWN))
+                    .collect()
+            };
             match super::datetime_parameters::with_iso_datetimes(portal, &types, zone.as_deref()) {
                 Ok(rewritten) => rewritten,
                 Err(err) => {
@@ -1343,7 +1356,9 @@ fn cancellable<C: ClientInfo>(client: &C, response: Response) -> Response {
 }
 
 /// When the connection's `statement_timeout`, if any, ends a query starting now.
-fn statement_deadline<C: ClientInfo + ?Sized>(client: &C) -> Option<tokio::time::Instant> {
+pub(crate) fn statement_deadline<C: ClientInfo + ?Sized>(
+    client: &C,
+) -> Option<tokio::time::Instant> {
     client
         .metadata()
         .get(STATEMENT_TIMEOUT_MS)
@@ -1352,7 +1367,7 @@ fn statement_deadline<C: ClientInfo + ?Sized>(client: &C) -> Option<tokio::time:
         .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms))
 }
 
-fn statement_timeout_error() -> PgWireError {
+pub(crate) fn statement_timeout_error() -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
         "ERROR".to_owned(),
         "57014".to_owned(),

@@ -365,8 +365,14 @@ struct ColumnEncoder {
     field: FieldRef,
     info: FieldInfo,
     values: ArrayRef,
-    /// Encodes array elements one at a time (see [`encode_alone`]).
+    elements: ElementEncoder,
+}
+
+/// Encodes the values this module sends itself, and the elements and fields inside them.
+struct ElementEncoder {
+    /// Encodes one element at a time with arrow-pg (see [`ElementEncoder::encode_alone`]).
     scratch: Option<DataRowEncoder>,
+    options: Arc<FormatOptions>,
 }
 
 impl ColumnEncoder {
@@ -384,7 +390,10 @@ impl ColumnEncoder {
             field,
             info: info.clone(),
             values,
-            scratch: None,
+            elements: ElementEncoder {
+                scratch: None,
+                options: info.format_options().clone(),
+            },
         })
     }
 
@@ -409,13 +418,17 @@ impl ColumnEncoder {
 
     /// The value at `row` in the column's format, for the encodings done here.
     fn value_bytes(&mut self, row: usize) -> PgWireResult<Option<Vec<u8>>> {
-        let format = self.info.format();
-        let encoding = self.encoding.clone();
-        let field = self.field.clone();
-        let values = self.values.clone();
-        self.element_bytes(&encoding, &field, &values, row, format)
+        self.elements.element_bytes(
+            &self.encoding,
+            &self.field,
+            &self.values,
+            row,
+            self.info.format(),
+        )
     }
+}
 
+impl ElementEncoder {
     fn element_bytes(
         &mut self,
         encoding: &Encoding,
@@ -571,7 +584,7 @@ impl ColumnEncoder {
             return Ok(None);
         }
         let info = FieldInfo::new(field.name().clone(), None, None, ty.clone(), format)
-            .with_format_options(self.info.format_options().clone());
+            .with_format_options(self.options.clone());
         let scratch = self
             .scratch
             .get_or_insert_with(|| DataRowEncoder::new(Arc::new(vec![info.clone()])));

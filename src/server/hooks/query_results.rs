@@ -7,7 +7,6 @@
 //! leaves them in [`PortalResultFormat`] before each Execute.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use datafusion::common::ParamValues;
@@ -20,10 +19,10 @@ use datafusion_postgres::QueryHook;
 use pgwire::api::portal::Format;
 use pgwire::api::results::Response;
 use pgwire::api::ClientInfo;
-use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::types::format::FormatOptions;
 
-use crate::server::handler::STATEMENT_TIMEOUT_MS;
+use crate::server::handler::{statement_deadline, statement_timeout_error};
 use crate::server::result_encoding::encode_dataframe;
 
 #[derive(Debug)]
@@ -42,21 +41,10 @@ async fn within_timeout(
     client: &dyn HookClient,
     planning: impl std::future::Future<Output = datafusion::error::Result<DataFrame>>,
 ) -> PgWireResult<DataFrame> {
-    let timeout = client
-        .metadata()
-        .get(STATEMENT_TIMEOUT_MS)
-        .and_then(|ms| ms.parse::<u64>().ok())
-        .filter(|ms| *ms > 0);
-    match timeout {
-        Some(ms) => tokio::time::timeout(Duration::from_millis(ms), planning)
+    match statement_deadline(client) {
+        Some(deadline) => tokio::time::timeout_at(deadline, planning)
             .await
-            .map_err(|_| {
-                PgWireError::UserError(Box::new(ErrorInfo::new(
-                    "ERROR".to_owned(),
-                    "57014".to_owned(),
-                    "canceling statement due to statement timeout".to_owned(),
-                )))
-            })?
+            .map_err(|_| statement_timeout_error())?
             .map_err(api_error),
         None => planning.await.map_err(api_error),
     }
