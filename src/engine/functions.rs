@@ -44,6 +44,9 @@ pub fn register(ctx: &SessionContext, runtime: Arc<crate::llm::Runtime>) {
     ctx.register_udf(ScalarUDF::new_from_impl(
         super::gen_random_uuid::GenRandomUuid::default(),
     ));
+    ctx.register_udf(ScalarUDF::new_from_impl(
+        super::any_equal::AnyEqual::default(),
+    ));
     if let Some(catalog) = ctx.catalog(super::CATALOG) {
         ctx.register_udf(ScalarUDF::new_from_impl(
             super::pg_indexes::PgGetIndexdef::new(catalog.clone()),

@@ -2,6 +2,7 @@
 //! built from a template so that settings never leak between connections.
 
 pub mod advisory_locks;
+pub mod any_equal;
 pub mod argument_types;
 pub mod catalog;
 pub mod character_types;

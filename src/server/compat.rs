@@ -206,7 +206,12 @@ fn rewrite_text(sql: &str, path: Option<&PathResolver>) -> Option<String> {
     let mut function_aliases = ScalarFunctionAliases { changed: false };
     let mut varchar_casts = VarcharCasts { changed: false };
     let mut regtypes = RegtypeText { changed: false };
-    let mut subqueries = ScalarSubqueries { changed: false };
+    let mut subqueries = ScalarSubqueries {
+        changed: false,
+        quantified: Vec::new(),
+    };
+    let mut quantified = super::quantified_comparisons::QuantifiedComparisons { changed: false };
+    let mut asyncpg_types = super::asyncpg_introspection::AsyncpgTypeInfo { changed: false };
     let mut protected = ProtectSubqueryItems { changed: false };
     let mut no_column_acls = NoColumnPrivilegesOrPolicies { changed: false };
     let mut templates = super::datetime_templates::DatetimeTemplates { changed: false };
@@ -220,6 +225,12 @@ fn rewrite_text(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         // Before the narrowing, which turns `1` into a cast PostgreSQL would name otherwise.
         if !catalog_query {
             named |= name_select_items(statement);
+            // Catalog queries keep datafusion-postgres's lowering, whose text its parser
+            // matches against the queries it answers itself.
+            let _ = statement.visit(&mut quantified);
+        }
+        if catalog_query {
+            let _ = statement.visit(&mut asyncpg_types);
         }
         let _ = statement.visit(&mut visitor);
         let _ = statement.visit(&mut fields);
@@ -273,6 +284,8 @@ fn rewrite_text(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         || arrays.changed
         || outer_unnests.changed
         || subqueries.changed
+        || quantified.changed
+        || asyncpg_types.changed
         || protected.changed)
         .then(|| {
             statements
@@ -833,7 +846,7 @@ fn array_subquery(expr: &mut Expr) -> Option<&mut Box<Query>> {
 }
 
 /// One expression parsed as PostgreSQL writes it, for the rewrites that build one as text.
-fn parse_expr(sql: &str) -> Option<Expr> {
+pub(crate) fn parse_expr(sql: &str) -> Option<Expr> {
     Parser::new(&PostgreSqlDialect {})
         .try_with_sql(sql)
         .and_then(|mut parser| parser.parse_expr())
@@ -951,6 +964,9 @@ impl VisitorMut for CatalogArrays {
 /// as they are.
 struct ScalarSubqueries {
     changed: bool,
+    /// The subqueries of `x < ALL (SELECT ...)` and the like, seen before their own visit:
+    /// they are sets of rows, which DataFusion plans as such, not scalars.
+    quantified: Vec<*const Query>,
 }
 
 /// Aggregates a scalar subquery's column may already be (the common ones; another aggregate
@@ -1039,9 +1055,17 @@ impl VisitorMut for ScalarSubqueries {
     type Break = ();
 
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } = expr {
+            if let Expr::Subquery(query) = right.as_ref() {
+                self.quantified.push(&**query);
+            }
+        }
         let Expr::Subquery(query) = expr else {
             return ControlFlow::Continue(());
         };
+        if self.quantified.contains(&(&**query as *const Query)) {
+            return ControlFlow::Continue(());
+        }
         if query.with.is_some()
             || query.order_by.is_some()
             || query.limit_clause.is_some()

@@ -230,6 +230,11 @@ impl QueryParser for SessionParser {
                     *ty = datafusion_postgres::arrow_pg::datatypes::pg_vector_type();
                 }
             }
+            for (position, described) in parameters::oid_parameters(statement) {
+                if let Some(ty) = types.get_mut(position - 1) {
+                    *ty = described;
+                }
+            }
         }
         Ok(types)
     }
@@ -262,18 +267,22 @@ impl QueryParser for SessionParser {
             .enumerate()
             .map(|(index, field)| {
                 let field = client_field(field);
-                if narrowed.contains(&index) && field.datatype() == &Type::INT8 {
-                    FieldInfo::new(
-                        field.name().to_owned(),
-                        field.table_id(),
-                        field.column_id(),
-                        Type::INT4,
-                        field.format(),
-                    )
-                    .with_format_options(field.format_options().clone())
+                let described = if narrowed.contains(&index) && field.datatype() == &Type::INT8 {
+                    Type::INT4
+                } else if field.name() == ASYNCPG_OID_LIST && field.datatype() == &Type::INT4_ARRAY
+                {
+                    Type::OID_ARRAY
                 } else {
-                    field
-                }
+                    return field;
+                };
+                FieldInfo::new(
+                    field.name().to_owned(),
+                    field.table_id(),
+                    field.column_id(),
+                    described,
+                    field.format(),
+                )
+                .with_format_options(field.format_options().clone())
             })
             .collect())
     }
@@ -1240,6 +1249,14 @@ impl CopyHandler for QueryHandler {
 
 /// A field as the client sees it: a name made unique for DataFusion shown as written
 /// (see `compat::DUPLICATE_MARK`).
+/// The `oid[]` column of asyncpg's type introspection query (`array_agg(atttypid)`, NULL for
+/// every type but a composite one, which semsql has none of). semsql's catalogs keep OIDs as
+/// `int4`, and an aggregate keeps no mark that its values are OIDs, so it would be described
+/// as `int4[]`. asyncpg decodes `oid[]` with a codec of its own but must introspect `int4[]`
+/// with this very query, which would then need `int4[]` again: every `int4[]` parameter
+/// (`WHERE id = ANY($1)`) failed with "maximum recursion depth exceeded".
+const ASYNCPG_OID_LIST: &str = "attrtypoids";
+
 fn client_field(field: &FieldInfo) -> FieldInfo {
     let name = super::compat::client_column_name(field.name());
     if name.len() == field.name().len() {

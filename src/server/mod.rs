@@ -1,6 +1,7 @@
 //! The network side: listening, TLS, the connection limit, graceful shutdown, and handing each
 //! connection to pgwire with our handlers.
 
+pub mod asyncpg_introspection;
 pub mod auth;
 pub mod compat;
 pub mod connection;
@@ -14,6 +15,7 @@ pub mod hooks;
 pub mod interval_literals;
 pub mod missing_function;
 pub mod parameters;
+pub mod quantified_comparisons;
 pub mod result_encoding;
 pub mod text_output;
 pub mod vector_parameters;

@@ -134,21 +134,35 @@ pub async fn plan_with_parameter_types(
     let prefix: Vec<SqlType> = declared.iter().map_while(Clone::clone).collect();
     // A type known past the first untyped parameter is not in the first plan.
     let all_known_used = prefix.len() == declared.iter().flatten().count();
-    let first = plan_prepared(ctx, statement, prefix).await;
-    let inferred = match &first {
+    let first = plan_prepared(ctx, statement, prefix.clone()).await;
+    let first_inferred = match &first {
         Ok(plan) => plan.get_parameter_types()?,
         Err(_) => Default::default(),
+    };
+    let first_typed_all = first_inferred.values().all(Option::is_some);
+    // DataFusion infers no placeholder's type from a function's arguments; the membership
+    // tests compat writes for `x = ANY(a)` are planned once more as the equality each element
+    // is tested with, which it does infer.
+    let inferred = match membership_as_equality(statement) {
+        Some(probe) => match plan_prepared(ctx, &probe, prefix).await {
+            Ok(plan) => {
+                let mut from_probe = plan.get_parameter_types()?;
+                for (name, ty) in first_inferred {
+                    if ty.is_some() {
+                        from_probe.insert(name, ty);
+                    }
+                }
+                from_probe
+            }
+            Err(_) => first_inferred,
+        },
+        None => first_inferred,
     };
     // DataFusion types `x = ANY($1)` as if `$1` were one value, not an array of them.
     let untyped_arrays = arrays
         .iter()
         .any(|position| declared.get(position - 1).cloned().flatten().is_none());
-    if count == 0
-        || (first.is_ok()
-            && all_known_used
-            && !untyped_arrays
-            && inferred.values().all(Option::is_some))
-    {
+    if count == 0 || (first.is_ok() && all_known_used && !untyped_arrays && first_typed_all) {
         return first;
     }
     let text = sql_type("text").expect("text is a type");
@@ -182,6 +196,66 @@ pub async fn plan_with_parameter_types(
     }
 }
 
+/// Whether `function` is one of the membership tests `x = ANY(a)` is written as, whose
+/// arguments are `(a, x)`.
+fn is_membership_test(function: &datafusion::sql::sqlparser::ast::Function) -> bool {
+    let name = function.name.to_string();
+    [
+        "array_contains",
+        "array_has",
+        crate::engine::any_equal::ANY_EQUAL,
+    ]
+    .iter()
+    .any(|wanted| name.eq_ignore_ascii_case(wanted))
+}
+
+/// `statement` with each membership test `f(a, x)` that has a placeholder for `a` or `x`
+/// written as an equality DataFusion infers types from: `x = $n` (the parameter then has the
+/// element's type; the caller makes it an array) or `$n = a[1]`; `None` when there is none.
+fn membership_as_equality(statement: &Statement) -> Option<Statement> {
+    struct Equalities {
+        changed: bool,
+    }
+    impl datafusion::sql::sqlparser::ast::VisitorMut for Equalities {
+        type Break = ();
+        fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            let Expr::Function(function) = expr else {
+                return ControlFlow::Continue(());
+            };
+            if !is_membership_test(function) {
+                return ControlFlow::Continue(());
+            }
+            let FunctionArguments::List(list) = &function.args else {
+                return ControlFlow::Continue(());
+            };
+            let [FunctionArg::Unnamed(FunctionArgExpr::Expr(array)), FunctionArg::Unnamed(FunctionArgExpr::Expr(value))] =
+                list.args.as_slice()
+            else {
+                return ControlFlow::Continue(());
+            };
+            let equality = if position(array).is_some() {
+                format!("({value}) = {array}")
+            } else if position(value).is_some() {
+                format!("{value} = ({array})[1]")
+            } else {
+                return ControlFlow::Continue(());
+            };
+            if let Ok(equality) = Parser::new(&PostgreSqlDialect {})
+                .try_with_sql(&equality)
+                .and_then(|mut parser| parser.parse_expr())
+            {
+                *expr = Expr::Nested(Box::new(equality));
+                self.changed = true;
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut probe = statement.clone();
+    let mut equalities = Equalities { changed: false };
+    let _ = datafusion::sql::sqlparser::ast::VisitMut::visit(&mut probe, &mut equalities);
+    equalities.changed.then_some(probe)
+}
+
 /// The inner plan of `PREPARE p(types) AS statement`.
 async fn plan_prepared(
     ctx: &SessionContext,
@@ -208,6 +282,36 @@ async fn plan_prepared(
 /// Whether a SQL type is pgvector's `vector` (with or without a dimension count).
 pub fn is_vector_type(data_type: &SqlType) -> bool {
     matches!(data_type, SqlType::Custom(name, _) if name.to_string().eq_ignore_ascii_case("vector"))
+}
+
+/// The parameters the statement casts to `oid` or `oid[]` (`$1::oid[]`), with those types.
+/// DataFusion plans them as `int4` and `int4[]`, and PostgreSQL describes them as `oid` and
+/// `oid[]`: asyncpg decodes `oid[]` with a codec of its own but has to look `int4[]` up with a
+/// query of its own, whose `$1::oid[]` it would then have to look up again, without end.
+pub fn oid_parameters(statement: &Statement) -> Vec<(usize, Type)> {
+    struct Found(Vec<(usize, Type)>);
+    impl Visitor for Found {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            if let Expr::Cast {
+                expr, data_type, ..
+            } = expr
+            {
+                let described = match data_type.to_string().to_ascii_lowercase().as_str() {
+                    "oid" | "pg_catalog.oid" => Some(Type::OID),
+                    "oid[]" | "pg_catalog.oid[]" => Some(Type::OID_ARRAY),
+                    _ => None,
+                };
+                if let (Some(at), Some(described)) = (position(expr), described) {
+                    self.0.push((at, described));
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut found = Found(Vec::new());
+    let _ = statement.visit(&mut found);
+    found.0
 }
 
 /// The positions (from 1) of the parameters the statement casts to `vector` (`$1::vector`),
@@ -288,12 +392,10 @@ fn placeholders(statement: &Statement) -> Placeholders {
                     self.arrays.insert(at);
                 }
             }
-            // datafusion-postgres's parser writes `x = ANY(a)` as `array_contains(a, x)`.
+            // datafusion-postgres's parser writes `x = ANY(a)` as `array_contains(a, x)`, and
+            // compat as `semsql_any_equal(a, x)`.
             if let Expr::Function(function) = expr {
-                let name = function.name.to_string();
-                if name.eq_ignore_ascii_case("array_contains")
-                    || name.eq_ignore_ascii_case("array_has")
-                {
+                if is_membership_test(function) {
                     if let FunctionArguments::List(list) = &function.args {
                         if let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(array))) =
                             list.args.first()

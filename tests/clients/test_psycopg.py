@@ -225,3 +225,39 @@ def test_drop_if_exists_says_what_it_skipped(conn):
         ("NOTICE", 'table "psy_never_made" does not exist, skipping'),
         ("NOTICE", 'schema "psy_no_schema" does not exist, skipping'),
     ]
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_any_and_all_as_postgresql_answers_them(conn, binary):
+    cur = conn.cursor(binary=binary)
+    cur.execute("DROP TABLE IF EXISTS psy_quant")
+    cur.execute("CREATE TABLE psy_quant (id int, name text)")
+    cur.execute("INSERT INTO psy_quant VALUES (1, 'a'), (2, 'b'), (3, NULL)")
+    ids = lambda sql, *args: [r[0] for r in cur.execute(sql, args or None).fetchall()]
+    # A list parameter, the usual way to pass a set of keys.
+    assert ids("SELECT id FROM psy_quant WHERE id = ANY(%s) ORDER BY id", [1, 3]) == [1, 3]
+    assert ids("SELECT id FROM psy_quant WHERE id <> ALL(%s) ORDER BY id", [1]) == [2, 3]
+    # A NULL element makes a miss unknown, not false.
+    assert cur.execute("SELECT %s = ANY(ARRAY[1, NULL])", (2,)).fetchone() == (None,)
+    assert cur.execute("SELECT 5 <> ALL(ARRAY[1, NULL])").fetchone() == (None,)
+    assert cur.execute("SELECT 5 <> ALL(ARRAY[5, NULL]), 1 = ANY(ARRAY[1, NULL])").fetchone() == (
+        False,
+        True,
+    )
+    # Subqueries, the same table inside and out, and in a select list.
+    assert ids(
+        "SELECT id FROM psy_quant WHERE id = ANY (SELECT id FROM psy_quant WHERE id > 1) ORDER BY id"
+    ) == [2, 3]
+    assert ids(
+        "SELECT id FROM psy_quant WHERE id > ALL (SELECT id FROM psy_quant WHERE id < 3) ORDER BY id"
+    ) == [3]
+    assert ids(
+        "SELECT id FROM psy_quant WHERE id <> ALL (SELECT id FROM psy_quant WHERE id < 3) ORDER BY id"
+    ) == [3]
+    assert cur.execute(
+        "SELECT id, id >= ALL (SELECT id FROM psy_quant), id < ANY (SELECT 2 UNION SELECT NULL) "
+        "FROM psy_quant ORDER BY id"
+    ).fetchall() == [(1, False, True), (2, False, None), (3, True, None)]
+    assert cur.execute(
+        "SELECT 1 > ALL (SELECT id FROM psy_quant WHERE id > 5), 1 < ANY (SELECT id FROM psy_quant WHERE id > 5)"
+    ).fetchone() == (True, False)
