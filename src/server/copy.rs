@@ -393,8 +393,18 @@ pub async fn copy_out(
         .map(|f| f.name().clone())
         .collect();
     let width = names.len();
-    let mut response =
-        super::result_encoding::encode_dataframe(frame, &Format::UnifiedText, None).await?;
+    let zone = super::hooks::query_results::display_zone(ctx);
+    let mut response = super::result_encoding::encode_dataframe(
+        frame,
+        &Format::UnifiedText,
+        None,
+        zone.as_deref(),
+    )
+    .await?;
+    let text = Arc::new(super::text_output::CopyText::new(
+        response.row_schema.iter().map(|field| field.datatype()),
+        zone.as_deref(),
+    ));
     // The header goes in front of the first row rather than in a message of its own, because
     // pgwire counts messages for the `COPY n` tag.
     let header = format.header.then(|| {
@@ -411,6 +421,7 @@ pub async fn copy_out(
     let rows = std::mem::replace(&mut response.data_rows, Box::pin(futures::stream::empty()));
     let stream = futures::stream::unfold((rows, header), move |(mut rows, mut header)| {
         let format = format.clone();
+        let text = text.clone();
         async move {
             let Some(row) = rows.next().await else {
                 // No rows: the header alone, if still owed.
@@ -422,10 +433,11 @@ pub async fn copy_out(
                 Err(err) => return Some((Err(err), (rows, header))),
             };
             let mut line = header.take().unwrap_or_default();
-            for (i, value) in text_fields(&row.data, width).iter().enumerate() {
+            for (i, value) in text_fields(&row.data, width).into_iter().enumerate() {
                 if i > 0 {
                     line.push(format.delimiter);
                 }
+                let value = value.map(|value| text.value(i, value));
                 format.write_value(value.as_deref(), &mut line);
             }
             line.push('\n');

@@ -292,12 +292,17 @@ pub fn result_fields(
         .collect()
 }
 
-/// Runs `frame` and encodes its rows as [`result_fields`] describes them.
+/// Runs `frame` and encodes its rows as [`result_fields`] describes them. `display_zone` is
+/// the session's time zone (`datafusion.execution.time_zone`): a timestamptz is printed in it,
+/// as PostgreSQL prints every timestamptz in the session's `TimeZone`, whatever zone the
+/// value's column was written with.
 pub async fn encode_dataframe(
     frame: DataFrame,
     format: &Format,
     options: Option<Arc<FormatOptions>>,
+    display_zone: Option<&str>,
 ) -> PgWireResult<QueryResponse> {
+    let display_zone: Option<Arc<str>> = display_zone.map(Arc::from);
     let fields = Arc::new(result_fields(frame.schema().as_arrow(), format, options));
     let batches = frame
         .execute_stream()
@@ -310,7 +315,7 @@ pub async fn encode_dataframe(
                 // A panic in an encoder (a type it did not expect) ends this result with an
                 // error rather than the connection.
                 Ok(batch) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    encode_batch(&row_fields, &batch)
+                    encode_batch(&row_fields, &batch, display_zone.as_ref())
                 }))
                 .unwrap_or_else(|_| {
                     vec![Err(user_error(
@@ -331,7 +336,11 @@ pub async fn encode_dataframe(
 /// Values are read by the batch's own types, which may be narrower than the plan's that
 /// described the columns (an extended-protocol plan is described before it is analyzed; see
 /// `planner::integer_arithmetic`).
-fn encode_batch(fields: &Arc<Vec<FieldInfo>>, batch: &RecordBatch) -> Vec<PgWireResult<DataRow>> {
+fn encode_batch(
+    fields: &Arc<Vec<FieldInfo>>,
+    batch: &RecordBatch,
+    display_zone: Option<&Arc<str>>,
+) -> Vec<PgWireResult<DataRow>> {
     let schema = batch.schema();
     let mut columns = Vec::with_capacity(batch.num_columns());
     for ((field, info), column) in schema
@@ -340,7 +349,7 @@ fn encode_batch(fields: &Arc<Vec<FieldInfo>>, batch: &RecordBatch) -> Vec<PgWire
         .zip(fields.iter())
         .zip(batch.columns())
     {
-        match ColumnEncoder::new(field, info, column) {
+        match ColumnEncoder::new(field, info, column, display_zone) {
             Ok(encoder) => columns.push(encoder),
             Err(err) => return vec![Err(err)],
         }
@@ -376,13 +385,29 @@ struct ElementEncoder {
 }
 
 impl ColumnEncoder {
-    fn new(field: &FieldRef, info: &FieldInfo, column: &ArrayRef) -> PgWireResult<Self> {
+    fn new(
+        field: &FieldRef,
+        info: &FieldInfo,
+        column: &ArrayRef,
+        display_zone: Option<&Arc<str>>,
+    ) -> PgWireResult<Self> {
         let (encoding, _) = encoding_of(field);
-        let (field, values) = match &encoding {
-            Encoding::Cast(to) => (
-                to.clone(),
-                cast(column, to.data_type()).map_err(|err| PgWireError::ApiError(Box::new(err)))?,
-            ),
+        let cast_to = |to: &FieldRef| {
+            cast(column, to.data_type()).map_err(|err| PgWireError::ApiError(Box::new(err)))
+        };
+        let (field, values) = match (&encoding, field.data_type(), display_zone) {
+            (Encoding::Cast(to), _, _) => (to.clone(), cast_to(to)?),
+            // The same instants, shown in the session's zone (a change of the type only).
+            (_, DataType::Timestamp(unit, Some(zone)), Some(display)) if zone != display => {
+                let to = Arc::new(
+                    field
+                        .as_ref()
+                        .clone()
+                        .with_data_type(DataType::Timestamp(*unit, Some(display.clone()))),
+                );
+                let values = cast_to(&to)?;
+                (to, values)
+            }
             _ => (field.clone(), column.clone()),
         };
         Ok(Self {

@@ -77,6 +77,44 @@ pub fn postgres_text(response: Response, time_zone: Option<&str>) -> Response {
     Response::Query(response)
 }
 
+/// Values of given types printed again as PostgreSQL prints them, for `COPY ... TO`, whose
+/// rows are written as lines of text rather than sent as a query's rows.
+pub struct CopyText {
+    reprints: Vec<Option<Reprint>>,
+}
+
+impl CopyText {
+    /// For columns of `types`, with the session's `time_zone` (see [`postgres_text`]).
+    pub fn new<'a>(types: impl IntoIterator<Item = &'a Type>, time_zone: Option<&str>) -> Self {
+        let zone = time_zone.and_then(|zone| zone.parse::<Tz>().ok());
+        Self {
+            // COPY prints floats in the shortest form, as extra_float_digits = 1 does.
+            reprints: types
+                .into_iter()
+                .map(|ty| reprint_of(ty, 1, zone))
+                .collect(),
+        }
+    }
+
+    /// The value of column `column`, printed as PostgreSQL prints it.
+    pub fn value(&self, column: usize, text: String) -> String {
+        match self.reprints.get(column).copied().flatten() {
+            Some(reprint) => reprint_text(reprint, &text).unwrap_or(text),
+            None => text,
+        }
+    }
+}
+
+/// `text` printed again as `reprint` says, or `None` when it does not read as that type.
+fn reprint_text(reprint: Reprint, text: &str) -> Option<String> {
+    match reprint {
+        Reprint::Float4 => text.parse::<f32>().ok().map(float4_text),
+        Reprint::Float8 => text.parse::<f64>().ok().map(float8_text),
+        Reprint::Fraction => Some(trim_fraction(text)),
+        Reprint::Zoned(zone) => Some(trim_fraction(&full_offset(text, &zone))),
+    }
+}
+
 fn reprint_row(row: DataRow, reprints: &[Option<Reprint>]) -> DataRow {
     let data = &row.data;
     let mut out = BytesMut::with_capacity(data.len());
@@ -95,15 +133,8 @@ fn reprint_row(row: DataRow, reprints: &[Option<Reprint>]) -> DataRow {
             return row;
         };
         at += length as usize;
-        let reprinted = reprint.and_then(|reprint| {
-            let text = std::str::from_utf8(value).ok()?;
-            match reprint {
-                Reprint::Float4 => text.parse::<f32>().ok().map(float4_text),
-                Reprint::Float8 => text.parse::<f64>().ok().map(float8_text),
-                Reprint::Fraction => Some(trim_fraction(text)),
-                Reprint::Zoned(zone) => Some(trim_fraction(&full_offset(text, &zone))),
-            }
-        });
+        let reprinted =
+            reprint.and_then(|reprint| reprint_text(reprint, std::str::from_utf8(value).ok()?));
         match reprinted {
             Some(text) => {
                 out.put_i32(text.len() as i32);

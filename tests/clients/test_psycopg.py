@@ -261,3 +261,32 @@ def test_any_and_all_as_postgresql_answers_them(conn, binary):
     assert cur.execute(
         "SELECT 1 > ALL (SELECT id FROM psy_quant WHERE id > 5), 1 < ANY (SELECT id FROM psy_quant WHERE id > 5)"
     ).fetchone() == (True, False)
+
+
+def test_copy_to_prints_values_as_postgresql_does(conn):
+    # The expected bytes are PostgreSQL 15's for the same statements.
+    def copied(sql):
+        with conn.cursor().copy(sql) as copy:
+            return b"".join(bytes(chunk) for chunk in copy)
+
+    conn.execute("SET TIME ZONE 'UTC'")
+    assert copied(
+        "COPY (SELECT 1500::float8, 1.5::float4, '2020-01-01 00:00:00'::timestamp, "
+        "'12:00:00.25'::time, NULL::int, E'a\\tb'::text, "
+        "timestamptz '2020-01-01 00:00:00.5+00') TO STDOUT"
+    ) == b"1500\t1.5\t2020-01-01 00:00:00\t12:00:00.25\t\\N\ta\\tb\t2020-01-01 00:00:00.5+00\n"
+    conn.execute("SET TIME ZONE 'Asia/Kolkata'")
+    assert copied(
+        "COPY (SELECT timestamptz '2020-01-01 00:00:00.5+00', 1e20::float8, 'NaN'::float8) TO STDOUT"
+    ) == b"2020-01-01 05:30:00.5+05:30\t1e+20\tNaN\n"
+    assert copied("COPY (SELECT 1500::float8 AS a, 'x,y' AS b) TO STDOUT (FORMAT csv, HEADER)") == (
+        b'a,b\n1500,"x,y"\n'
+    )
+    # A timestamptz is shown in the session's zone, whatever zone its column was written in.
+    conn.execute("DROP TABLE IF EXISTS psy_zones")
+    conn.execute("CREATE TABLE psy_zones (t timestamptz)")
+    conn.execute("INSERT INTO psy_zones VALUES ('2020-01-01 00:00:00+00')")
+    assert conn.execute("SELECT t::text FROM psy_zones").fetchone() == (
+        "2020-01-01 05:30:00+05:30",
+    )
+    conn.execute("SET TIME ZONE 'UTC'")

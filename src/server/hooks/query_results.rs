@@ -50,6 +50,17 @@ async fn within_timeout(
     }
 }
 
+/// The session's time zone, in which timestamptz values are shown.
+pub(crate) fn display_zone(ctx: &SessionContext) -> Option<String> {
+    ctx.state_ref()
+        .read()
+        .config()
+        .options()
+        .execution
+        .time_zone
+        .clone()
+}
+
 #[async_trait]
 impl QueryHook for QueryResultsHook {
     async fn handle_simple_query(
@@ -65,7 +76,10 @@ impl QueryHook for QueryResultsHook {
             let sql = statement.to_string();
             let frame = within_timeout(client, session_context.sql(&sql)).await?;
             let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-            let response = encode_dataframe(frame, &Format::UnifiedText, Some(options)).await?;
+            let zone = display_zone(session_context);
+            let response =
+                encode_dataframe(frame, &Format::UnifiedText, Some(options), zone.as_deref())
+                    .await?;
             Ok(Response::Query(response))
         }
         .await;
@@ -107,7 +121,8 @@ impl QueryHook for QueryResultsHook {
                 .map_err(api_error)?;
             let frame = within_timeout(client, session_context.execute_logical_plan(plan)).await?;
             let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-            let response = encode_dataframe(frame, &format, Some(options)).await?;
+            let zone = display_zone(session_context);
+            let response = encode_dataframe(frame, &format, Some(options), zone.as_deref()).await?;
             Ok(Response::Query(response))
         }
         .await;
