@@ -290,3 +290,19 @@ def test_copy_to_prints_values_as_postgresql_does(conn):
         "2020-01-01 05:30:00+05:30",
     )
     conn.execute("SET TIME ZONE 'UTC'")
+
+
+def test_create_table_as_keeps_a_declared_not_null(conn):
+    # DataFusion's form of CREATE TABLE ... AS with typed columns (PostgreSQL takes names only):
+    # a declared NOT NULL holds for the rows it is made from and for later ones.
+    conn.execute("DROP TABLE IF EXISTS psy_ctas")
+    cur = conn.execute("CREATE TABLE psy_ctas (x int NOT NULL, y text) AS VALUES (1, 'a'), (2, 'b')")
+    assert cur.statusmessage == "SELECT 2"
+    with pytest.raises(psycopg.errors.NotNullViolation):
+        conn.execute("INSERT INTO psy_ctas VALUES (NULL, 'c')")
+    assert conn.execute("SELECT count(*) FROM psy_ctas").fetchone() == (2,)
+    with pytest.raises(psycopg.errors.NotNullViolation):
+        conn.execute("CREATE TABLE psy_ctas_null (x int NOT NULL) AS VALUES (1), (NULL)")
+    # The failed statement leaves no table behind.
+    with pytest.raises(psycopg.errors.UndefinedTable):
+        conn.execute("SELECT * FROM psy_ctas_null")

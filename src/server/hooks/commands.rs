@@ -11,7 +11,11 @@ use datafusion::common::ParamValues;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::{ObjectType, Reset, ResetStatement, SchemaName, Statement};
+use datafusion::sql::sqlparser::ast::{
+    ColumnOption, ObjectType, Reset, ResetStatement, SchemaName, Statement,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
 use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::QueryHook;
 use pgwire::api::results::{Response, Tag};
@@ -135,7 +139,59 @@ fn api_error(err: DataFusionError) -> PgWireError {
     PgWireError::ApiError(Box::new(err))
 }
 
+/// `CREATE TABLE t (x int NOT NULL, ...) AS query` (DataFusion's form; PostgreSQL's takes
+/// column names only) as the CREATE TABLE without its query, then `INSERT INTO t query`: a
+/// table made from a query takes every column as nullable (as PostgreSQL's CREATE TABLE AS
+/// makes them), which would drop the declared NOT NULL without a word. `None` for any other
+/// statement.
+fn create_then_insert(statement: &Statement) -> Option<(Statement, Statement)> {
+    let Statement::CreateTable(create) = statement else {
+        return None;
+    };
+    let query = create.query.as_ref()?;
+    let declares_not_null = create.columns.iter().any(|column| {
+        column
+            .options
+            .iter()
+            .any(|option| matches!(option.option, ColumnOption::NotNull))
+    });
+    if !declares_not_null || create.if_not_exists || create.or_replace {
+        return None;
+    }
+    let mut empty = create.clone();
+    empty.query = None;
+    let insert = Parser::parse_sql(
+        &PostgreSqlDialect {},
+        &format!("INSERT INTO {} {query}", create.name),
+    )
+    .ok()?
+    .pop()?;
+    Some((Statement::CreateTable(empty), insert))
+}
+
 async fn run_sql(ctx: &SessionContext, statement: &Statement) -> PgWireResult<Vec<RecordBatch>> {
+    if let Some((create, insert)) = create_then_insert(statement) {
+        ctx.sql(&create.to_string())
+            .await
+            .map_err(api_error)?
+            .collect()
+            .await
+            .map_err(api_error)?;
+        let inserted = match ctx.sql(&insert.to_string()).await {
+            Ok(frame) => frame.collect().await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = inserted {
+            // The statement fails whole: no table is left behind.
+            if let Statement::CreateTable(create) = &create {
+                if let Ok(frame) = ctx.sql(&format!("DROP TABLE {}", create.name)).await {
+                    let _ = frame.collect().await;
+                }
+            }
+            return Err(api_error(err));
+        }
+        return Ok(Vec::new());
+    }
     let mut batches = Vec::new();
     for single in split_drop(statement) {
         let frame = ctx.sql(&single.to_string()).await.map_err(api_error)?;
