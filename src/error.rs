@@ -191,7 +191,9 @@ fn external_sqlstate(err: &(dyn std::error::Error + Send + Sync + 'static)) -> &
 /// DataFusion reports planning problems as text; these are the ones Postgres gives codes to.
 fn plan_sqlstate(message: &str) -> &'static str {
     let lower = message.to_ascii_lowercase();
-    if lower.contains("table function") && lower.contains("not found") {
+    if lower.contains("must appear in the group by clause") {
+        "42803"
+    } else if lower.contains("table function") && lower.contains("not found") {
         "42883"
     } else if lower.contains("table '") && lower.contains("not found")
         || lower.contains("doesn't exist")
@@ -354,6 +356,15 @@ fn postgres_wording(err: &DataFusionError) -> Option<String> {
         {
             Some("division by zero".to_owned())
         }
+        // DataFusion: `... column "t.n" must appear in the GROUP BY clause or must be part of
+        // an aggregate function, currently ...`.
+        DataFusionError::Plan(message) if message.contains("must appear in the GROUP BY") => {
+            let column = message.split_once("column \"")?.1.split_once('"')?.0;
+            Some(format!(
+                "column \"{column}\" must appear in the GROUP BY clause or be used in an \
+                 aggregate function"
+            ))
+        }
         DataFusionError::Plan(message) => {
             // DataFusion: "table 'catalog.schema.name' not found".
             let name = message
@@ -445,6 +456,12 @@ mod tests {
         assert_eq!(state_of("SELECT * FROM missing_table").await, "42P01");
         assert_eq!(state_of("SELECT missing_column FROM t").await, "42703");
         assert_eq!(state_of("SELECT no_such_function(1)").await, "42883");
+        assert_eq!(state_of("SELECT a, b FROM t GROUP BY a").await, "42803");
+        // PostgreSQL 15's words.
+        assert_eq!(
+            message_of("SELECT a, b FROM t GROUP BY a").await,
+            "column \"t.b\" must appear in the GROUP BY clause or be used in an aggregate function"
+        );
     }
 
     async fn message_of(sql: &str) -> String {

@@ -11,7 +11,7 @@ use datafusion::arrow::compute::{cast, filter_record_batch, kernels::zip::zip};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{DFSchema, Result, SchemaExt};
+use datafusion::common::{Constraint, Constraints, DFSchema, Result, SchemaExt};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::datasource::TableType;
@@ -60,6 +60,8 @@ pub struct TableShared {
     pub defaults: HashMap<String, Expr>,
     /// PRIMARY KEY and UNIQUE constraints, checked on every write.
     pub keys: Vec<KeyEntry>,
+    /// The primary key as DataFusion's planner takes it (see `TableProvider::constraints`).
+    primary_key: Option<Constraints>,
     committed: RwLock<TableData>,
     /// Held while a change to this table is being committed (and while an index is built).
     pub writer: Arc<tokio::sync::Mutex<()>>,
@@ -125,6 +127,7 @@ impl DurableTable {
         rules: ColumnRules,
         data: TableData,
     ) -> Self {
+        let primary_key = primary_key_constraint(&schema, &rules.keys);
         DurableTable {
             shared: Arc::new(TableShared {
                 id,
@@ -133,6 +136,7 @@ impl DurableTable {
                 schema,
                 store,
                 defaults: rules.defaults,
+                primary_key,
                 keys: rules.keys,
                 committed: RwLock::new(data),
                 writer: Arc::new(tokio::sync::Mutex::new(())),
@@ -176,6 +180,19 @@ pub fn session_transaction(state: &dyn Session) -> Result<Arc<Transaction>> {
         })
 }
 
+/// The primary key among `keys`, by column positions in `schema`.
+fn primary_key_constraint(schema: &SchemaRef, keys: &[KeyEntry]) -> Option<Constraints> {
+    let primary = keys.iter().find(|key| key.primary)?;
+    let positions = primary
+        .columns
+        .iter()
+        .map(|column| schema.index_of(column).ok())
+        .collect::<Option<Vec<usize>>>()?;
+    Some(Constraints::new_unverified(vec![Constraint::PrimaryKey(
+        positions,
+    )]))
+}
+
 #[async_trait]
 impl TableProvider for DurableTable {
     fn schema(&self) -> SchemaRef {
@@ -188,6 +205,14 @@ impl TableProvider for DurableTable {
 
     fn get_column_default(&self, column: &str) -> Option<&Expr> {
         self.shared.defaults.get(column)
+    }
+
+    /// The primary key, which semsql enforces: DataFusion then knows that it determines the
+    /// other columns, so `SELECT id, name FROM t GROUP BY id` works as in PostgreSQL. UNIQUE
+    /// keys are not given: their columns may hold NULLs, which PostgreSQL does not take as
+    /// determining anything, and DataFusion would (apache/datafusion#23819, #23820).
+    fn constraints(&self) -> Option<&Constraints> {
+        self.shared.primary_key.as_ref()
     }
 
     async fn scan(

@@ -6,7 +6,8 @@
 //!   them to be (NULLs included);
 //! - over an array, a NULL element makes a miss unknown in PostgreSQL (`2 = ANY(ARRAY[1, NULL])`
 //!   is NULL), where `array_contains` says false: these become `semsql_any_equal(a, x)` and
-//!   `NOT semsql_any_equal(a, x)` (see `engine::any_equal`).
+//!   `NOT semsql_any_equal(a, x)` (see `engine::any_equal`), or `x [NOT] IN (1, NULL)` for an
+//!   array written out, which PostgreSQL defines the same way.
 //!
 //! An array written as a string literal (`relkind = ANY('{r,v}')`, catalog queries) is left to
 //! datafusion-postgres's rule, which reads the literal. The other operators over an array
@@ -62,6 +63,17 @@ impl VisitorMut for QuantifiedComparisons {
                 subquery: query.clone(),
                 negated,
             }))),
+            // `x = ANY(ARRAY[a, b])` is `x IN (a, b)` in PostgreSQL, NULLs included, which
+            // DataFusion answers with a hash set.
+            // (Not for a parameter, whose type DataFusion infers from an equality but not
+            // from an IN list: the membership function's is inferred, see `parameters`.)
+            Expr::Array(array) if !array.elem.is_empty() && !is_placeholder(left) => {
+                Some(Expr::Nested(Box::new(Expr::InList {
+                    expr: left.clone(),
+                    list: array.elem.clone(),
+                    negated,
+                })))
+            }
             array => {
                 let not = if negated { "NOT " } else { "" };
                 super::compat::parse_expr(&format!("({not}{ANY_EQUAL}({array}, {left}))"))
@@ -72,6 +84,14 @@ impl VisitorMut for QuantifiedComparisons {
             self.changed = true;
         }
         ControlFlow::Continue(())
+    }
+}
+
+fn is_placeholder(expr: &Expr) -> bool {
+    match expr {
+        Expr::Value(value) => matches!(value.value, Value::Placeholder(_)),
+        Expr::Nested(inner) => is_placeholder(inner),
+        _ => false,
     }
 }
 
@@ -199,8 +219,12 @@ mod tests {
             "SELECT 1 WHERE (a IN (SELECT b FROM t)) AND (c NOT IN (SELECT d FROM u))"
         );
         assert_eq!(
-            respelled("SELECT x = ANY(ARRAY[1, NULL]), x <> ALL(arr), x < ANY(arr)"),
-            "SELECT (semsql_any_equal(ARRAY[1, NULL], x)), (NOT semsql_any_equal(arr, x)), x < ANY(arr)"
+            respelled("SELECT x = ANY(arr), x <> ALL(arr), x < ANY(arr)"),
+            "SELECT (semsql_any_equal(arr, x)), (NOT semsql_any_equal(arr, x)), x < ANY(arr)"
+        );
+        assert_eq!(
+            respelled("SELECT x = ANY(ARRAY[1, NULL]), x <> ALL(ARRAY['a']), x = ANY(ARRAY[])"),
+            "SELECT (x IN (1, NULL)), (x NOT IN ('a')), (semsql_any_equal(ARRAY[], x))"
         );
         assert_eq!(
             respelled("SELECT 1 WHERE x > ALL (SELECT v FROM t WHERE k = 1)"),

@@ -92,6 +92,11 @@ fn encoding_of(field: &FieldRef) -> (Encoding, Type) {
             (Encoding::Uuid, Type::UUID)
         }
         DataType::FixedSizeBinary(_) => (Encoding::Bytea, Type::BYTEA),
+        // A negative scale (`1.23e3` read as a decimal is 123 with scale -1) is sent from its
+        // digits: arrow-pg reads the scale as unsigned.
+        DataType::Decimal128(_, scale) | DataType::Decimal256(_, scale) if *scale < 0 => {
+            (Encoding::Numeric, Type::NUMERIC)
+        }
         DataType::Decimal256(precision, scale) if *precision <= 38 => (
             Encoding::Cast(Arc::new(
                 field
@@ -985,6 +990,28 @@ mod tests {
             decimal_text(&values, 2).unwrap(),
             "123456789.012345678901234567890123456789"
         );
+    }
+
+    #[test]
+    fn negative_scales_print_their_zeros() {
+        use datafusion::arrow::array::Decimal128Array;
+        // `1.23e3` and `-1e40` as DataFusion reads them with parse_float_as_decimal.
+        let values: ArrayRef = Arc::new(
+            Decimal128Array::from(vec![123, -1])
+                .with_precision_and_scale(3, -1)
+                .unwrap(),
+        );
+        assert_eq!(decimal_text(&values, 0).unwrap(), "1230");
+        assert_eq!(decimal_text(&values, 1).unwrap(), "-10");
+        let field: FieldRef = Arc::new(datafusion::arrow::datatypes::Field::new(
+            "d",
+            values.data_type().clone(),
+            true,
+        ));
+        assert!(matches!(
+            encoding_of(&field),
+            (Encoding::Numeric, Type::NUMERIC)
+        ));
     }
 
     #[test]

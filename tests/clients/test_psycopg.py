@@ -306,3 +306,16 @@ def test_create_table_as_keeps_a_declared_not_null(conn):
     # The failed statement leaves no table behind.
     with pytest.raises(psycopg.errors.UndefinedTable):
         conn.execute("SELECT * FROM psy_ctas_null")
+
+
+def test_a_primary_key_determines_the_other_columns(conn):
+    conn.execute("DROP TABLE IF EXISTS psy_pk")
+    conn.execute("CREATE TABLE psy_pk (id int PRIMARY KEY, name text, n int)")
+    conn.execute("INSERT INTO psy_pk VALUES (1, 'a', 10), (2, 'b', 20)")
+    # PostgreSQL takes the primary key as determining name: it need not be grouped by.
+    assert conn.execute(
+        "SELECT id, name, sum(n) FROM psy_pk GROUP BY id ORDER BY id"
+    ).fetchall() == [(1, "a", 10), (2, "b", 20)]
+    # A column that is not the key determines nothing.
+    with pytest.raises(psycopg.errors.GroupingError):
+        conn.execute("SELECT name, n FROM psy_pk GROUP BY name")

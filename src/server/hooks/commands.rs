@@ -371,19 +371,20 @@ impl QueryHook for CommandTagHook {
         tag_of(statement)?;
         let result = async {
             notice_missing_drops(statement, session_context, client).await?;
-            let batches = if split_drop(statement).len() > 1 {
-                run_sql(session_context, statement).await?
-            } else {
-                let plan = logical_plan
-                    .clone()
-                    .replace_params_with_values(params)
-                    .map_err(api_error)?;
-                let frame = session_context
-                    .execute_logical_plan(plan)
-                    .await
-                    .map_err(api_error)?;
-                frame.collect().await.map_err(api_error)?
-            };
+            let batches =
+                if split_drop(statement).len() > 1 || create_then_insert(statement).is_some() {
+                    run_sql(session_context, statement).await?
+                } else {
+                    let plan = logical_plan
+                        .clone()
+                        .replace_params_with_values(params)
+                        .map_err(api_error)?;
+                    let frame = session_context
+                        .execute_logical_plan(plan)
+                        .await
+                        .map_err(api_error)?;
+                    frame.collect().await.map_err(api_error)?
+                };
             finish(session_context, statement, &batches).await
         };
         Some(result.await)

@@ -50,15 +50,18 @@ async fn within_timeout(
     }
 }
 
-/// The session's time zone, in which timestamptz values are shown.
+/// The session's time zone, in which timestamptz values are shown; UTC when the session has
+/// none (after `RESET datafusion.execution.time_zone`), as a PostgreSQL session always has one.
 pub(crate) fn display_zone(ctx: &SessionContext) -> Option<String> {
-    ctx.state_ref()
+    let zone = ctx
+        .state_ref()
         .read()
         .config()
         .options()
         .execution
         .time_zone
-        .clone()
+        .clone();
+    Some(zone.unwrap_or_else(|| "UTC".to_owned()))
 }
 
 #[async_trait]
