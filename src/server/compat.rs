@@ -225,9 +225,6 @@ fn rewrite_text(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         // Before the narrowing, which turns `1` into a cast PostgreSQL would name otherwise.
         if !catalog_query {
             named |= name_select_items(statement);
-            // Catalog queries keep datafusion-postgres's lowering, whose text its parser
-            // matches against the queries it answers itself.
-            let _ = statement.visit(&mut quantified);
         }
         if catalog_query {
             let _ = statement.visit(&mut asyncpg_types);
@@ -242,6 +239,12 @@ fn rewrite_text(sql: &str, path: Option<&PathResolver>) -> Option<String> {
         let mut catalog_arrays = CatalogArrays::new(statement);
         let _ = statement.visit(&mut catalog_arrays);
         catalog_changed |= catalog_arrays.changed;
+        // After the catalog arrays, which rewrite `ANY(c.conkey)`'s array. Catalog queries
+        // keep datafusion-postgres's lowering, whose text its parser matches against the
+        // queries it answers itself.
+        if !catalog_query {
+            let _ = statement.visit(&mut quantified);
+        }
         let _ = statement.visit(&mut regtypes);
         let _ = statement.visit(&mut templates);
         let _ = statement.visit(&mut intervals);
@@ -1955,7 +1958,10 @@ mod tests {
         );
         assert_eq!(
             rewrite("SELECT c.conname FROM pg_constraint c WHERE 2 = ANY(c.conkey)").as_deref(),
-            Some("SELECT c.conname FROM pg_constraint c WHERE 2 = ANY(semsql_int2_list(c.conkey))")
+            Some(
+                "SELECT c.conname FROM pg_constraint c \
+                 WHERE (semsql_any_equal(semsql_int2_list(c.conkey), 2))"
+            )
         );
     }
 
