@@ -450,6 +450,26 @@ fn type_name(data_type: &DataType) -> String {
     .to_owned()
 }
 
+/// Whether `expr` is `unnest(unnest(...))`.
+fn is_nested_unnest(expr: &Expr) -> bool {
+    let unnest_argument = |expr: &Expr| -> Option<Expr> {
+        let Expr::Function(function) = expr else {
+            return None;
+        };
+        if !is_named(&function.name, "unnest") {
+            return None;
+        }
+        let FunctionArguments::List(list) = &function.args else {
+            return None;
+        };
+        match list.args.as_slice() {
+            [FunctionArg::Unnamed(FunctionArgExpr::Expr(argument))] => Some(argument.clone()),
+            _ => None,
+        }
+    };
+    unnest_argument(expr).is_some_and(|inner| unnest_argument(&inner).is_some())
+}
+
 /// Names the outermost query's select items as PostgreSQL does and makes repeated names
 /// unique (see [`DUPLICATE_MARK`]); true when anything changed.
 fn name_select_items(statement: &mut Statement) -> bool {
@@ -469,6 +489,10 @@ fn name_select_items(statement: &mut Statement) -> bool {
     let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for item in select.projection.iter_mut() {
         let name = match item {
+            // `unnest(unnest(c))`, which has no PostgreSQL counterpart (PostgreSQL's unnest
+            // flattens every dimension at once), keeps DataFusion's names: under an alias
+            // DataFusion cannot expand the struct the outer unnest may give into its fields.
+            SelectItem::UnnamedExpr(expr) if is_nested_unnest(expr) => continue,
             SelectItem::UnnamedExpr(expr) => {
                 let Some(name) = postgres_name(expr) else {
                     continue;
