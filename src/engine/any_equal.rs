@@ -6,17 +6,13 @@
 //! element might be 2), and so `2 <> ALL(ARRAY[1, NULL])` is NULL rather than `true`. A WHERE
 //! clause does not tell the two apart, but `NOT (x = ANY(a))`, a select list and a CASE do.
 
-use std::cmp::Ordering;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    make_comparator, Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder, Scalar,
-};
-use datafusion::arrow::compute::kernels::cmp::eq;
-use datafusion::arrow::compute::SortOptions;
+use datafusion::arrow::array::{Array, AsArray, BooleanBuilder};
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::{exec_err, plan_err};
 use datafusion::error::Result;
+use datafusion::functions_nested::array_has::array_has_udf;
 use datafusion::logical_expr::type_coercion::binary::comparison_coercion;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
@@ -87,6 +83,19 @@ impl ScalarUDFImpl for AnyEqual {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        // DataFusion's vectorised `array_has` finds the matches; only rows without one are
+        // looked at again, for PostgreSQL's NULL answers.
+        let found = array_has_udf()
+            .invoke_with_args(ScalarFunctionArgs {
+                args: args.args.clone(),
+                arg_fields: args.arg_fields.clone(),
+                number_rows: rows,
+                return_field: args.return_field.clone(),
+                config_options: args.config_options.clone(),
+            })?
+            .into_array(rows)?;
+        let found = found.as_boolean();
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let [lists, values] = arrays.as_slice() else {
             return exec_err!("{ANY_EQUAL} takes an array and a value");
@@ -94,45 +103,29 @@ impl ScalarUDFImpl for AnyEqual {
         let Some(lists) = lists.as_list_opt::<i32>() else {
             return exec_err!("{ANY_EQUAL} expects a list, got {}", lists.data_type());
         };
+        let elements = lists.values();
+        let offsets = lists.value_offsets();
         let mut answers = BooleanBuilder::with_capacity(lists.len());
         for row in 0..lists.len() {
-            if lists.is_null(row) {
-                answers.append_null();
-                continue;
-            }
-            let elements = lists.value(row);
-            if elements.is_empty() {
-                answers.append_value(false);
-            } else if values.is_null(row) {
-                answers.append_null();
+            let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+            let answer = if lists.is_null(row) {
+                None
+            } else if found.is_valid(row) && found.value(row) {
+                Some(true)
+            } else if start == end {
+                Some(false)
+            } else if values.is_null(row)
+                || (elements.null_count() > 0
+                    && elements.slice(start, end - start).null_count() > 0)
+            {
+                None
             } else {
-                answers.append_option(any_equal(&elements, &values.slice(row, 1))?);
-            }
+                Some(false)
+            };
+            answers.append_option(answer);
         }
         Ok(ColumnarValue::Array(Arc::new(answers.finish())))
     }
-}
-
-/// Whether some element of `elements` equals the one value in `value` (not NULL): true, or
-/// NULL when none does and an element is NULL, else false.
-fn any_equal(elements: &ArrayRef, value: &ArrayRef) -> Result<Option<bool>> {
-    let nested = elements.data_type().is_nested();
-    let equal: BooleanArray = if nested {
-        // The comparison kernel has no nested types; the ordering comparator does.
-        let compare = make_comparator(elements.as_ref(), value.as_ref(), SortOptions::default())?;
-        (0..elements.len())
-            .map(|i| (!elements.is_null(i)).then(|| compare(i, 0) == Ordering::Equal))
-            .collect()
-    } else {
-        eq(elements, &Scalar::new(value))?
-    };
-    Ok(if equal.true_count() > 0 {
-        Some(true)
-    } else if equal.null_count() > 0 {
-        None
-    } else {
-        Some(false)
-    })
 }
 
 #[cfg(test)]
@@ -142,13 +135,17 @@ mod tests {
     use datafusion::arrow::datatypes::Int32Type;
 
     fn answers(lists: ListArray, values: Int32Array) -> Vec<Option<bool>> {
+        let (lists_type, rows) = (lists.data_type().clone(), lists.len());
         let args = ScalarFunctionArgs {
             args: vec![
                 ColumnarValue::Array(Arc::new(lists)),
                 ColumnarValue::Array(Arc::new(values)),
             ],
-            arg_fields: vec![],
-            number_rows: 0,
+            arg_fields: vec![
+                Arc::new(Field::new("a", lists_type, true)),
+                Arc::new(Field::new("x", DataType::Int32, true)),
+            ],
+            number_rows: rows,
             return_field: Arc::new(Field::new("x", DataType::Boolean, true)),
             config_options: Arc::new(Default::default()),
         };
