@@ -396,7 +396,7 @@ impl SimpleQueryHandler for QueryHandler {
             }
         };
         let mut reported = Vec::with_capacity(responses.len());
-        let zone = session_time_zone(&session.ctx);
+        let zone = super::hooks::query_results::display_zone(&session.ctx);
         for response in responses {
             let response =
                 super::text_output::postgres_text(client_names(response), zone.as_deref());
@@ -477,7 +477,7 @@ impl ExtendedQueryHandler for QueryHandler {
             .expect("format lock") = Some(portal.result_column_format.clone());
         let text_typed = super::parameters::as_text_parameters(portal);
         let portal = text_typed.as_ref().unwrap_or(portal);
-        let zone = session_time_zone(&session.ctx);
+        let zone = super::hooks::query_results::display_zone(&session.ctx);
         let iso_datetimes = if portal.parameters.is_empty() {
             None
         } else {
@@ -1482,17 +1482,6 @@ impl PgWireServerHandlers for Handlers {
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
         self.cancel.clone()
     }
-}
-
-/// The session's time zone, in which timestamptz values are printed.
-fn session_time_zone(ctx: &SessionContext) -> Option<String> {
-    ctx.state_ref()
-        .read()
-        .config()
-        .options()
-        .execution
-        .time_zone
-        .clone()
 }
 
 #[cfg(test)]

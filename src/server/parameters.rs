@@ -289,56 +289,62 @@ pub fn is_vector_type(data_type: &SqlType) -> bool {
 /// `oid[]`: asyncpg decodes `oid[]` with a codec of its own but has to look `int4[]` up with a
 /// query of its own, whose `$1::oid[]` it would then have to look up again, without end.
 pub fn oid_parameters(statement: &Statement) -> Vec<(usize, Type)> {
-    struct Found(Vec<(usize, Type)>);
-    impl Visitor for Found {
-        type Break = ();
-        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
-            if let Expr::Cast {
-                expr, data_type, ..
-            } = expr
-            {
-                let described = match data_type.to_string().to_ascii_lowercase().as_str() {
-                    "oid" | "pg_catalog.oid" => Some(Type::OID),
-                    "oid[]" | "pg_catalog.oid[]" => Some(Type::OID_ARRAY),
-                    _ => None,
-                };
-                if let (Some(at), Some(described)) = (position(expr), described) {
-                    self.0.push((at, described));
-                }
-            }
-            ControlFlow::Continue(())
+    cast_parameters(statement, |data_type| {
+        match data_type.to_string().to_ascii_lowercase().as_str() {
+            "oid" | "pg_catalog.oid" => Some(Type::OID),
+            "oid[]" | "pg_catalog.oid[]" => Some(Type::OID_ARRAY),
+            _ => None,
         }
-    }
-    let mut found = Found(Vec::new());
-    let _ = statement.visit(&mut found);
-    found.0
+    })
 }
 
 /// The positions (from 1) of the parameters the statement casts to `vector` (`$1::vector`),
 /// which are described to clients as pgvector's `vector`, as PostgreSQL with pgvector does.
 pub fn vector_parameters(statement: &Statement) -> Vec<usize> {
-    struct Found(Vec<usize>);
-    impl Visitor for Found {
+    cast_parameters(statement, |data_type| {
+        is_vector_type(data_type).then_some(())
+    })
+    .into_iter()
+    .map(|(at, ())| at)
+    .collect()
+}
+
+/// Each parameter the statement casts (`$n::type`) to a type `described` knows, with what it
+/// says of that type.
+fn cast_parameters<T>(
+    statement: &Statement,
+    described: impl Fn(&SqlType) -> Option<T>,
+) -> Vec<(usize, T)> {
+    struct Found<T, F> {
+        described: F,
+        found: Vec<(usize, T)>,
+    }
+    impl<T, F: Fn(&SqlType) -> Option<T>> Visitor for Found<T, F> {
         type Break = ();
         fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
             if let Expr::Cast {
                 expr, data_type, ..
             } = expr
             {
-                if let (Some(at), true) = (position(expr), is_vector_type(data_type)) {
-                    self.0.push(at);
+                if let Some(at) = position(expr) {
+                    if let Some(described) = (self.described)(data_type) {
+                        self.found.push((at, described));
+                    }
                 }
             }
             ControlFlow::Continue(())
         }
     }
-    let mut found = Found(Vec::new());
+    let mut found = Found {
+        described,
+        found: Vec::new(),
+    };
     let _ = statement.visit(&mut found);
-    found.0
+    found.found
 }
 
 /// The `$n` a placeholder expression stands for.
-fn position(expr: &Expr) -> Option<usize> {
+pub(crate) fn position(expr: &Expr) -> Option<usize> {
     match expr {
         Expr::Value(value) => match &value.value {
             Value::Placeholder(name) => name.strip_prefix('$')?.parse().ok(),

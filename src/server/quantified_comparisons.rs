@@ -67,7 +67,9 @@ impl VisitorMut for QuantifiedComparisons {
             // DataFusion answers with a hash set.
             // (Not for a parameter, whose type DataFusion infers from an equality but not
             // from an IN list: the membership function's is inferred, see `parameters`.)
-            Expr::Array(array) if !array.elem.is_empty() && !is_placeholder(left) => {
+            Expr::Array(array)
+                if !array.elem.is_empty() && super::parameters::position(left).is_none() =>
+            {
                 Some(Expr::Nested(Box::new(Expr::InList {
                     expr: left.clone(),
                     list: array.elem.clone(),
@@ -84,14 +86,6 @@ impl VisitorMut for QuantifiedComparisons {
             self.changed = true;
         }
         ControlFlow::Continue(())
-    }
-}
-
-fn is_placeholder(expr: &Expr) -> bool {
-    match expr {
-        Expr::Value(value) => matches!(value.value, Value::Placeholder(_)),
-        Expr::Nested(inner) => is_placeholder(inner),
-        _ => false,
     }
 }
 

@@ -689,16 +689,22 @@ fn quote_element(text: &[u8], out: &mut Vec<u8>) {
                 || byte.is_ascii_whitespace()
                 || *byte == 0x0b
         });
-    if !needs_quotes {
+    if needs_quotes {
+        push_quoted(text, Some(b'\\'), out);
+    } else {
         out.extend_from_slice(text);
-        return;
     }
+}
+
+/// `text` in double quotes, each `"` and `\` in it preceded by `escape`: a backslash in an
+/// array element, the character itself (doubled) in a record field.
+fn push_quoted(text: &[u8], escape: Option<u8>, out: &mut Vec<u8>) {
     out.push(b'"');
-    for byte in text {
+    for &byte in text {
         if matches!(byte, b'"' | b'\\') {
-            out.push(b'\\');
+            out.push(escape.unwrap_or(byte));
         }
-        out.push(*byte);
+        out.push(byte);
     }
     out.push(b'"');
 }
@@ -717,18 +723,11 @@ fn record_text(fields: &[Option<Vec<u8>>]) -> Vec<u8> {
             || text.iter().any(|byte| {
                 matches!(byte, b'"' | b'\\' | b'(' | b')' | b',') || byte.is_ascii_whitespace()
             });
-        if !needs_quotes {
+        if needs_quotes {
+            push_quoted(text, None, &mut out);
+        } else {
             out.extend_from_slice(text);
-            continue;
         }
-        out.push(b'"');
-        for byte in text {
-            if matches!(byte, b'"' | b'\\') {
-                out.push(*byte);
-            }
-            out.push(*byte);
-        }
-        out.push(b'"');
     }
     out.push(b')');
     out
