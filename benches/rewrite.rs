@@ -486,7 +486,7 @@ async fn main() {
     );
     client
         .batch_execute(&format!(
-            "CREATE MODEL scripted WITH (base_url = '{}', model = 'fake-1'); \
+            "CREATE MODEL scripted WITH (base_url = '{}', model = 'fake-1', rows_per_request = 16); \
              SET semsql.model = 'scripted'",
             fake.base_url()
         ))

@@ -80,7 +80,7 @@ async fn main() {
     let server = support::start().await;
     let db = &server.client;
     db.batch_execute(&format!(
-        "CREATE MODEL fake WITH (base_url = '{}', model = 'fake-1'); SET semsql.model = 'fake'; \
+        "CREATE MODEL fake WITH (base_url = '{}', model = 'fake-1', rows_per_request = 16); SET semsql.model = 'fake'; \
          SET semsql.cache = 'off'; SET semsql.progress_interval_ms = 0; \
          CREATE TABLE r200 (id INT, body TEXT); CREATE TABLE r50 (id INT, body TEXT); \
          CREATE TABLE left20 (id INT, body TEXT); CREATE TABLE topics (name TEXT); \

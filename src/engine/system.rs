@@ -67,7 +67,8 @@ impl Kind {
                 text("base_url", false),
                 text("model", false),
                 text("api_key_env", true),
-                int("rows_per_request"),
+                text("rows_per_request", false),
+                text("calibration", true),
                 int("concurrency"),
                 Field::new("is_default", DataType::Boolean, false),
                 text("options", false),
@@ -146,7 +147,21 @@ impl Kind {
                     strings(models.iter().map(|m| Some(m.options.base_url.clone()))),
                     strings(models.iter().map(|m| Some(m.options.model.clone()))),
                     strings(models.iter().map(|m| m.options.api_key_env.clone())),
-                    ints(models.iter().map(|m| m.options.rows_per_request as i64)),
+                    strings(
+                        models
+                            .iter()
+                            .map(|m| Some(m.options.rows_per_request.to_string())),
+                    ),
+                    strings(models.iter().map(|m| {
+                        let calibrations = runtime.calibrations.of_model(&m.name, &m.options);
+                        (!calibrations.is_empty()).then(|| {
+                            calibrations
+                                .iter()
+                                .map(|(function, c)| format!("{function}: {}", c.summary()))
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        })
+                    })),
                     ints(models.iter().map(|m| m.options.concurrency as i64)),
                     Arc::new(BooleanArray::from_iter(
                         models

@@ -1,8 +1,10 @@
 //! The fake model's deterministic answers.
 //!
-//! A request in semsql's batched format (a system message with `Task: ...` and a user message
-//! holding a JSON array of `{"id", "args"}` rows) is answered row by row, each row on its own
-//! (so text in one row cannot change another's answer):
+//! A request in semsql's batched format (a system message with the task's instruction and a
+//! user message of numbered items, each the instruction with its row's arguments written in as
+//! JSON strings) is answered row by row, each row on its own (so text in one row cannot change
+//! another's answer); the arguments are read back out of each item by matching it against the
+//! instruction:
 //! - true/false: true when the row's text contains one of the terms quoted in the task
 //!   (`'shipping'` or `"shipping"`), ignoring case; with no quoted term, the task's last word;
 //! - text: the row's args joined by ` | `, upper-cased; reversed if the task says "reverse",
@@ -15,7 +17,8 @@
 //! - ranking: the row's args ordered by how many times they contain the quoted terms (most
 //!   first), then alphabetically, cut to the number asked for.
 //!
-//! Any other chat request gets `ECHO: <user message>`.
+//! `FAKE:batch-limit=N` in the task makes true/false answers after the N-th item of a request
+//! wrong (for `rows_per_request = 'auto'`). Any other chat request gets `ECHO: <user message>`.
 
 use serde_json::{json, Map, Value};
 
@@ -47,8 +50,8 @@ fn message<'a>(body: &'a Value, role: &str) -> &'a str {
 }
 
 fn kind(system: &str) -> Option<Kind> {
-    let (_, described) = system.rsplit_once("where <answer> is ")?;
-    let described = described.trim_end_matches('.');
+    let (_, described) = system.split_once("\nEach answer is ")?;
+    let described = described.lines().next()?.trim_end_matches('.');
     if described.starts_with("true or false") {
         Some(Kind::Boolean)
     } else if described.starts_with("a JSON string") {
@@ -63,7 +66,7 @@ fn kind(system: &str) -> Option<Kind> {
         described.strip_prefix("exactly one of these labels, as a JSON string: ")
     {
         serde_json::from_str(labels).ok().map(Kind::Label)
-    } else if let Some(ranking) = described.strip_prefix("a JSON array of the positions") {
+    } else if let Some(ranking) = described.strip_prefix("a JSON array of the numbers") {
         let (_, after) = ranking.split_once(" best ")?;
         let top = after.split_whitespace().next()?;
         Some(Kind::Ranking(top.parse().ok()?))
@@ -193,37 +196,98 @@ fn type_of(property: &Value) -> Option<&str> {
     }
 }
 
+/// `FAKE:batch-limit=N` in a task: true/false answers to items after the N-th of a request
+/// are wrong, as a small model's answers deep in a large batch can be.
+fn batch_limit(task: &str) -> Option<u64> {
+    let (_, rest) = task.split_once("FAKE:batch-limit=")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// The arguments written into one item: `text` matched against the instruction `task`, a JSON
+/// string at each `{n}`, then the arguments the task does not name as `[n] "..."` lines.
+fn arguments(task: &str, text: &str) -> Option<Vec<String>> {
+    fn json_string(text: &str) -> Option<(String, &str)> {
+        let mut strings = serde_json::Deserializer::from_str(text).into_iter::<String>();
+        let value = strings.next()?.ok()?;
+        Some((value, &text[strings.byte_offset()..]))
+    }
+    let mut found: Vec<(usize, String)> = Vec::new();
+    let mut rest = text;
+    let mut template = task;
+    while let Some(open) = template.find('{') {
+        let literal = &template[..open];
+        rest = rest.strip_prefix(literal)?;
+        let placeholder = template[open + 1..].find('}').and_then(|close| {
+            Some((
+                close,
+                template[open + 1..open + 1 + close].parse::<usize>().ok()?,
+            ))
+        });
+        match placeholder {
+            Some((close, index)) if rest.starts_with('"') => {
+                let (value, after) = json_string(rest)?;
+                found.push((index, value));
+                rest = after;
+                template = &template[open + close + 2..];
+            }
+            _ => {
+                rest = rest.strip_prefix('{')?;
+                template = &template[open + 1..];
+            }
+        }
+    }
+    rest = rest.strip_prefix(template)?;
+    while let Some(line) = rest.strip_prefix("\n[") {
+        let (index, after) = line.split_once("] ")?;
+        let (value, after) = json_string(after)?;
+        found.push((index.parse().ok()?, value));
+        rest = after;
+    }
+    if !rest.is_empty() {
+        return None;
+    }
+    found.sort_by_key(|(index, _)| *index);
+    found.dedup_by_key(|(index, _)| *index);
+    Some(found.into_iter().map(|(_, value)| value).collect())
+}
+
 /// The answer to a chat request, and how many rows it held.
 pub fn chat(body: &Value, fault: Option<Fault>) -> (Value, u64) {
     let system = message(body, "system");
     let user = message(body, "user");
     let task = system
-        .split_once("Task: ")
-        .and_then(|(_, rest)| rest.split_once("\n\n").map(|(task, _)| task))
+        .split_once("own data:\n")
+        .and_then(|(_, rest)| {
+            rest.split_once("\nIn each item, the data")
+                .map(|(task, _)| task)
+        })
         .unwrap_or("");
-    let rows: Option<Vec<(u64, Vec<String>)>> = serde_json::from_str::<Value>(user)
-        .ok()
-        .and_then(|value| value.as_array().cloned())
-        .map(|rows| {
-            rows.iter()
-                .filter_map(|row| {
-                    let id = row["id"].as_u64()?;
-                    let args = row["args"]
-                        .as_array()?
-                        .iter()
-                        .map(|arg| arg.as_str().unwrap_or("").to_owned())
-                        .collect();
-                    Some((id, args))
-                })
-                .collect()
-        });
+    let rows: Option<Vec<(u64, Vec<String>)>> = user.strip_prefix("Item ").map(|items| {
+        items
+            .split("\n\nItem ")
+            .filter_map(|item| {
+                let (number, text) = item.split_once(": ")?;
+                Some((number.parse().ok()?, arguments(task, text)?))
+            })
+            .collect()
+    });
     let (content, row_count) = match (kind(system), rows) {
         (Some(kind), Some(rows)) => {
             let several = rows.len() > 1;
+            let limit = batch_limit(task);
             let mut answers: Vec<Value> = rows
                 .iter()
                 .filter(|(_, args)| !(several && args.join(" ").contains("FAKE:omit")))
-                .map(|(id, args)| json!({"id": id, "answer": answer(&kind, task, args)}))
+                .map(|(item, args)| {
+                    let mut answer = answer(&kind, task, args);
+                    if limit.is_some_and(|limit| *item > limit) {
+                        if let Value::Bool(truth) = answer {
+                            answer = Value::Bool(!truth);
+                        }
+                    }
+                    json!({"item": item, "answer": answer})
+                })
                 .collect();
             match fault {
                 Some(Fault::MissingId) => {
@@ -334,12 +398,63 @@ mod tests {
         );
         assert_eq!(terms("Is this about cats? {0}"), vec!["cats"]);
         assert_eq!(
-            kind("... where <answer> is true or false (a JSON boolean)."),
+            kind("...\nEach answer is true or false (a JSON boolean).\nReply ..."),
             Some(Kind::Boolean)
         );
         assert_eq!(
-            kind("where <answer> is a JSON number from 0 to 1."),
+            kind("...\nEach answer is a JSON number from 0 to 1.\n"),
             Some(Kind::Number(0.0, 1.0))
+        );
+    }
+
+    /// The fake reads semsql's own requests: each item's arguments come back out of the
+    /// instruction they were written into, whatever quotes, braces or newlines they hold.
+    #[test]
+    fn arguments_are_read_back_from_semsqls_items() {
+        use crate::llm::batch::chat_request;
+        use crate::llm::models::ModelOptions;
+        use semsql_udfs::lm::{AnswerKind, LmTask};
+        let model = ModelOptions::parse(
+            "m",
+            &[("base_url", "http://x"), ("model", "a")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+        .unwrap();
+        let task = LmTask {
+            function: "llm_map",
+            model: None,
+            instruction: "Join {1} and {0} {braces}\nplease".into(),
+            answer: AnswerKind::Text,
+            temperature: None,
+            max_tokens: None,
+        };
+        let first = ["a \"b\"\n\nItem 9: c".to_owned(), "{0}".to_owned()];
+        let second = ["x".to_owned(), "y".to_owned()];
+        let request = chat_request(&task, &model, &[(4, &first[..]), (8, &second[..])]);
+        let body = json!({"messages": [
+            {"role": "system", "content": request.system},
+            {"role": "user", "content": request.user},
+        ]});
+        let (response, rows) = chat(&body, None);
+        assert_eq!(rows, 2);
+        let content: Value = serde_json::from_str(
+            response["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            content["answers"],
+            json!([
+                {"item": 1, "answer": "A \"B\"\n\nITEM 9: C | {0}"},
+                {"item": 2, "answer": "X | Y"},
+            ])
+        );
+        assert_eq!(
+            arguments("Which is best?", "Which is best?\n[0] \"p\"\n[1] \"q\""),
+            Some(vec!["p".to_owned(), "q".to_owned()])
         );
     }
 

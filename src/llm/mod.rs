@@ -13,6 +13,7 @@ pub mod activity;
 pub mod batch;
 pub mod bert;
 pub mod cache;
+pub mod calibration;
 pub mod client;
 pub mod local_embed;
 pub mod model_files;
@@ -38,7 +39,7 @@ use activity::{Activity, QueryRecord, RequestRecord};
 use batch::RowOutcome;
 use cache::{AnswerCache, CacheKey};
 use client::{estimate_tokens, CallError, ChatAnswer, Client};
-use models::{ModelFile, ModelOptions, RawOptions};
+use models::{ModelFile, ModelOptions, RawOptions, RowsPerRequest};
 use scheduler::{Attempt, Lane, Spent};
 
 /// Runtime-wide settings from the configuration file's `[llm]` table.
@@ -141,6 +142,9 @@ pub struct Runtime {
     /// Where models' API keys come from.
     pub secrets: Arc<secrets::Secrets>,
     pub cache: AnswerCache,
+    /// `rows_per_request = 'auto'`: batch sizes found per model and function.
+    pub calibrations: calibration::Calibrations,
+    calibrating: tokio::sync::Mutex<()>,
     pub activity: Activity,
     next_query_id: AtomicU64,
     /// Rows being asked about right now, by cache key (see [`Claim`]).
@@ -197,6 +201,8 @@ impl Runtime {
             allowed_base_urls: config.allowed_base_urls.clone(),
             secrets,
             cache: AnswerCache::open(data_dir, config.cache_memory_bytes),
+            calibrations: calibration::Calibrations::open(data_dir),
+            calibrating: tokio::sync::Mutex::new(()),
             activity: Activity::default(),
             next_query_id: AtomicU64::new(1),
             inflight: Inflight::default(),
@@ -708,7 +714,7 @@ impl Runtime {
         ids: Vec<usize>,
         claim: &Claim<'_>,
     ) -> Result<Vec<(usize, Answer)>> {
-        let groups = self.pack(job.model, job.task, job.unique, ids);
+        let groups = self.pack(job, ids);
         let mut results = stream::iter(groups)
             .map(|ids| async move {
                 let answered = self
@@ -747,14 +753,9 @@ impl Runtime {
     }
 
     /// Splits `ids` into requests of at most `rows_per_request` rows that fit the context.
-    fn pack(
-        &self,
-        model: &Model,
-        task: &LmTask,
-        unique: &[Vec<String>],
-        ids: Vec<usize>,
-    ) -> Vec<Vec<usize>> {
-        let options = &model.options;
+    fn pack(&self, job: &RowJob<'_>, ids: Vec<usize>) -> Vec<Vec<usize>> {
+        let (task, unique) = (job.task, job.unique);
+        let options = &job.model.options;
         let fixed = estimate_tokens(&batch::system_prompt(task)) + 16;
         let per_answer = batch::expected_answer_tokens(task, options);
         // Leave a tenth of the context for the estimate's error.
@@ -770,7 +771,7 @@ impl Runtime {
                 + 8
                 + per_answer;
             if !current.is_empty()
-                && (current.len() >= options.rows_per_request || used + row_tokens > budget)
+                && (current.len() >= job.rows_per_request || used + row_tokens > budget)
             {
                 groups.push(std::mem::take(&mut current));
                 used = fixed;
@@ -782,6 +783,103 @@ impl Runtime {
             groups.push(current);
         }
         groups
+    }
+
+    /// Fills `answers` of rows `ids` from the cache under `keys`; a cached value that does not
+    /// parse or fit the task is treated as a miss.
+    #[allow(clippy::too_many_arguments)]
+    async fn fill_from_cache(
+        &self,
+        task: &LmTask,
+        unique: &[Vec<String>],
+        keys: &[CacheKey],
+        ids: &[usize],
+        multiplicity: &[u64],
+        usage: &QueryUsage,
+        answers: &mut [Option<Answer>],
+    ) {
+        if ids.is_empty() {
+            return;
+        }
+        let wanted: Vec<CacheKey> = ids.iter().map(|&id| keys[id]).collect();
+        for (&id, cached) in ids.iter().zip(self.cache.get_many(&wanted).await) {
+            let Some(bytes) = cached else { continue };
+            let value = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|value| batch::validate(&value, &task.answer, unique[id].len()).ok());
+            if let Some(value) = value {
+                answers[id] = Some(Ok(value));
+                usage.add(|u| &u.cache_hits, 1);
+                usage.add(|u| &u.rows_done, multiplicity[id]);
+            }
+        }
+    }
+
+    /// Calibrates `rows_per_request = 'auto'` for the job's model and function on `sample`
+    /// (rows not yet answered): each asked alone (their answers, returned, are the rows'
+    /// answers), then in batches of each candidate size, largest first, until one agrees with
+    /// the one-row answers well enough (see `calibration`). Every request is a real one,
+    /// counted in the query's usage.
+    async fn calibrate(
+        &self,
+        job: &RowJob<'_>,
+        sample: &[usize],
+    ) -> Result<(usize, Vec<(usize, Answer)>)> {
+        let alone = self.send_rows(job, sample.to_vec(), &Claim::none()).await?;
+        let reference: HashMap<usize, &Value> = alone
+            .iter()
+            .filter_map(|(id, answer)| Some((*id, answer.as_ref().ok()?)))
+            .collect();
+        let mut agreement = Vec::new();
+        for size in calibration::CANDIDATE_SIZES {
+            if size > sample.len() {
+                continue;
+            }
+            let mut agreeing = 0usize;
+            for chunk in sample.chunks(size) {
+                let (outcomes, _) = self
+                    .ask_batch(
+                        job.model,
+                        job.settings,
+                        job.usage,
+                        job.task,
+                        job.unique,
+                        chunk,
+                    )
+                    .await
+                    .map_err(LmError::into_datafusion)?;
+                agreeing += chunk
+                    .iter()
+                    .zip(outcomes)
+                    .filter(|(id, outcome)| match (outcome, reference.get(id)) {
+                        (RowOutcome::Answered(batched), Some(alone)) => {
+                            calibration::agrees(batched, alone, &job.task.answer)
+                        }
+                        _ => false,
+                    })
+                    .count();
+            }
+            let share = agreeing as f64 / reference.len().max(1) as f64;
+            agreement.push((size, share));
+            if share >= calibration::MIN_AGREEMENT {
+                break;
+            }
+        }
+        let chosen = calibration::choose(sample.len(), agreement);
+        tracing::info!(
+            model = %job.model.name,
+            function = job.task.function,
+            "rows_per_request = 'auto' calibrated: {}",
+            chosen.summary()
+        );
+        let rows_per_request = chosen.rows_per_request;
+        self.calibrations.store(
+            &job.model.name,
+            &job.model.options,
+            job.task.function,
+            chosen,
+        );
+        Ok((rows_per_request, alone))
     }
 }
 
@@ -795,6 +893,8 @@ struct RowJob<'a> {
     keys: &'a [CacheKey],
     cacheable: bool,
     multiplicity: &'a [u64],
+    /// Rows per request for this call (the model's, or its calibration's).
+    rows_per_request: usize,
 }
 
 type Answer = std::result::Result<Value, String>;
@@ -929,8 +1029,21 @@ impl LmRuntime for Runtime {
         let temperature = task.temperature.unwrap_or(model.options.temperature);
         let cacheable = settings.cache != CacheMode::Off
             && (temperature == 0.0 || settings.cache_nondeterministic);
-        let keys: Vec<CacheKey> = if cacheable {
-            let identity = batch::task_identity(task, &model.options);
+        let identity =
+            |rows_per_request| batch::task_identity(task, &model.options, rows_per_request);
+        let mut answers: Vec<Option<Answer>> = vec![None; unique.len()];
+        // The batch size: the model's, or under 'auto' its calibration for this function.
+        let mut rows_per_request = match model.options.rows_per_request {
+            RowsPerRequest::Fixed(rows) => Some(rows),
+            RowsPerRequest::Auto => self
+                .calibrations
+                .current(&model.name, &model.options, task.function)
+                .map(|calibration| calibration.rows_per_request),
+        };
+        // One-row answers are the reference, so one cached from a one-row request serves
+        // whatever the batch size; an answer from a batch only serves that batch size.
+        let single_keys: Vec<CacheKey> = if cacheable {
+            let identity = identity(1);
             unique
                 .iter()
                 .map(|args| batch::row_key(&identity, args))
@@ -938,20 +1051,94 @@ impl LmRuntime for Runtime {
         } else {
             Vec::new()
         };
-        let mut answers: Vec<Option<Answer>> = vec![None; unique.len()];
         if cacheable {
-            for (id, cached) in self.cache.get_many(&keys).await.into_iter().enumerate() {
-                let Some(bytes) = cached else { continue };
-                // A cached value that does not parse or fit is treated as a miss.
-                let value = serde_json::from_slice::<Value>(&bytes)
-                    .ok()
-                    .and_then(|value| batch::validate(&value, &task.answer, unique[id].len()).ok());
-                if let Some(value) = value {
-                    answers[id] = Some(Ok(value));
-                    usage.add(|u| &u.cache_hits, 1);
-                    usage.add(|u| &u.rows_done, multiplicity[id]);
-                }
+            let all: Vec<usize> = (0..unique.len()).collect();
+            self.fill_from_cache(
+                task,
+                &unique,
+                &single_keys,
+                &all,
+                &multiplicity,
+                usage,
+                &mut answers,
+            )
+            .await;
+        }
+        // One calibration at a time: a call that waited uses the one just made.
+        let _calibrating = match rows_per_request {
+            None => {
+                let guard = self.calibrating.lock().await;
+                rows_per_request = self
+                    .calibrations
+                    .current(&model.name, &model.options, task.function)
+                    .map(|calibration| calibration.rows_per_request);
+                Some(guard)
             }
+            Some(_) => None,
+        };
+        if rows_per_request.is_none() {
+            let missing: Vec<usize> = (0..unique.len())
+                .filter(|&id| answers[id].is_none())
+                .collect();
+            if missing.len() >= calibration::MIN_SAMPLE_ROWS && settings.cache != CacheMode::Replay
+            {
+                let sample = &missing[..missing.len().min(calibration::SAMPLE_ROWS)];
+                let job = RowJob {
+                    model: &model,
+                    settings,
+                    usage,
+                    task,
+                    unique: &unique,
+                    keys: &single_keys,
+                    cacheable,
+                    multiplicity: &multiplicity,
+                    rows_per_request: 1,
+                };
+                let (chosen, alone) = self.calibrate(&job, sample).await?;
+                for (id, answer) in alone {
+                    answers[id] = Some(answer);
+                }
+                rows_per_request = Some(chosen);
+            } else {
+                // Too few rows to learn from: one row per request is right, if not cheapest.
+                rows_per_request = Some(1);
+            }
+        }
+        drop(_calibrating);
+        let rows_per_request = rows_per_request.unwrap_or(1);
+        if model.options.rows_per_request == RowsPerRequest::Auto {
+            self.calibrations.count_rows(
+                &model.name,
+                &model.options,
+                task.function,
+                unique.len() as u64,
+            );
+        }
+        let keys: Vec<CacheKey> = if !cacheable {
+            Vec::new()
+        } else if rows_per_request == 1 {
+            single_keys.clone()
+        } else {
+            let identity = identity(rows_per_request);
+            unique
+                .iter()
+                .map(|args| batch::row_key(&identity, args))
+                .collect()
+        };
+        if cacheable && rows_per_request != 1 {
+            let missing: Vec<usize> = (0..unique.len())
+                .filter(|&id| answers[id].is_none())
+                .collect();
+            self.fill_from_cache(
+                task,
+                &unique,
+                &keys,
+                &missing,
+                &multiplicity,
+                usage,
+                &mut answers,
+            )
+            .await;
         }
         let missing: Vec<usize> = (0..unique.len())
             .filter(|&id| answers[id].is_none())
@@ -985,6 +1172,7 @@ impl LmRuntime for Runtime {
             keys: &keys,
             cacheable,
             multiplicity: &multiplicity,
+            rows_per_request,
         };
         for (id, answer) in self.send_rows(&job, claim.owned.clone(), &claim).await? {
             answers[id] = Some(answer);

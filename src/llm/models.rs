@@ -26,6 +26,25 @@ pub enum StructuredOutput {
     None,
 }
 
+/// How many rows go in one chat request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowsPerRequest {
+    /// Exactly this many (fewer when they would not fit the context).
+    Fixed(usize),
+    /// Calibrated per model and function on first use: the largest batch whose answers agree
+    /// with one-row answers (see `calibration`).
+    Auto,
+}
+
+impl std::fmt::Display for RowsPerRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RowsPerRequest::Fixed(rows) => write!(f, "{rows}"),
+            RowsPerRequest::Auto => f.write_str("auto"),
+        }
+    }
+}
+
 /// A model's validated options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelOptions {
@@ -41,7 +60,7 @@ pub struct ModelOptions {
     pub api_key_secret: Option<String>,
     /// Extra HTTP headers.
     pub headers: Vec<(String, String)>,
-    pub rows_per_request: usize,
+    pub rows_per_request: RowsPerRequest,
     pub embed_batch: usize,
     pub concurrency: usize,
     pub requests_per_minute: u64,
@@ -208,10 +227,14 @@ impl ModelOptions {
             api_key_env,
             api_key_secret,
             headers,
-            rows_per_request: at_least_one(
-                "rows_per_request",
-                number(name, raw, "rows_per_request", 16)?,
-            )?,
+            rows_per_request: match text("rows_per_request") {
+                None => RowsPerRequest::Auto,
+                Some(value) if value.eq_ignore_ascii_case("auto") => RowsPerRequest::Auto,
+                Some(_) => RowsPerRequest::Fixed(at_least_one(
+                    "rows_per_request",
+                    number(name, raw, "rows_per_request", 16)?,
+                )?),
+            },
             embed_batch: at_least_one("embed_batch", number(name, raw, "embed_batch", 64)?)?,
             concurrency: at_least_one("concurrency", number(name, raw, "concurrency", 8)?)?,
             requests_per_minute: number(name, raw, "requests_per_minute", 0)?,
@@ -310,7 +333,32 @@ mod tests {
             ModelOptions::parse("m", &raw(&[("base_url", "http://x/v1/"), ("model", "gpt")]))
                 .unwrap();
         assert_eq!(options.base_url, "http://x/v1");
-        assert_eq!(options.rows_per_request, 16);
+        assert_eq!(options.rows_per_request, RowsPerRequest::Auto);
+        let fixed = ModelOptions::parse(
+            "m",
+            &raw(&[
+                ("base_url", "http://x"),
+                ("model", "gpt"),
+                ("rows_per_request", "8"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(fixed.rows_per_request, RowsPerRequest::Fixed(8));
+        let auto = raw(&[
+            ("base_url", "http://x"),
+            ("model", "gpt"),
+            ("rows_per_request", "AUTO"),
+        ]);
+        assert_eq!(
+            ModelOptions::parse("m", &auto).unwrap().rows_per_request,
+            RowsPerRequest::Auto
+        );
+        let zero = raw(&[
+            ("base_url", "http://x"),
+            ("model", "gpt"),
+            ("rows_per_request", "0"),
+        ]);
+        assert!(ModelOptions::parse("m", &zero).is_err());
         assert_eq!(options.embedding_model, "gpt");
         let err = ModelOptions::parse("m", &raw(&[("model", "gpt")])).unwrap_err();
         assert!(err.message.contains("base_url"), "{err}");

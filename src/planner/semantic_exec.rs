@@ -58,7 +58,10 @@ pub struct Gate {
 #[derive(Debug, Clone)]
 pub struct CallDescription {
     pub model: String,
-    pub rows_per_request: usize,
+    /// Known when the model has a fixed batch size or a calibration for the function.
+    pub rows_per_request: Option<usize>,
+    /// The model's `rows_per_request` is 'auto'.
+    pub auto: bool,
 }
 
 #[derive(Debug)]
@@ -132,16 +135,18 @@ impl DisplayAs for SemanticExec {
             .map(|&index| {
                 let call = &self.work.calls[index];
                 let about = &self.descriptions[index];
-                let estimate = match self.estimated_rows {
-                    Some(rows) if self.work.fetch.is_none() && about.rows_per_request > 0 => {
-                        format!(", ≤ {} requests", rows.div_ceil(about.rows_per_request))
+                let estimate = match (self.estimated_rows, about.rows_per_request) {
+                    (Some(rows), Some(per_request)) if self.work.fetch.is_none() => {
+                        format!(", ≤ {} requests", rows.div_ceil(per_request))
                     }
                     _ => String::new(),
                 };
-                format!(
-                    "{} (model {}, {} rows/request{estimate})",
-                    call.func, about.model, about.rows_per_request
-                )
+                let batch = match (about.rows_per_request, about.auto) {
+                    (Some(rows), false) => format!("{rows} rows/request"),
+                    (Some(rows), true) => format!("{rows} rows/request, calibrated"),
+                    (None, _) => "rows/request auto, calibrated on first use".to_owned(),
+                };
+                format!("{} (model {}, {batch}{estimate})", call.func, about.model)
             })
             .collect();
         let rows = self

@@ -31,6 +31,7 @@ use semsql_udfs::lm::LmSettings;
 
 use super::is_row_mover;
 use super::semantic_exec::{CallDescription, Gate, SemanticExec};
+use crate::llm::models::RowsPerRequest;
 use crate::llm::Runtime;
 
 #[derive(Debug)]
@@ -184,28 +185,44 @@ impl SemanticNodes {
         let settings = LmSettings::of(config);
         let descriptions = calls
             .iter()
-            .map(|call| self.describe(&settings, chosen_model(&call.func)))
+            .map(|call| self.describe(&settings, &call.func))
             .collect();
         SemanticExec::try_new(calls, input, order, gates, fetch, descriptions)
     }
 
     /// The model a call would use and how many rows it packs per request.
-    fn describe(&self, settings: &LmSettings, chosen: Option<String>) -> CallDescription {
-        let name = if let Some(chosen) = chosen {
+    fn describe(&self, settings: &LmSettings, call: &Arc<dyn PhysicalExpr>) -> CallDescription {
+        let name = if let Some(chosen) = chosen_model(call) {
             chosen
         } else if settings.model.is_empty() {
             self.runtime.default_model().unwrap_or("(none)").to_owned()
         } else {
             settings.model.clone()
         };
-        let rows_per_request = self
-            .runtime
-            .model(&name)
-            .map(|model| model.options.rows_per_request)
-            .unwrap_or(0);
+        let Some(model) = self.runtime.model(&name) else {
+            return CallDescription {
+                model: name,
+                rows_per_request: None,
+                auto: false,
+            };
+        };
+        let (rows_per_request, auto) = match model.options.rows_per_request {
+            RowsPerRequest::Fixed(rows) => (Some(rows), false),
+            RowsPerRequest::Auto => {
+                let function = call
+                    .downcast_ref::<ScalarFunctionExpr>()
+                    .map_or("", |function| function.name());
+                let calibrated =
+                    self.runtime
+                        .calibrations
+                        .current(&model.name, &model.options, function);
+                (calibrated.map(|c| c.rows_per_request), true)
+            }
+        };
         CallDescription {
             model: name,
             rows_per_request,
+            auto,
         }
     }
 }

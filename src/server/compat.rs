@@ -534,6 +534,7 @@ fn name_select_items(statement: &mut Statement) -> bool {
 }
 
 const SHOW_MODELS: &str = "SELECT name, source, base_url, model, api_key_env, rows_per_request, \
+     calibration, \
      concurrency, is_default, options FROM semsql.models ORDER BY name";
 
 /// `'\x00ff'::bytea` (PostgreSQL's hex input for bytea) becomes `decode('00ff', 'hex')`:

@@ -80,6 +80,11 @@ async fn update_computes_only_matched_rows_and_checks_overflow() {
 }
 
 async fn fake_model(client: &tokio_postgres::Client, fake: &FakeLlm, options: &str) {
+    let options = if options.contains("rows_per_request") {
+        options.to_owned()
+    } else {
+        format!(", rows_per_request = 16{options}")
+    };
     client
         .batch_execute(&format!(
             "CREATE MODEL m WITH (base_url = '{}', model = 'fake-1', retry_base_ms = 10{options});

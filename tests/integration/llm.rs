@@ -17,10 +17,12 @@ async fn fake(behaviour: Behaviour) -> FakeLlm {
 
 /// Creates model `name` on `fake` with the given extra options and makes it the session's.
 async fn use_model(client: &Client, fake: &FakeLlm, name: &str, extra: &str) {
-    let extra = if extra.is_empty() {
-        String::new()
-    } else {
-        format!(", {extra}")
+    // A fixed batch size unless the test says otherwise: 'auto' would add calibration
+    // requests to the counts these tests check (the calibration has its own test).
+    let extra = match extra {
+        "" => ", rows_per_request = 16".to_owned(),
+        extra if extra.contains("rows_per_request") => format!(", {extra}"),
+        extra => format!(", rows_per_request = 16, {extra}"),
     };
     client
         .batch_execute(&format!(
@@ -66,6 +68,89 @@ async fn texts(client: &Client, sql: &str) -> Vec<Option<String>> {
         .iter()
         .map(|row| row.get::<_, Option<String>>(0))
         .collect()
+}
+
+/// `rows_per_request = 'auto'` (the default): the first call of a function on a model asks a
+/// sample alone and in batches and keeps the largest batch size that answers as one row at a
+/// time does; `SHOW MODELS` and `EXPLAIN` show it, and later calls use it. The fake here gets
+/// every answer after the 4th item of a request wrong.
+#[tokio::test]
+async fn auto_batch_size_is_calibrated_per_function() {
+    let fake = fake(Behaviour::default()).await;
+    let server = TestServer::start().await;
+    let (client, _notices) = connect_with_notices(&server.connection_string()).await;
+    client
+        .batch_execute(&format!(
+            "CREATE MODEL small WITH (base_url = '{}', model = 'fake-1', retry_base_ms = 20); \
+             SET semsql.model = 'small'; SET semsql.cache = 'off'",
+            fake.base_url()
+        ))
+        .await
+        .unwrap();
+    let bodies: Vec<String> = (0..40)
+        .map(|i| format!("parcel {i} {}", if i % 3 == 0 { "late" } else { "fine" }))
+        .collect();
+    items(&client, &bodies).await;
+    let explain = |sql: String| {
+        let client = &client;
+        async move {
+            let rows = client.query(&format!("EXPLAIN {sql}"), &[]).await.unwrap();
+            rows.iter()
+                .map(|row| row.get::<_, String>(1))
+                .collect::<String>()
+        }
+    };
+    let filter = "SELECT id FROM items \
+                  WHERE llm_filter('FAKE:batch-limit=4 Is it ''late''? {0}', body) ORDER BY id";
+    let plan = explain(filter.to_owned()).await;
+    assert!(
+        plan.contains("rows/request auto, calibrated on first use"),
+        "{plan}"
+    );
+
+    let rows = client.query(filter, &[]).await.unwrap();
+    let ids: Vec<i32> = rows.iter().map(|row| row.get(0)).collect();
+    let expected: Vec<i32> = (0..40).filter(|i| i % 3 == 0).collect();
+    assert_eq!(
+        ids, expected,
+        "answers are right although batches of 16 and 8 were not"
+    );
+    // 16 rows alone, the same 16 in batches of 16, 8 and 4 (1 + 2 + 4 requests), then the
+    // other 24 rows in batches of 4.
+    assert_eq!(fake.stats().chat_requests, 16 + 1 + 2 + 4 + 24 / 4);
+    let shown = texts(&client, "SELECT calibration FROM semsql.models").await;
+    let shown = shown[0].clone().unwrap_or_default();
+    assert!(shown.starts_with("llm_filter: 4 (agreement "), "{shown}");
+    assert!(shown.contains("1.00 at 4"), "{shown}");
+    assert!(explain(filter.to_owned())
+        .await
+        .contains("4 rows/request, calibrated"));
+
+    // The calibration is kept: the same function asks in fours at once.
+    fake.reset();
+    client.query(filter, &[]).await.unwrap();
+    assert_eq!(fake.stats().chat_requests, 40 / 4);
+    // Another function calibrates on its own, and this model answers it well at 16.
+    fake.reset();
+    let mapped = texts(
+        &client,
+        "SELECT llm_map('Repeat {0}', body) FROM items ORDER BY id",
+    )
+    .await;
+    assert_eq!(mapped[1].as_deref(), Some("PARCEL 1 FINE"));
+    assert_eq!(fake.stats().chat_requests, 16 + 1 + 24_u64.div_ceil(16));
+    // Fewer rows than a sample: one row per request, nothing calibrated.
+    fake.reset();
+    client
+        .query(
+            "SELECT llm_score('How ''late''? {0}', body) FROM items WHERE id < 3",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(fake.stats().chat_requests, 3);
+    let shown = texts(&client, "SELECT calibration FROM semsql.models").await;
+    assert!(!shown[0].clone().unwrap_or_default().contains("llm_score"));
 }
 
 #[tokio::test]
@@ -427,7 +512,7 @@ async fn models_are_managed_in_sql_and_never_show_secrets() {
         let client = server.client().await;
         client
             .batch_execute(&format!(
-                "CREATE MODEL keyed WITH (base_url = '{}', model = 'fake-1', api_key_env = 'SEMSQL_TEST_WRONG_KEY', \
+                "CREATE MODEL keyed WITH (base_url = '{}', model = 'fake-1', rows_per_request = 16, api_key_env = 'SEMSQL_TEST_WRONG_KEY', \
                  headers = '{{\"X-Secret-Header\": \"hdr-secret-99\"}}', price_per_1k_input = 0.5)",
                 fake.base_url()
             ))
@@ -690,7 +775,7 @@ async fn models_from_the_config_file_are_read_only() {
     let fake = fake(Behaviour::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let file: FileConfig = toml::from_str(&format!(
-        "[llm]\ndefault_model = 'house'\n[models.house]\nbase_url = '{}'\nmodel = 'fake-1'\n",
+        "[llm]\ndefault_model = 'house'\n[models.house]\nbase_url = '{}'\nmodel = 'fake-1'\nrows_per_request = 16\n",
         fake.base_url()
     ))
     .unwrap();
@@ -737,7 +822,7 @@ async fn psql_shows_models_and_usage() {
     std::fs::write(
         &script,
         format!(
-            "CREATE MODEL fake WITH (base_url = '{}', model = 'fake-1', api_key_env = 'SEMSQL_TEST_PSQL_KEY');\n\
+            "CREATE MODEL fake WITH (base_url = '{}', model = 'fake-1', rows_per_request = 16, api_key_env = 'SEMSQL_TEST_PSQL_KEY');\n\
              SET semsql.model = 'fake';\n\
              CREATE TABLE notes (body TEXT);\n\
              INSERT INTO notes VALUES ('late again'), ('fine'), ('late again');\n\
@@ -826,7 +911,7 @@ async fn a_row_asked_alone_is_asked_again_when_its_answer_is_lost() {
     client
         .execute(
             &format!(
-                "CREATE MODEL fake WITH (base_url = '{}', model = 'fake-1', retry_base_ms = 20)",
+                "CREATE MODEL fake WITH (base_url = '{}', model = 'fake-1', rows_per_request = 16, retry_base_ms = 20)",
                 fake.base_url()
             ),
             &[],

@@ -103,7 +103,7 @@ async fn setup(
     let (client, notices) = connect_with_notices(&server.connection_string()).await;
     client
         .batch_execute(&format!(
-            "CREATE MODEL rewriter WITH (base_url = '{}', model = 'fake-1', retry_base_ms = 20); \
+            "CREATE MODEL rewriter WITH (base_url = '{}', model = 'fake-1', rows_per_request = 16, retry_base_ms = 20); \
              SET semsql.model = 'rewriter'; \
              CREATE TABLE customers (id INT, country TEXT); \
              INSERT INTO customers SELECT v, CASE WHEN v % 4 = 0 THEN 'FR' ELSE 'DE' END \

@@ -278,7 +278,7 @@ async fn models_secrets_and_outbound_addresses_are_a_superusers_to_give() {
     setup(&admin).await;
     admin
         .batch_execute(&format!(
-            "CREATE MODEL paid WITH (base_url = '{}', model = 'fake-1', api_key_env = 'SEMSQL_TEST_SECRET_KEY')",
+            "CREATE MODEL paid WITH (base_url = '{}', model = 'fake-1', rows_per_request = 16, api_key_env = 'SEMSQL_TEST_SECRET_KEY')",
             fake.base_url()
         ))
         .await
@@ -371,7 +371,7 @@ async fn named_secrets_are_a_superusers_to_define_and_never_shown() {
     assert_eq!(refused(&mallory, "DROP SECRET provider").await, "42501");
     let keyed = |name: &str| {
         format!(
-            "CREATE MODEL {name} WITH (base_url = '{}', model = 'fake-1', api_key_secret = 'provider')",
+            "CREATE MODEL {name} WITH (base_url = '{}', model = 'fake-1', rows_per_request = 16, api_key_secret = 'provider')",
             fake.base_url()
         )
     };
@@ -391,7 +391,7 @@ async fn named_secrets_are_a_superusers_to_define_and_never_shown() {
     admin
         .batch_execute(&format!(
             "GRANT USAGE ON MODEL keyed TO mallory;
-             CREATE MODEL keyless WITH (base_url = '{}', model = 'fake-1');
+             CREATE MODEL keyless WITH (base_url = '{}', model = 'fake-1', rows_per_request = 16);
              GRANT USAGE ON MODEL keyless TO mallory",
             fake.base_url()
         ))
@@ -577,7 +577,7 @@ async fn fifty_slow_queries_in_auto_mode_start_a_bounded_number_of_searches() {
     // what reaches it.
     admin
         .batch_execute(&format!(
-            "CREATE MODEL rw WITH (base_url = '{}', model = 'fake-1', concurrency = 64); \
+            "CREATE MODEL rw WITH (base_url = '{}', model = 'fake-1', rows_per_request = 16, concurrency = 64); \
              GRANT USAGE ON MODEL rw TO mallory",
             fake.base_url()
         ))

@@ -180,7 +180,7 @@ async fn fake_model() -> (FakeLlm, String) {
         .await
         .expect("fake LM starts");
     let config = format!(
-        "[llm]\ndefault_model = 'fake'\n[models.fake]\nbase_url = '{}'\nmodel = 'fake-1'\n",
+        "[llm]\ndefault_model = 'fake'\n[models.fake]\nbase_url = '{}'\nmodel = 'fake-1'\nrows_per_request = 16\n",
         fake.base_url()
     );
     (fake, config)

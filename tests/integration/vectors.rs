@@ -160,7 +160,7 @@ async fn embed_batches_and_caches_through_the_runtime() {
     let client = server.client().await;
     client
         .batch_execute(&format!(
-            "CREATE MODEL fake WITH (base_url = '{}', model = 'fake-1'); SET semsql.model = 'fake'; \
+            "CREATE MODEL fake WITH (base_url = '{}', model = 'fake-1', rows_per_request = 16); SET semsql.model = 'fake'; \
              SET semsql.embedding_model = 'fake'; \
              CREATE TABLE docs (id INT, body TEXT); CREATE TABLE vecs (id INT, embedding vector(16))",
             fake.base_url()
