@@ -42,6 +42,24 @@ fn describe(answer: &AnswerKind) -> String {
     }
 }
 
+/// The JSON schema of the answers to `rows`: a ranking's length and positions are held to
+/// what every row of the request allows.
+fn answer_schema_for(answer: &AnswerKind, rows: &[(usize, &[String])]) -> Value {
+    let mut schema = answer_schema(answer);
+    if let AnswerKind::Ranking { top } = answer {
+        let counts: Vec<usize> = rows.iter().map(|(_, args)| args.len()).collect();
+        if let Some(&count) = counts.first() {
+            if count > 0 && counts.iter().all(|other| *other == count) {
+                let wanted = (*top).min(count);
+                schema["items"] = json!({"type": "integer", "minimum": 0, "maximum": count - 1});
+                schema["minItems"] = json!(wanted);
+                schema["maxItems"] = json!(wanted);
+            }
+        }
+    }
+    schema
+}
+
 /// The JSON schema of one row's answer.
 fn answer_schema(answer: &AnswerKind) -> Value {
     match answer {
@@ -148,7 +166,7 @@ pub fn chat_request(
                         "properties": {
                             "item": {"type": "integer"},
                             "begins": {"type": "string"},
-                            "answer": answer_schema(&task.answer),
+                            "answer": answer_schema_for(&task.answer, rows),
                         },
                         "required": ["item", "begins", "answer"],
                         "additionalProperties": false,
@@ -633,6 +651,22 @@ mod tests {
         let order: Vec<&String> = entry["properties"].as_object().unwrap().keys().collect();
         assert_eq!(order, ["item", "begins", "answer"]);
         assert_eq!(entry["properties"]["answer"], json!({"type": "boolean"}));
+    }
+
+    #[test]
+    fn a_ranking_schema_holds_the_answer_to_the_rows_candidates() {
+        let three = ["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        let kind = AnswerKind::Ranking { top: 2 };
+        assert_eq!(
+            answer_schema_for(&kind, &[(0, &three[..]), (1, &three[..])]),
+            json!({"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 2},
+                   "minItems": 2, "maxItems": 2})
+        );
+        // Rows with different counts: only the shape is given.
+        assert_eq!(
+            answer_schema_for(&kind, &[(0, &three[..]), (1, &three[..1])]),
+            answer_schema(&kind)
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod postgres_compat;
 mod psql;
 mod python_clients;
 mod readme;
+mod real_model;
 mod rewrite;
 mod rewrite_held_out;
 mod security;

@@ -242,8 +242,8 @@ impl AsyncScalarUDFImpl for LlmRerankReduce {
         let task = call.options.task(
             "llm_rerank",
             format!(
-                "{prompt}\nEach of the row's args is one candidate. Rank the candidates by how \
-                 well they fit this, best first."
+                "{prompt}\nEach numbered text ([0], [1], ...) is one candidate. Rank the \
+                 candidates by how well they fit this, best first."
             ),
             AnswerKind::Ranking { top: k },
         );
