@@ -89,7 +89,7 @@ def run(connection, args, mode, size, task):
         seconds = time.monotonic() - started
         cursor.execute(
             "SELECT requests, input_tokens, output_tokens, retries FROM semsql.llm_queries "
-            "ORDER BY query_id DESC LIMIT 1"
+            "WHERE models = 'quality' ORDER BY query_id DESC LIMIT 1"
         )
         requests, input_tokens, output_tokens, retries = cursor.fetchone()
     return {
