@@ -2,7 +2,7 @@
 //! found per model and function on first use and kept in `model-calibrations.json` in the
 //! data folder.
 //!
-//! Calibrating asks a sample of a call's rows one at a time (those answers are the rows'
+//! Calibrating asks a sample of a call's rows (spread evenly over them) one at a time (those answers are the rows'
 //! answers, and the reference), then the same sample in batches of 16, 8, 4 and 2 rows, and
 //! keeps the largest size whose answers agree with the one-row answers on at least
 //! [`MIN_AGREEMENT`] of the sample; 1 when none does. Small models lose accuracy in large

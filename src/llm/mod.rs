@@ -1082,7 +1082,12 @@ impl LmRuntime for Runtime {
                 .collect();
             if missing.len() >= calibration::MIN_SAMPLE_ROWS && settings.cache != CacheMode::Replay
             {
-                let sample = &missing[..missing.len().min(calibration::SAMPLE_ROWS)];
+                // Spread over the call's rows: the first rows of a table are often alike
+                // (loaded in order), and a sample of one kind agrees too easily.
+                let take = missing.len().min(calibration::SAMPLE_ROWS);
+                let sample: Vec<usize> = (0..take)
+                    .map(|i| missing[i * missing.len() / take])
+                    .collect();
                 let job = RowJob {
                     model: &model,
                     settings,
@@ -1094,7 +1099,7 @@ impl LmRuntime for Runtime {
                     multiplicity: &multiplicity,
                     rows_per_request: 1,
                 };
-                let (chosen, alone) = self.calibrate(&job, sample).await?;
+                let (chosen, alone) = self.calibrate(&job, &sample).await?;
                 for (id, answer) in alone {
                     answers[id] = Some(answer);
                 }
