@@ -92,17 +92,19 @@ async fn every_function_answers_in_the_type_asked_for() {
         )
         .await
         .unwrap();
-    assert_eq!(order.get::<_, Option<i32>>(0), Some(3));
+    assert_eq!(order.get::<_, Option<i64>>(0), Some(3));
     assert_eq!(order.get::<_, Option<String>>(1).as_deref(), Some("Lisbon"));
 
-    let ranked: Vec<String> = client
+    let ranked = client
         .query_one(
             "SELECT llm_rerank('Which review is most positive?', body, 2) FROM reviews",
             &[],
         )
         .await
-        .unwrap()
-        .get(0);
+        .unwrap();
+    let ranked: Vec<String> = ranked
+        .try_get(0)
+        .unwrap_or_else(|error| panic!("{error:?}: {:?}", ranked.columns()));
     assert_eq!(ranked.len(), 2);
     let bodies: Vec<String> = client
         .query("SELECT body FROM reviews", &[])
