@@ -964,6 +964,13 @@ impl Drop for Claim<'_> {
     }
 }
 
+/// The rows (indexes into a call's distinct rows) with no answer yet.
+fn unanswered(answers: &[Option<Answer>]) -> Vec<usize> {
+    (0..answers.len())
+        .filter(|&id| answers[id].is_none())
+        .collect()
+}
+
 /// A row named in an error: its arguments, shortened.
 fn describe_row(args: &[String]) -> String {
     let shown: Vec<String> = args
@@ -1077,9 +1084,7 @@ impl LmRuntime for Runtime {
             Some(_) => None,
         };
         if rows_per_request.is_none() {
-            let missing: Vec<usize> = (0..unique.len())
-                .filter(|&id| answers[id].is_none())
-                .collect();
+            let missing = unanswered(&answers);
             if missing.len() >= calibration::MIN_SAMPLE_ROWS && settings.cache != CacheMode::Replay
             {
                 // Spread over the call's rows: the first rows of a table are often alike
@@ -1131,9 +1136,7 @@ impl LmRuntime for Runtime {
                 .collect()
         };
         if cacheable && rows_per_request != 1 {
-            let missing: Vec<usize> = (0..unique.len())
-                .filter(|&id| answers[id].is_none())
-                .collect();
+            let missing = unanswered(&answers);
             self.fill_from_cache(
                 task,
                 &unique,
@@ -1145,9 +1148,7 @@ impl LmRuntime for Runtime {
             )
             .await;
         }
-        let missing: Vec<usize> = (0..unique.len())
-            .filter(|&id| answers[id].is_none())
-            .collect();
+        let missing = unanswered(&answers);
         if settings.cache == CacheMode::Replay {
             if let Some(&id) = missing.first() {
                 return Err(LmError::new(
